@@ -1,0 +1,86 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Every Swift target builds in the Swift 6 language mode with `any` spelled out for existentials.
+let swiftSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "sessiond",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "sessiond", targets: ["sessiond"]),
+        .library(name: "RedisClient", targets: ["RedisClient"]),
+        .library(name: "SessionService", targets: ["SessionService"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    ],
+    targets: [
+        // Debian's libhiredis-dev, used for the RESP protocol only (formatting and the reply reader).
+        // No pkgConfig: hiredis.pc adds a flag SwiftPM rejects, and the headers sit on the default path.
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis"),
+        // Debian's libssl-dev (libcrypto only): CSPRNG bytes, SHA-256, constant-time comparison.
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL"),
+        .target(
+            name: "RedisClient",
+            dependencies: [
+                "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .target(
+            name: "SessionService",
+            dependencies: [
+                "RedisClient",
+                "COpenSSL",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "sessiond",
+            dependencies: [
+                "SessionService",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "RedisClientBenchmark",
+            dependencies: ["RedisClient"],
+            path: "Benchmarks/RedisClientBenchmark",
+            swiftSettings: swiftSettings
+        ),
+        // Starts and stops real redis-server processes for the test targets.
+        .target(
+            name: "RedisTestSupport",
+            dependencies: [],
+            path: "Tests/RedisTestSupport",
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: [
+                "RedisClient", "RedisTestSupport", "CHiredis",
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SessionServiceTests",
+            dependencies: [
+                "SessionService", "RedisClient", "RedisTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+    ]
+)

@@ -1,0 +1,137 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// One of the client's connections: made lazily on first use, shared while it lives, made again
+/// after it breaks, with capped exponential backoff between failed attempts.
+///
+/// While a connect is under way every caller waits for that same attempt. While backing off after a
+/// failure, callers fail at once with the failure's error rather than queueing behind a dead server.
+final class ConnectionSlot: Sendable {
+    private enum State {
+        case idle(failures: Int)
+        case connecting(EventLoopFuture<RedisConnection>)
+        case connected(RedisConnection)
+        case backingOff(until: NIODeadline, failures: Int, error: RedisClientError)
+        case shutDown
+    }
+
+    private enum Action {
+        case use(RedisConnection)
+        case wait(EventLoopFuture<RedisConnection>)
+        case start(EventLoopPromise<RedisConnection>, failures: Int)
+        case fail(RedisClientError)
+    }
+
+    private let state = Mutex<State>(.idle(failures: 0))
+    private let eventLoop: any EventLoop
+    private let configuration: RedisConfiguration
+    private let functionLibraries: [RedisFunctionLibrary]
+    private let logger: Logger
+
+    init(eventLoop: any EventLoop, configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary], logger: Logger) {
+        self.eventLoop = eventLoop
+        self.configuration = configuration
+        self.functionLibraries = functionLibraries
+        self.logger = logger
+    }
+
+    /// A live connection, connecting first if there is none.
+    /// - Throws: the connect error (`connectionFailed`, `authenticationFailed`, ...) or `shutDown`.
+    func connection() async throws -> RedisConnection {
+        let action = state.withLock { state -> Action in
+            var failures = 0
+            switch state {
+            case .connected(let connection):
+                if connection.isActive { return .use(connection) }
+            case .connecting(let future):
+                return .wait(future)
+            case .backingOff(let until, let previousFailures, let error):
+                if NIODeadline.now() < until { return .fail(error) }
+                failures = previousFailures
+            case .idle(let previousFailures):
+                failures = previousFailures
+            case .shutDown:
+                return .fail(.shutDown)
+            }
+            let promise = eventLoop.makePromise(of: RedisConnection.self)
+            state = .connecting(promise.futureResult)
+            return .start(promise, failures: failures)
+        }
+        switch action {
+        case .use(let connection):
+            return connection
+        case .wait(let future):
+            return try await future.get()
+        case .fail(let error):
+            throw error
+        case .start(let promise, let failures):
+            // A separate task, so that cancelling the caller who happened to start it cannot abort
+            // a connect that other callers are waiting for.
+            Task { await self.establish(promise, failures: failures) }
+            return try await promise.futureResult.get()
+        }
+    }
+
+    private func establish(_ promise: EventLoopPromise<RedisConnection>, failures: Int) async {
+        do {
+            let connection = try await RedisConnection.connect(
+                to: configuration, on: eventLoop, functionLibraries: functionLibraries
+            )
+            let accepted = state.withLock { state -> Bool in
+                if case .shutDown = state { return false }
+                state = .connected(connection)
+                return true
+            }
+            guard accepted else {
+                await connection.close()
+                promise.fail(RedisClientError.shutDown)
+                return
+            }
+            if failures > 0 {
+                logger.info("reconnected to Redis", metadata: ["redis": "\(configuration.host):\(configuration.port)"])
+            }
+            connection.closeFuture.whenComplete { _ in
+                let wasCurrent = self.state.withLock { state -> Bool in
+                    guard case .connected(let current) = state, current === connection else { return false }
+                    state = .idle(failures: 0)
+                    return true
+                }
+                if wasCurrent {
+                    self.logger.warning("connection to Redis closed", metadata: ["redis": "\(self.configuration.host):\(self.configuration.port)"])
+                }
+            }
+            promise.succeed(connection)
+        } catch {
+            let clientError = error as? RedisClientError ?? .connectionFailed("\(error)")
+            let delay = backoff(afterFailures: failures)
+            state.withLock { state in
+                if case .shutDown = state { return }
+                state = .backingOff(until: .now() + delay, failures: failures + 1, error: clientError)
+            }
+            if failures == 0 {
+                logger.warning("cannot connect to Redis", metadata: ["error": "\(clientError)"])
+            }
+            promise.fail(clientError)
+        }
+    }
+
+    /// `initial × 2^failures`, capped at the configured maximum.
+    private func backoff(afterFailures failures: Int) -> TimeAmount {
+        let initial = TimeAmount(configuration.reconnectBackoffInitial).nanoseconds
+        let maximum = TimeAmount(configuration.reconnectBackoffMaximum).nanoseconds
+        let factor: Int64 = failures >= 30 ? Int64(1) << 30 : Int64(1) << failures
+        let (scaled, overflow) = initial.multipliedReportingOverflow(by: factor)
+        return .nanoseconds(overflow ? maximum : min(scaled, maximum))
+    }
+
+    /// Closes the connection and refuses all further use.
+    func shutdown() async {
+        let current = state.withLock { state -> RedisConnection? in
+            defer { state = .shutDown }
+            if case .connected(let connection) = state { return connection }
+            return nil
+        }
+        await current?.close()
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+
+/// Where the Redis server is and how to talk to it.
+///
+/// Built from a URL of the form `redis://[[user]:password@]host[:port][/db]`; the timing knobs
+/// have production defaults and can be changed afterwards.
+public struct RedisConfiguration: Sendable, Hashable {
+    /// Host name or IP address of the server.
+    public var host: String
+    /// TCP port, 6379 unless the URL names one.
+    public var port: Int
+    /// ACL user for `AUTH user password`; `nil` uses `AUTH password` (the default user).
+    public var username: String?
+    /// Password for `AUTH`; `nil` sends no `AUTH`.
+    public var password: String?
+    /// Database number for `SELECT`; 0 sends no `SELECT`.
+    public var database: Int
+    /// How long one command may wait for its reply before it fails with `timeout`.
+    public var commandTimeout: Duration = .seconds(2)
+    /// How long a TCP connect plus the handshake (AUTH, SELECT, function load) may take.
+    public var connectTimeout: Duration = .seconds(2)
+    /// Connections the client keeps; `nil` means one per event loop.
+    public var connectionCount: Int?
+    /// Wait before the first reconnect attempt after a failed connect; doubles on each further failure.
+    public var reconnectBackoffInitial: Duration = .milliseconds(50)
+    /// The longest wait between reconnect attempts.
+    public var reconnectBackoffMaximum: Duration = .seconds(1)
+
+    /// A configuration for `host:port` with no credentials and database 0.
+    public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+    }
+
+    /// Parses `redis://[[user]:password@]host[:port][/db]`.
+    /// Percent-encoded characters in the user and password are decoded.
+    /// - Throws: ``RedisClientError`` with code `invalidURL`, saying which part is wrong.
+    public init(url: String) throws {
+        guard let components = URLComponents(string: url) else {
+            throw RedisClientError.invalidURL("'\(Self.redacted(url))' is not a URL; expected redis://[user:password@]host:port[/db]")
+        }
+        guard components.scheme?.lowercased() == "redis" else {
+            throw RedisClientError.invalidURL("the Redis URL must start with redis:// (rediss:// and unix sockets are not supported)")
+        }
+        guard let host = components.host, !host.isEmpty else {
+            throw RedisClientError.invalidURL("the Redis URL has no host")
+        }
+        let port = components.port ?? 6379
+        guard (1...65535).contains(port) else {
+            throw RedisClientError.invalidURL("the Redis URL's port \(port) is not between 1 and 65535")
+        }
+        var database = 0
+        let path = components.path.trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        if !path.isEmpty {
+            guard let number = Int(path), number >= 0 else {
+                throw RedisClientError.invalidURL("the Redis URL's path must be a database number, not '\(path)'")
+            }
+            database = number
+        }
+        if components.query != nil || components.fragment != nil {
+            throw RedisClientError.invalidURL("the Redis URL must not have a query or fragment")
+        }
+        let user = components.user.flatMap { $0.isEmpty ? nil : $0 }
+        let password = components.password
+        if user != nil && password == nil {
+            throw RedisClientError.invalidURL("the Redis URL names a user but no password (use redis://user:password@host)")
+        }
+        // IPv6 literals come back with their brackets; the socket layer wants the bare address.
+        let bareHost = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
+        self.init(host: bareHost, port: port, username: user, password: password, database: database)
+    }
+
+    /// The URL with any password replaced, safe for logs and error messages.
+    static func redacted(_ url: String) -> String {
+        guard let at = url.lastIndex(of: "@"), let schemeEnd = url.range(of: "://") else { return url }
+        return url[..<schemeEnd.upperBound] + "***" + url[at...]
+    }
+}

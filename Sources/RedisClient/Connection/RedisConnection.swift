@@ -1,0 +1,104 @@
+import NIOCore
+import NIOPosix
+
+/// One TCP connection to Redis, shared by any number of concurrent callers (pipelined).
+///
+/// Created by ``connect(to:on:functionLibraries:)``, which also runs the handshake. Once the
+/// channel closes the connection is dead for good; ``RedisClient`` makes a new one.
+final class RedisConnection: Sendable {
+    private let channel: any Channel
+
+    private init(channel: any Channel) {
+        self.channel = channel
+    }
+
+    /// Whether the connection can still carry commands.
+    var isActive: Bool { channel.isActive }
+
+    /// Completes when the connection has closed, for whatever reason.
+    var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
+
+    /// Connects on `eventLoop`, authenticates, selects the database and loads `functionLibraries`.
+    /// - Throws: ``RedisClientError``: `connectionFailed` (refused, unreachable, connect timeout),
+    ///   `authenticationFailed`, or the error of a failed handshake step.
+    static func connect(
+        to configuration: RedisConfiguration,
+        on eventLoop: any EventLoop,
+        functionLibraries: [RedisFunctionLibrary]
+    ) async throws -> RedisConnection {
+        let commandTimeout = TimeAmount(configuration.commandTimeout)
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(TimeAmount(configuration.connectTimeout))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(commandTimeout: commandTimeout))
+                    }
+                }
+                .connect(host: configuration.host, port: configuration.port)
+                .get()
+        } catch {
+            throw RedisClientError.connectionFailed(
+                "cannot connect to Redis at \(configuration.host):\(configuration.port): \(error)"
+            )
+        }
+        let connection = RedisConnection(channel: channel)
+        do {
+            try await connection.handshake(configuration: configuration, functionLibraries: functionLibraries)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+        return connection
+    }
+
+    private func handshake(configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary]) async throws {
+        if let password = configuration.password {
+            var arguments: [RedisArgument] = ["AUTH"]
+            if let username = configuration.username { arguments.append(RedisArgument(username)) }
+            arguments.append(RedisArgument(password))
+            do {
+                _ = try await send(arguments)
+            } catch let error as RedisClientError where error.code == .serverError {
+                throw RedisClientError.authenticationFailed("Redis refused the credentials: \(error.message)")
+            }
+        }
+        if configuration.database != 0 {
+            _ = try await send(["SELECT", RedisArgument(configuration.database)])
+        }
+        for library in functionLibraries {
+            _ = try await send(library.loadCommand)
+        }
+    }
+
+    /// Sends one command and waits for its reply.
+    /// - Throws: ``RedisClientError`` (`serverError` for an error reply, `timeout`, `connectionClosed`,
+    ///   `protocolError`, `invalidCommand`) or `CancellationError` when the caller is cancelled.
+    func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
+        try Task.checkCancellation()
+        var buffer = channel.allocator.buffer(capacity: 64)
+        try RESPCommandEncoder.encode(arguments, into: &buffer)
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        channel.write(RedisRequest(encoded: buffer, promise: promise), promise: nil)
+        return try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            // The command keeps its place in the handler's FIFO; its reply will be dropped there.
+            promise.fail(CancellationError())
+        }
+    }
+
+    /// Closes the connection; pending commands fail with `connectionClosed`.
+    func close() async {
+        try? await channel.close()
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,1 @@
+print("sessiond: not yet implemented")

@@ -1,0 +1,209 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real `redis-server` process on a free loopback port, started by a test and stopped by its PID.
+///
+/// Start-up waits (with a deadline) until the server answers on its port; a server that cannot be
+/// started throws, so the test fails rather than skips.
+public final class RedisServer: Sendable {
+    /// The TCP port on 127.0.0.1.
+    public let port: Int
+    /// The process id; the server is only ever signalled through it.
+    public let pid: pid_t
+    /// Extra `redis-server` arguments it was started with (kept for ``restart()``).
+    public let arguments: [String]
+    /// The folder holding the server's log and data files.
+    public let directory: URL
+    private let running = Atomic<Bool>(true)
+
+    private init(port: Int, pid: pid_t, arguments: [String], directory: URL) {
+        self.port = port
+        self.pid = pid
+        self.arguments = arguments
+        self.directory = directory
+    }
+
+    /// `redis://127.0.0.1:<port>`.
+    public var url: String { "redis://127.0.0.1:\(port)" }
+
+    /// Starts `redis-server` with no persistence on a free port (or `port`) and waits until it answers.
+    /// - Parameter arguments: extra command-line settings, e.g. `["--requirepass", "secret"]`.
+    public static func start(arguments: [String] = [], port: Int? = nil, timeout: Duration = .seconds(10)) throws -> RedisServer {
+        var lastError: (any Error)?
+        // A free port can be taken by someone else between probing and binding: try a few.
+        for _ in 0..<(port == nil ? 5 : 1) {
+            let chosen = try port ?? freeLoopbackPort()
+            do {
+                return try launch(port: chosen, arguments: arguments, timeout: timeout)
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError!
+    }
+
+    private static func launch(port: Int, arguments: [String], timeout: Duration) throws -> RedisServer {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("sessiond-redis-\(port)-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let argv = [
+            "redis-server",
+            "--bind", "127.0.0.1", "--port", String(port),
+            "--save", "", "--appendonly", "no",
+            "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis.log").path,
+            "--daemonize", "no",
+        ] + arguments
+        let pid = try spawn(argv)
+        let server = RedisServer(port: port, pid: pid, arguments: arguments, directory: directory)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if server.hasExited() {
+                let log = (try? String(contentsOf: directory.appendingPathComponent("redis.log"), encoding: .utf8)) ?? ""
+                throw TestServerError("redis-server on port \(port) exited during start-up: \(log.suffix(500))")
+            }
+            if answersOnPort(port) { return server }
+            Thread.sleep(forTimeInterval: 0.01)  // polling interval of a bounded wait, not a fixed delay
+        }
+        server.kill()
+        throw TestServerError("redis-server on port \(port) did not answer within \(timeout)")
+    }
+
+    /// SIGKILL: the server dies at once, as in a crash. Reaps the process.
+    public func kill() {
+        signalAndReap(SIGKILL)
+    }
+
+    /// SIGTERM: a clean shutdown. Reaps the process.
+    public func stop() {
+        signalAndReap(SIGTERM)
+    }
+
+    /// SIGSTOP: the server keeps its socket (the kernel still accepts connections) but answers nothing.
+    public func pause() {
+        if running.load(ordering: .relaxed) { Glibc.kill(pid, SIGSTOP) }
+    }
+
+    /// SIGCONT after ``pause()``.
+    public func resume() {
+        if running.load(ordering: .relaxed) { Glibc.kill(pid, SIGCONT) }
+    }
+
+    /// Starts a new server with the same port and arguments (after ``kill()`` or ``stop()``).
+    public func restart(timeout: Duration = .seconds(10)) throws -> RedisServer {
+        // The port may linger briefly in the kernel after the old process died; retry within the deadline.
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            do {
+                return try RedisServer.launch(port: port, arguments: arguments, timeout: timeout)
+            } catch {
+                if ContinuousClock.now >= deadline { throw error }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+        }
+    }
+
+    deinit {
+        signalAndReap(SIGKILL)
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private func signalAndReap(_ signal: Int32) {
+        guard running.exchange(false, ordering: .relaxed) else { return }
+        Glibc.kill(pid, SIGCONT)  // a paused process must be able to act on SIGTERM
+        Glibc.kill(pid, signal)
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
+    }
+
+    private func hasExited() -> Bool {
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid {
+            running.store(false, ordering: .relaxed)
+            return true
+        }
+        return false
+    }
+}
+
+/// Why a test's server could not be started.
+public struct TestServerError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Starts `argv[0]` (looked up on PATH) with `argv`, output discarded; returns its PID.
+func spawn(_ argv: [String]) throws -> pid_t {
+    var fileActions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&fileActions)
+    defer { posix_spawn_file_actions_destroy(&fileActions) }
+    posix_spawn_file_actions_addopen(&fileActions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&fileActions, 2, "/dev/null", O_WRONLY, 0)
+    // The test runner's threads block most signals, and a spawned child inherits that mask: without
+    // resetting it, SIGTERM would never reach the server and waitpid would wait forever.
+    var attributes = posix_spawnattr_t()
+    posix_spawnattr_init(&attributes)
+    defer { posix_spawnattr_destroy(&attributes) }
+    var noSignals = sigset_t()
+    sigemptyset(&noSignals)
+    posix_spawnattr_setsigmask(&attributes, &noSignals)
+    var allSignals = sigset_t()
+    sigfillset(&allSignals)
+    posix_spawnattr_setsigdefault(&attributes, &allSignals)
+    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var cArguments: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    defer { for pointer in cArguments { free(pointer) } }
+    var pid: pid_t = 0
+    let result = posix_spawnp(&pid, argv[0], &fileActions, &attributes, &cArguments, environ)
+    guard result == 0 else {
+        throw TestServerError("cannot start \(argv[0]): \(String(cString: strerror(result))) (is it installed?)")
+    }
+    return pid
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now.
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestServerError("socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address -> Bool in
+            bind(fd, address, length) == 0 && getsockname(fd, address, &length) == 0
+        }
+    }
+    guard bound else { throw TestServerError("cannot bind a probe socket on 127.0.0.1") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+/// Whether something on 127.0.0.1:`port` accepts a connection and answers `PING` (any reply counts,
+/// `-NOAUTH` included) within 200 ms.
+func answersOnPort(_ port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+        }
+    }
+    guard connected else { return false }
+    let ping = Array("PING\r\n".utf8)
+    guard write(fd, ping, ping.count) == ping.count else { return false }
+    var reply = [UInt8](repeating: 0, count: 64)
+    return read(fd, &reply, reply.count) > 0
+}

@@ -1,0 +1,45 @@
+# Shared helpers for sessiond's scripts (sourced, not run).
+
+# A TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_for_redis PORT [SECONDS]: polls until redis on 127.0.0.1:PORT answers PING, or fails.
+wait_for_redis() {
+    local port=$1 deadline=$((SECONDS + ${2:-10}))
+    until redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; do
+        if ((SECONDS >= deadline)); then echo "redis on port $port did not answer" >&2; return 1; fi
+        sleep 0.05
+    done
+}
+
+# start_redis PORT DIR [ARGS...]: starts redis-server on 127.0.0.1:PORT as a background job of this
+# shell and sets started_pid to its PID. No persistence unless ARGS say otherwise.
+start_redis() {
+    local port=$1 dir=$2
+    shift 2
+    mkdir -p "$dir"
+    redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$dir" \
+        --logfile "$dir/redis-$port.log" --daemonize no "$@" >/dev/null 2>&1 &
+    started_pid=$!
+}
+
+# stop_pids PID...: SIGTERM to each, then waits for them to exit (SIGKILL after 10 s).
+stop_pids() {
+    local pid
+    for pid in "$@"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "$@"; do
+        local deadline=$((SECONDS + 10))
+        while kill -0 "$pid" 2>/dev/null; do
+            if ((SECONDS >= deadline)); then kill -9 "$pid" 2>/dev/null || true; fi
+            sleep 0.05
+        done
+        wait "$pid" 2>/dev/null || true
+    done
+}
+
+# median of the numbers given as arguments (integers).
+median() {
+    printf '%s\n' "$@" | sort -n | awk '{ values[NR] = $1 } END { print values[int((NR + 1) / 2)] }'
+}
