@@ -1,0 +1,202 @@
+import Foundation
+import Logging
+import RedisClient
+
+/// Everything sessiond can be configured with. Each setting is a flag and an environment variable
+/// (`--idle-timeout` ↔ `SESSIOND_IDLE_TIMEOUT`); a flag wins over the variable, which wins over the
+/// default. ``settings`` is the one list both the parser and `--help` are made from.
+public struct SessionServiceConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    /// 0 asks the OS for a free port (tests).
+    public var port = 8080
+    public var redisURL = "redis://127.0.0.1:6379"
+    public var idleTimeout = 1800
+    public var absoluteTimeout = 86400
+    public var touchInterval = 60
+    public var maxBodyBytes = 65536
+    public var maxSessionsPerUser = 0
+    public var apiKeys: [String] = []
+    /// The Redis command deadline, in milliseconds.
+    public var redisTimeout = 2000
+    public var instance = ProcessInfo.processInfo.hostName
+    public var logLevel = Logger.Level.info
+    /// Serve without API keys on a non-loopback address. Off unless asked for explicitly.
+    public var allowUnauthenticated = false
+
+    public init() {}
+
+    /// One configurable setting: its flag, variable, default and meaning, and how to apply a value.
+    public struct Setting: Sendable {
+        public let name: String
+        public let help: String
+        public let defaultDescription: String
+        let apply: @Sendable (inout SessionServiceConfiguration, String) throws(ConfigurationError) -> Void
+
+        public var flag: String { "--\(name)" }
+        public var environmentVariable: String { "SESSIOND_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
+        var label: String { "\(flag) / \(environmentVariable)" }
+    }
+
+    /// Every setting, in the order `--help` lists them.
+    public static let settings: [Setting] = [
+        Setting(name: "host", help: "address to listen on", defaultDescription: "127.0.0.1") { configuration, value throws(ConfigurationError) in
+            guard !value.isEmpty, !value.contains(" ") else { throw ConfigurationError(setting: "--host / SESSIOND_HOST", reason: "'\(value)' is not an address") }
+            configuration.host = value
+        },
+        Setting(name: "port", help: "TCP port to listen on (0 = any free port)", defaultDescription: "8080") { configuration, value throws(ConfigurationError) in
+            configuration.port = try integer(value, "--port / SESSIOND_PORT", in: 0...65535)
+        },
+        Setting(name: "redis-url", help: "redis://[user:password@]host:port[/db]", defaultDescription: "redis://127.0.0.1:6379") { configuration, value throws(ConfigurationError) in
+            do {
+                _ = try RedisConfiguration(url: value)
+            } catch {
+                throw ConfigurationError(setting: "--redis-url / SESSIOND_REDIS_URL", reason: (error as? RedisClientError)?.message ?? "\(error)")
+            }
+            configuration.redisURL = value
+        },
+        Setting(name: "idle-timeout", help: "seconds of inactivity that end a session", defaultDescription: "1800") { configuration, value throws(ConfigurationError) in
+            configuration.idleTimeout = try integer(value, "--idle-timeout / SESSIOND_IDLE_TIMEOUT", in: 1...315_360_000)
+        },
+        Setting(name: "absolute-timeout", help: "seconds after creation that end a session regardless of use", defaultDescription: "86400") { configuration, value throws(ConfigurationError) in
+            configuration.absoluteTimeout = try integer(value, "--absolute-timeout / SESSIOND_ABSOLUTE_TIMEOUT", in: 1...315_360_000)
+        },
+        Setting(name: "touch-interval", help: "seconds before a read slides the idle deadline again (0 = every read)", defaultDescription: "60") { configuration, value throws(ConfigurationError) in
+            configuration.touchInterval = try integer(value, "--touch-interval / SESSIOND_TOUCH_INTERVAL", in: 0...315_360_000)
+        },
+        Setting(name: "max-body-bytes", help: "largest request body accepted", defaultDescription: "65536") { configuration, value throws(ConfigurationError) in
+            configuration.maxBodyBytes = try integer(value, "--max-body-bytes / SESSIOND_MAX_BODY_BYTES", in: 256...(64 << 20))
+        },
+        Setting(name: "max-sessions-per-user", help: "live sessions per user; one more revokes the oldest (0 = no cap)", defaultDescription: "0") { configuration, value throws(ConfigurationError) in
+            configuration.maxSessionsPerUser = try integer(value, "--max-sessions-per-user / SESSIOND_MAX_SESSIONS_PER_USER", in: 0...1_000_000)
+        },
+        Setting(name: "api-keys", help: "comma-separated API keys, each at least 16 characters; /v1 then needs 'Authorization: Bearer <key>'", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
+            let keys = value.split(separator: ",").map { String($0.trimmingWhitespace()) }.filter { !$0.isEmpty }
+            guard !keys.isEmpty else { throw ConfigurationError(setting: "--api-keys / SESSIOND_API_KEYS", reason: "no key given") }
+            for key in keys where key.utf8.count < 16 || !key.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) {
+                throw ConfigurationError(setting: "--api-keys / SESSIOND_API_KEYS", reason: "each key must be at least 16 printable ASCII characters without spaces (one is \(key.utf8.count))")
+            }
+            configuration.apiKeys = keys
+        },
+        Setting(name: "redis-timeout", help: "Redis command deadline in milliseconds", defaultDescription: "2000") { configuration, value throws(ConfigurationError) in
+            configuration.redisTimeout = try integer(value, "--redis-timeout / SESSIOND_REDIS_TIMEOUT", in: 1...600_000)
+        },
+        Setting(name: "instance", help: "this instance's name in logs and responses", defaultDescription: "the host name") { configuration, value throws(ConfigurationError) in
+            guard !value.isEmpty, value.utf8.count <= 128, value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+                throw ConfigurationError(setting: "--instance / SESSIOND_INSTANCE", reason: "must be 1 to 128 printable ASCII characters without spaces")
+            }
+            configuration.instance = value
+        },
+        Setting(name: "log-level", help: "trace, debug, info, notice, warning, error or critical", defaultDescription: "info") { configuration, value throws(ConfigurationError) in
+            guard let level = Logger.Level(rawValue: value.lowercased()) else {
+                throw ConfigurationError(setting: "--log-level / SESSIOND_LOG_LEVEL", reason: "'\(value)' is not one of trace, debug, info, notice, warning, error, critical")
+            }
+            configuration.logLevel = level
+        },
+        Setting(name: "allow-unauthenticated", help: "true to serve without API keys on a non-loopback address", defaultDescription: "false") { configuration, value throws(ConfigurationError) in
+            switch value.lowercased() {
+            case "true", "1", "yes": configuration.allowUnauthenticated = true
+            case "false", "0", "no": configuration.allowUnauthenticated = false
+            default: throw ConfigurationError(setting: "--allow-unauthenticated / SESSIOND_ALLOW_UNAUTHENTICATED", reason: "'\(value)' is not true or false")
+            }
+        },
+    ]
+
+    /// What the command line asked for.
+    public enum Invocation: Sendable {
+        case run(SessionServiceConfiguration)
+        case help(String)
+    }
+
+    /// Builds the configuration from `arguments` (without the program name) and `environment`,
+    /// then checks it as a whole (see ``validate()``).
+    /// - Throws: ``ConfigurationError`` naming the first bad setting.
+    public static func parse(arguments: [String], environment: [String: String]) throws(ConfigurationError) -> Invocation {
+        var flags: [String: String] = [:]
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            if argument == "--help" || argument == "-h" { return .help(helpText) }
+            guard argument.hasPrefix("--") else {
+                throw ConfigurationError(setting: argument, reason: "unexpected argument (see --help)")
+            }
+            var name = String(argument.dropFirst(2))
+            var value: String
+            if let equals = name.firstIndex(of: "=") {
+                value = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            } else if name == "allow-unauthenticated" {
+                value = "true"
+            } else {
+                index += 1
+                guard index < arguments.count else { throw ConfigurationError(setting: argument, reason: "needs a value") }
+                value = arguments[index]
+            }
+            guard settings.contains(where: { $0.name == name }) else {
+                throw ConfigurationError(setting: "--\(name)", reason: "unknown option (see --help)")
+            }
+            flags[name] = value
+            index += 1
+        }
+        var configuration = SessionServiceConfiguration()
+        for setting in settings {
+            if let value = flags[setting.name] ?? environment[setting.environmentVariable] {
+                try setting.apply(&configuration, value)
+            }
+        }
+        try configuration.validate()
+        return .run(configuration)
+    }
+
+    /// Checks the settings together: the absolute timeout must allow some idle time, and without
+    /// API keys sessiond serves only on loopback unless unauthenticated mode was asked for.
+    public func validate() throws(ConfigurationError) {
+        if apiKeys.isEmpty && !Self.isLoopback(host) && !allowUnauthenticated {
+            throw ConfigurationError(
+                setting: "--host / SESSIOND_HOST",
+                reason: "'\(host)' is not a loopback address and no API keys are configured; set SESSIOND_API_KEYS, or SESSIOND_ALLOW_UNAUTHENTICATED=true to serve unauthenticated on purpose"
+            )
+        }
+        do {
+            _ = try RedisConfiguration(url: redisURL)
+        } catch {
+            throw ConfigurationError(setting: "--redis-url / SESSIOND_REDIS_URL", reason: (error as? RedisClientError)?.message ?? "\(error)")
+        }
+    }
+
+    /// 127.0.0.0/8, ::1 and localhost.
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host == "[::1]" || host.hasPrefix("127.") && host.split(separator: ".").count == 4
+    }
+
+    /// The `--help` text, made from ``settings``.
+    public static var helpText: String {
+        var lines = [
+            "sessiond: a Redis-backed session service over HTTP/JSON",
+            "",
+            "usage: sessiond [--option value | --option=value ...]",
+            "",
+            "Every option can also be set by its environment variable; a flag wins.",
+            "",
+        ]
+        for setting in settings {
+            lines.append("  \(setting.flag) <value>  (env \(setting.environmentVariable), default \(setting.defaultDescription))")
+            lines.append("      \(setting.help)")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private static func integer(_ value: String, _ setting: String, in range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        guard let number = Int(value.trimmingWhitespace()), range.contains(number) else {
+            throw ConfigurationError(setting: setting, reason: "'\(value)' is not a whole number from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return number
+    }
+}
+
+extension String {
+    /// A Redis URL with its password replaced by `***`, for logs.
+    public var redactingPassword: String {
+        guard let at = lastIndex(of: "@"), let scheme = range(of: "://") else { return self }
+        return String(self[..<scheme.upperBound]) + "***" + String(self[at...])
+    }
+}

@@ -1,0 +1,70 @@
+import Hummingbird
+
+/// An error a caller of the HTTP API sees: a status and a stable code, rendered as
+/// `{"error":{"code":"…","message":"…"}}`.
+struct APIError: HTTPResponseError {
+    let status: HTTPResponse.Status
+    /// Stable, documented in openapi.yaml; callers branch on it.
+    let code: String
+    /// For people; may change wording.
+    let message: String
+    var headers: HTTPFields = [:]
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var writer = JSONWriter(capacity: 96 + message.utf8.count)
+        writer.raw(#"{"error":{"code":"#)
+        writer.string(code)
+        writer.raw(#","message":"#)
+        writer.string(message)
+        writer.raw("}}")
+        var headers = self.headers
+        headers[.contentType] = "application/json"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
+    }
+
+    static func invalidJSON(_ message: String) -> APIError {
+        APIError(status: .badRequest, code: "invalid_json", message: message)
+    }
+    static func invalidRequest(_ message: String) -> APIError {
+        APIError(status: .badRequest, code: "invalid_request", message: message)
+    }
+    static let missingSessionToken = APIError(
+        status: .badRequest, code: "missing_session_token", message: "the X-Session-Token header is required"
+    )
+    static let sessionNotFound = APIError(
+        status: .notFound, code: "session_not_found", message: "no such session (unknown, expired, revoked or rotated)"
+    )
+    static func versionMismatch(current: Int64) -> APIError {
+        APIError(
+            status: .preconditionFailed, code: "version_mismatch",
+            message: "If-Match does not name the current version \(current)",
+            headers: [.eTag: "\"\(current)\""]
+        )
+    }
+    static func payloadTooLarge(limit: Int) -> APIError {
+        APIError(status: .contentTooLarge, code: "payload_too_large", message: "the request body is larger than \(limit) bytes")
+    }
+    static let unsupportedMediaType = APIError(
+        status: .unsupportedMediaType, code: "unsupported_media_type", message: "the request body must be application/json"
+    )
+    static let unauthorized = APIError(
+        status: .unauthorized, code: "unauthorized", message: "a valid 'Authorization: Bearer <api key>' header is required",
+        headers: [.wwwAuthenticate: "Bearer"]
+    )
+    static let notFound = APIError(status: .notFound, code: "not_found", message: "no such resource")
+    static func methodNotAllowed(allowed: [HTTPRequest.Method]) -> APIError {
+        APIError(
+            status: .methodNotAllowed, code: "method_not_allowed",
+            message: "this resource allows \(allowed.map(\.rawValue).joined(separator: ", "))",
+            headers: [.allow: allowed.map(\.rawValue).joined(separator: ", ")]
+        )
+    }
+    static func storageUnavailable(_ message: String) -> APIError {
+        APIError(
+            status: .serviceUnavailable, code: "storage_unavailable", message: message, headers: [.retryAfter: "1"]
+        )
+    }
+    static let internalError = APIError(
+        status: .internalServerError, code: "internal_error", message: "the server failed; the error was logged"
+    )
+}

@@ -1,0 +1,62 @@
+import Hummingbird
+import Logging
+
+/// Turns every error into the API's JSON error shape and logs each request once (never a header,
+/// so never a token or API key).
+struct ErrorMiddleware: RouterMiddleware {
+    typealias Context = SessionRequestContext
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let started = ContinuousClock.now
+        let response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            let apiError = Self.apiError(for: error, context: context)
+            response = try apiError.response(from: request, context: context)
+        }
+        let elapsed = ContinuousClock.now - started
+        let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        context.logger.log(
+            level: response.status.code >= 500 ? .warning : .debug, "request",
+            metadata: [
+                "method": "\(request.method)", "path": "\(request.uri.path)",
+                "status": "\(response.status.code)", "ms": "\(Int(milliseconds.rounded()))",
+            ]
+        )
+        return response
+    }
+
+    static func apiError(for error: any Error, context: Context) -> APIError {
+        switch error {
+        case let error as APIError:
+            return error
+        case let error as SessionStoreError:
+            switch error {
+            case .notFound: return .sessionNotFound
+            case .versionMismatch(let current): return .versionMismatch(current: current)
+            case .unavailable(let cause):
+                context.logger.warning("Redis unavailable", metadata: ["error": "\(cause)"])
+                return .storageUnavailable("the session store is unavailable: \(cause.code)")
+            case .corrupt(let reason):
+                context.logger.error("session store failure", metadata: ["error": "\(reason)"])
+                return .internalError
+            }
+        case let error as HTTPError:
+            switch error.status {
+            case .notFound: return .notFound
+            case .contentTooLarge: return APIError(status: .contentTooLarge, code: "payload_too_large", message: "the request body is too large")
+            case .methodNotAllowed: return APIError(status: .methodNotAllowed, code: "method_not_allowed", message: "method not allowed")
+            default:
+                if error.status.code < 500 {
+                    return APIError(status: error.status, code: "invalid_request", message: error.body ?? "bad request")
+                }
+                context.logger.error("unexpected HTTP error", metadata: ["error": "\(error)"])
+                return .internalError
+            }
+        default:
+            context.logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))"])
+            return .internalError
+        }
+    }
+}

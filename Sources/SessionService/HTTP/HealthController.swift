@@ -1,0 +1,47 @@
+import Foundation
+import Hummingbird
+
+/// Liveness, readiness and the contract.
+struct HealthController {
+    typealias Context = SessionRequestContext
+    let store: SessionStore
+    let instance: String
+    let redisAddress: String
+    let openAPIDocument: ByteBuffer
+
+    func addRoutes(to router: Router<Context>) {
+        router.get("healthz") { _, _ in
+            JSONResponse.make(.ok, Array(#"{"status":"ok"}"#.utf8))
+        }
+        router.get("readyz", use: ready)
+        router.get("openapi.yaml") { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: openAPIDocument))
+        }
+    }
+
+    /// 200 when Redis takes a write now; 503 `storage_unavailable` saying why otherwise.
+    @Sendable func ready(_ request: Request, context: Context) async throws -> Response {
+        do {
+            try await store.checkWritable(instance: instance)
+        } catch {
+            let reason: String = switch error {
+            case .unavailable(let cause): "Redis at \(redisAddress) is not writable: \(cause)"
+            default: "Redis at \(redisAddress) is not usable: \(error)"
+            }
+            throw APIError.storageUnavailable(reason)
+        }
+        var writer = JSONWriter()
+        writer.raw(#"{"status":"ready","redis":"#)
+        writer.string(redisAddress)
+        writer.raw("}")
+        return JSONResponse.make(.ok, writer.bytes)
+    }
+
+    /// The contract shipped with the binary (Resources/openapi.yaml; the repository root links to it).
+    static func loadOpenAPIDocument() throws -> ByteBuffer {
+        guard let url = Bundle.module.url(forResource: "openapi", withExtension: "yaml") else {
+            throw ConfigurationError(setting: "openapi.yaml", reason: "the bundled contract is missing")
+        }
+        return ByteBuffer(bytes: try Data(contentsOf: url))
+    }
+}

@@ -1,0 +1,52 @@
+import Hummingbird
+
+/// Reads a request body that must be a JSON object, enforcing the size limit, the media type, and
+/// strict JSON (see ``JSONScanner``).
+struct JSONBody {
+    let limit: Int
+
+    /// The members of the body's top-level object.
+    /// - Parameter allowEmpty: an absent or empty body means `{}` (every member optional).
+    /// - Throws: ``APIError``: `payload_too_large`, `unsupported_media_type`, `invalid_json`, `invalid_request`.
+    func members(of request: Request, allowEmpty: Bool = false) async throws -> [JSONScanner.Member] {
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            throw APIError.payloadTooLarge(limit: limit)
+        }
+        let contentType = request.headers[.contentType]
+        if let contentType, !Self.isJSON(contentType) {
+            throw APIError.unsupportedMediaType
+        }
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError.payloadTooLarge(limit: limit)
+        }
+        if buffer.readableBytes == 0 {
+            if allowEmpty { return [] }
+            throw APIError.invalidJSON("the request body is empty; a JSON object is required")
+        }
+        guard contentType != nil else { throw APIError.unsupportedMediaType }
+        do {
+            return try JSONScanner.members(of: Array(buffer.readableBytesView))
+        } catch {
+            throw Self.apiError(error)
+        }
+    }
+
+    static func apiError(_ failure: JSONScanner.Failure) -> APIError {
+        switch failure {
+        case .invalid(let reason): .invalidJSON("the body is not valid JSON: \(reason)")
+        case .tooDeep: .invalidJSON("JSON nested deeper than \(JSONScanner.maximumDepth) levels is not accepted")
+        case .notAnObject: .invalidRequest("the body must be a JSON object")
+        case .duplicateMember(let name): .invalidRequest("the member '\(name)' appears more than once")
+        }
+    }
+
+    /// `application/json`, any case, with or without parameters such as `charset=utf-8`.
+    static func isJSON(_ contentType: String) -> Bool {
+        let mediaType = contentType.split(separator: ";", maxSplits: 1).first.map { $0.trimmingWhitespace().lowercased() }
+        return mediaType == "application/json"
+    }
+}

@@ -1,0 +1,62 @@
+import Hummingbird
+
+extension Session {
+    /// The session object of the API; `data` is left out of list entries.
+    func writeJSON(to writer: inout JSONWriter, includeData: Bool = true) {
+        writer.raw("{")
+        writer.key("id", first: true)
+        writer.string(id.hex)
+        writer.key("user")
+        if let user { writer.string(user) } else { writer.raw("null") }
+        if includeData {
+            writer.key("data")
+            writer.raw("{")
+            for (index, attribute) in data.enumerated() {
+                writer.key(attribute.name, first: index == 0)
+                writer.raw(attribute.raw)
+            }
+            writer.raw("}")
+        }
+        writer.key("version")
+        writer.integer(version)
+        writer.key("created_at")
+        writer.string(Timestamp.rfc3339(milliseconds: createdAt))
+        writer.key("last_seen_at")
+        writer.string(Timestamp.rfc3339(milliseconds: lastSeenAt))
+        writer.key("expires_at")
+        writer.string(Timestamp.rfc3339(milliseconds: expiresAt))
+        writer.key("absolute_expires_at")
+        writer.string(Timestamp.rfc3339(milliseconds: absoluteExpiresAt))
+        writer.raw("}")
+    }
+
+    /// The strong ETag of this version.
+    var eTag: String { "\"\(version)\"" }
+}
+
+/// JSON responses of the API. Everything under /v1 is private to its caller: never cached.
+enum JSONResponse {
+    static func make(_ status: HTTPResponse.Status = .ok, _ bytes: [UInt8], headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json"
+        headers[.cacheControl] = "no-store"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+
+    static func session(_ session: Session, status: HTTPResponse.Status = .ok) -> Response {
+        var writer = JSONWriter(capacity: 512)
+        session.writeJSON(to: &writer)
+        return make(status, writer.bytes, headers: [.eTag: session.eTag])
+    }
+
+    /// `{"token": …, "session": …}` for creation and rotation.
+    static func tokenAndSession(_ token: SessionToken, _ session: Session, status: HTTPResponse.Status) -> Response {
+        var writer = JSONWriter(capacity: 600)
+        writer.raw(#"{"token":"#)
+        writer.string(token.text)
+        writer.raw(#","session":"#)
+        session.writeJSON(to: &writer)
+        writer.raw("}")
+        return make(status, writer.bytes, headers: [.eTag: session.eTag])
+    }
+}

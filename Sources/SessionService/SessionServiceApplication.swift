@@ -1,0 +1,75 @@
+import Hummingbird
+import Logging
+import RedisClient
+import ServiceLifecycle
+
+/// Builds the sessiond HTTP application from a configuration: the Redis client, the session store
+/// and the routes. The executable only parses configuration and runs what this returns.
+public enum SessionServiceApplication {
+    /// - Parameter onServerRunning: called with the bound port once the server listens (tests use port 0).
+    public static func build(
+        configuration: SessionServiceConfiguration,
+        logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> some ApplicationProtocol {
+        try configuration.validate()
+        var redisConfiguration = try RedisConfiguration(url: configuration.redisURL)
+        redisConfiguration.commandTimeout = .milliseconds(configuration.redisTimeout)
+        redisConfiguration.connectTimeout = .milliseconds(configuration.redisTimeout)
+        var redisLogger = logger
+        redisLogger[metadataKey: "component"] = "redis"
+        let redis = RedisClient(
+            configuration: redisConfiguration, functionLibraries: [SessionFunctions.library], logger: redisLogger
+        )
+        let store = SessionStore(
+            redis: redis,
+            settings: .init(
+                idleTimeoutSeconds: configuration.idleTimeout, absoluteTimeoutSeconds: configuration.absoluteTimeout,
+                touchIntervalSeconds: configuration.touchInterval, maxSessionsPerUser: configuration.maxSessionsPerUser
+            ),
+            logger: logger
+        )
+
+        let router = Router(context: SessionRequestContext.self)
+        router.add(middleware: ErrorMiddleware())
+        HealthController(
+            store: store, instance: configuration.instance,
+            redisAddress: "\(redisConfiguration.host):\(redisConfiguration.port)",
+            openAPIDocument: try HealthController.loadOpenAPIDocument()
+        ).addRoutes(to: router)
+        router.refuseOtherMethods("healthz", allowing: [.get])
+        router.refuseOtherMethods("readyz", allowing: [.get])
+        router.refuseOtherMethods("openapi.yaml", allowing: [.get])
+
+        let v1 = router.group("v1")
+        if !configuration.apiKeys.isEmpty {
+            v1.add(middleware: APIKeyMiddleware(keys: configuration.apiKeys))
+        }
+        SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes)).addRoutes(to: v1)
+        AdminController(store: store).addRoutes(to: v1)
+        v1.refuseOtherMethods("sessions", allowing: [.post])
+        v1.refuseOtherMethods("session", allowing: [.get, .patch, .delete])
+        v1.refuseOtherMethods("session/data", allowing: [.put])
+        v1.refuseOtherMethods("session/rotate", allowing: [.post])
+        v1.refuseOtherMethods("sessions/:id", allowing: [.get, .delete])
+        v1.refuseOtherMethods("users/:user/sessions", allowing: [.get, .delete])
+
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
+            services: [RedisClientService(client: redis)],
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            logger: logger
+        )
+    }
+}
+
+/// Closes the Redis connections when the application shuts down.
+struct RedisClientService: Service {
+    let client: RedisClient
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        await client.shutdown()
+    }
+}
