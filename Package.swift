@@ -85,8 +85,8 @@ let package = Package(
         .testTarget(
             name: "SessionServiceTests",
             dependencies: [
-                "SessionService", "RedisClient", "RedisTestSupport",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                "SessionService", "RedisClient", "RedisTestSupport", "COpenSSL",
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

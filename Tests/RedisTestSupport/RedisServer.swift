@@ -164,8 +164,21 @@ func spawn(_ argv: [String]) throws -> pid_t {
     return pid
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
+/// Ports this process has handed out: never handed out twice, so a test that restarts its server
+/// on the same port cannot find another test's server there.
+private let handedOutPorts = Mutex<Set<Int>>([])
+
+/// A TCP port on 127.0.0.1 that nothing listens on right now and that this process has not
+/// handed out before.
 public func freeLoopbackPort() throws -> Int {
+    for _ in 0..<100 {
+        let port = try probeFreePort()
+        if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
+    }
+    throw TestServerError("no unused loopback port found")
+}
+
+private func probeFreePort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestServerError("socket() failed") }
     defer { close(fd) }

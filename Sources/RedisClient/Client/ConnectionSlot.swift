@@ -73,6 +73,14 @@ final class ConnectionSlot: Sendable {
         }
     }
 
+    /// The slot's connection if it is connected and alive right now; never connects.
+    var liveConnection: RedisConnection? {
+        state.withLock { state in
+            if case .connected(let connection) = state, connection.isActive { return connection }
+            return nil
+        }
+    }
+
     private func establish(_ promise: EventLoopPromise<RedisConnection>, failures: Int) async {
         do {
             let connection = try await RedisConnection.connect(

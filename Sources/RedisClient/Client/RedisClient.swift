@@ -55,7 +55,15 @@ public final class RedisClient: Sendable {
     ///   `authenticationFailed`, `protocolError`, `invalidCommand`, `shutDown`; or `CancellationError`.
     public func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
         let index = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
-        let connection = try await slots[index % slots.count].connection()
+        let connection: RedisConnection
+        do {
+            connection = try await slots[index % slots.count].connection()
+        } catch let error as RedisClientError where error.code != .shutDown {
+            // This slot cannot connect (or is backing off); the command was not sent, so it is safe
+            // to send it on another slot's live connection instead of failing it.
+            guard let live = slots.lazy.compactMap(\.liveConnection).first else { throw error }
+            connection = live
+        }
         return try await connection.send(arguments)
     }
 

@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 
 /// The service's side of the API: sessions addressed by id, and all sessions of a user.
@@ -48,8 +49,11 @@ struct AdminController {
         return JSONResponse.make(.ok, writer.bytes)
     }
 
+    /// The `{user}` path segment, percent-decoded (a user name may hold `/`, spaces, any UTF-8).
     private static func user(_ context: Context) throws -> String {
-        let user = context.parameters.get("user") ?? ""
+        guard let user = context.parameters.get("user")?.removingPercentEncoding else {
+            throw APIError.invalidRequest("the user in the path is not valid percent-encoded UTF-8")
+        }
         try SessionController.validateUser(user)
         return user
     }

@@ -12,7 +12,7 @@ enum IfMatch: Sendable, Equatable {
             return
         }
         var versions: [Int64] = []
-        for part in trimmed.split(separator: ",") {
+        for part in trimmed.split(separator: ",", omittingEmptySubsequences: false) {
             let tag = part.trimmingWhitespace()
             guard tag.count >= 3, tag.first == "\"", tag.last == "\"",
                 let version = Int64(tag.dropFirst().dropLast()), version >= 1

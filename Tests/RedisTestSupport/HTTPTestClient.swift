@@ -1,0 +1,109 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+
+/// A response as the test saw it on the wire.
+public struct HTTPTestResponse: Sendable {
+    public let status: Int
+    public let headers: [(name: String, value: String)]
+    public let body: [UInt8]
+
+    /// The first value of a header, matched case-insensitively.
+    public func header(_ name: String) -> String? {
+        headers.first { $0.name.lowercased() == name.lowercased() }?.value
+    }
+
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// A minimal real HTTP/1.1 client over SwiftNIO: one connection per request, every wait bounded.
+/// Tests use it to talk to sessiond exactly as any other caller would.
+public enum HTTPTestClient {
+    public static func request(
+        _ method: String,
+        port: Int,
+        _ path: String,
+        headers: [(String, String)] = [],
+        body: [UInt8]? = nil,
+        timeout: Duration = .seconds(15)
+    ) async throws -> HTTPTestResponse {
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let promise = eventLoop.makePromise(of: HTTPTestResponse.self)
+        let channel = try await ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let timer = eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+            promise.fail(HTTPTestClientError.timeout)
+            channel.close(promise: nil)
+        }
+        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path)
+        head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+        head.headers.add(name: "Connection", value: "close")
+        for (name, value) in headers { head.headers.add(name: name, value: value) }
+        if let body { head.headers.add(name: "Content-Length", value: String(body.count)) }
+        channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
+        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
+        defer {
+            timer.cancel()
+            channel.close(promise: nil)
+        }
+        return try await promise.futureResult.get()
+    }
+
+    /// Convenience for JSON bodies given as text.
+    public static func request(
+        _ method: String, port: Int, _ path: String, headers: [(String, String)] = [], json: String
+    ) async throws -> HTTPTestResponse {
+        try await request(
+            method, port: port, path, headers: [("Content-Type", "application/json")] + headers, body: Array(json.utf8)
+        )
+    }
+}
+
+public enum HTTPTestClientError: Error {
+    case timeout
+    case closedBeforeResponse
+}
+
+private final class ResponseCollector: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    private let promise: EventLoopPromise<HTTPTestResponse>
+    private var head: HTTPResponseHead?
+    private var body: [UInt8] = []
+
+    init(promise: EventLoopPromise<HTTPTestResponse>) {
+        self.promise = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+        case .body(let buffer):
+            body.append(contentsOf: buffer.readableBytesView)
+        case .end:
+            guard let head else { return }
+            promise.succeed(HTTPTestResponse(
+                status: Int(head.status.code), headers: head.headers.map { ($0.name, $0.value) }, body: body
+            ))
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(HTTPTestClientError.closedBeforeResponse)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,98 @@
+import SessionService
+import Testing
+
+/// Flags and SESSIOND_* variables, their defaults, and start-up refusals that name the setting.
+@Suite struct ConfigurationTests {
+    static func configuration(_ arguments: [String] = [], _ environment: [String: String] = [:]) throws -> SessionServiceConfiguration {
+        guard case .run(let configuration) = try SessionServiceConfiguration.parse(arguments: arguments, environment: environment) else {
+            throw ConfigurationError(setting: "test", reason: "expected a configuration, not help")
+        }
+        return configuration
+    }
+
+    @Test func defaultsAreTheDocumentedOnes() throws {
+        let configuration = try Self.configuration()
+        #expect(configuration.host == "127.0.0.1")
+        #expect(configuration.port == 8080)
+        #expect(configuration.redisURL == "redis://127.0.0.1:6379")
+        #expect(configuration.idleTimeout == 1800)
+        #expect(configuration.absoluteTimeout == 86400)
+        #expect(configuration.touchInterval == 60)
+        #expect(configuration.maxBodyBytes == 65536)
+        #expect(configuration.maxSessionsPerUser == 0)
+        #expect(configuration.apiKeys.isEmpty)
+        #expect(configuration.redisTimeout == 2000)
+        #expect(!configuration.instance.isEmpty)
+        #expect(configuration.logLevel == .info)
+    }
+
+    @Test func environmentVariablesSetAndFlagsWin() throws {
+        let configuration = try Self.configuration(
+            ["--idle-timeout", "60", "--port=9000", "--api-keys", "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb"],
+            ["SESSIOND_IDLE_TIMEOUT": "30", "SESSIOND_ABSOLUTE_TIMEOUT": "120", "SESSIOND_PORT": "1", "SESSIOND_LOG_LEVEL": "DEBUG",
+             "SESSIOND_INSTANCE": "node-a", "SESSIOND_REDIS_URL": "redis://:pw@10.0.0.5:6380/2", "SESSIOND_TOUCH_INTERVAL": "0"]
+        )
+        #expect(configuration.idleTimeout == 60)
+        #expect(configuration.absoluteTimeout == 120)
+        #expect(configuration.port == 9000)
+        #expect(configuration.apiKeys == ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"])
+        #expect(configuration.logLevel == .debug)
+        #expect(configuration.instance == "node-a")
+        #expect(configuration.redisURL == "redis://:pw@10.0.0.5:6380/2")
+        #expect(configuration.touchInterval == 0)
+    }
+
+    @Test(arguments: [
+        ("SESSIOND_PORT", "http", "--port / SESSIOND_PORT"),
+        ("SESSIOND_PORT", "70000", "--port / SESSIOND_PORT"),
+        ("SESSIOND_IDLE_TIMEOUT", "0", "--idle-timeout / SESSIOND_IDLE_TIMEOUT"),
+        ("SESSIOND_ABSOLUTE_TIMEOUT", "-1", "--absolute-timeout / SESSIOND_ABSOLUTE_TIMEOUT"),
+        ("SESSIOND_TOUCH_INTERVAL", "soon", "--touch-interval / SESSIOND_TOUCH_INTERVAL"),
+        ("SESSIOND_MAX_BODY_BYTES", "10", "--max-body-bytes / SESSIOND_MAX_BODY_BYTES"),
+        ("SESSIOND_MAX_SESSIONS_PER_USER", "-2", "--max-sessions-per-user / SESSIOND_MAX_SESSIONS_PER_USER"),
+        ("SESSIOND_API_KEYS", "short", "--api-keys / SESSIOND_API_KEYS"),
+        ("SESSIOND_API_KEYS", " , ", "--api-keys / SESSIOND_API_KEYS"),
+        ("SESSIOND_REDIS_TIMEOUT", "0", "--redis-timeout / SESSIOND_REDIS_TIMEOUT"),
+        ("SESSIOND_REDIS_URL", "http://x", "--redis-url / SESSIOND_REDIS_URL"),
+        ("SESSIOND_LOG_LEVEL", "loud", "--log-level / SESSIOND_LOG_LEVEL"),
+        ("SESSIOND_INSTANCE", "has space", "--instance / SESSIOND_INSTANCE"),
+        ("SESSIOND_ALLOW_UNAUTHENTICATED", "perhaps", "--allow-unauthenticated / SESSIOND_ALLOW_UNAUTHENTICATED"),
+    ])
+    func badValuesStopStartUpNamingTheSetting(variable: String, value: String, setting: String) {
+        #expect {
+            try Self.configuration([], [variable: value])
+        } throws: { error in
+            (error as? ConfigurationError)?.setting == setting
+        }
+    }
+
+    @Test func unknownFlagsAndMissingValuesAreRefused() {
+        #expect(throws: ConfigurationError.self) { try Self.configuration(["--no-such-flag", "1"]) }
+        #expect(throws: ConfigurationError.self) { try Self.configuration(["--port"]) }
+        #expect(throws: ConfigurationError.self) { try Self.configuration(["stray"]) }
+    }
+
+    @Test func withoutKeysOnlyLoopbackIsServedUnlessAskedExplicitly() throws {
+        for host in ["127.0.0.1", "127.1.2.3", "::1", "localhost"] {
+            #expect(try Self.configuration(["--host", host]).host == host)
+        }
+        for host in ["0.0.0.0", "10.1.2.3", "::", "example.internal"] {
+            #expect(throws: ConfigurationError.self, "\(host) without keys") { try Self.configuration(["--host", host]) }
+            #expect(try Self.configuration(["--host", host, "--api-keys", "0123456789abcdef0123"]).host == host)
+            #expect(try Self.configuration(["--host", host], ["SESSIOND_ALLOW_UNAUTHENTICATED": "true"]).allowUnauthenticated)
+            #expect(try Self.configuration(["--host", host, "--allow-unauthenticated"]).allowUnauthenticated)
+        }
+    }
+
+    @Test func helpNamesEveryFlagAndVariable() throws {
+        guard case .help(let text) = try SessionServiceConfiguration.parse(arguments: ["--help"], environment: [:]) else {
+            Issue.record("--help must print help")
+            return
+        }
+        for name in ["host", "port", "redis-url", "idle-timeout", "absolute-timeout", "touch-interval", "max-body-bytes",
+                     "max-sessions-per-user", "api-keys", "redis-timeout", "instance", "log-level", "allow-unauthenticated"] {
+            #expect(text.contains("--\(name)"))
+            #expect(text.contains("SESSIOND_" + name.uppercased().replacingOccurrences(of: "-", with: "_")))
+        }
+    }
+}

@@ -1,0 +1,262 @@
+import COpenSSL
+import Foundation
+import RedisClient
+import RedisTestSupport
+import Testing
+
+/// Create, read, patch, replace, delete and rotate through real HTTP against a real Redis.
+@Suite struct SessionLifecycleTests {
+    static var timestampPattern: Regex<Substring> { #/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/# }
+
+    static func milliseconds(_ timestamp: Any?) throws -> Int64 {
+        let text = try #require(timestamp as? String)
+        #expect(text.wholeMatch(of: timestampPattern) != nil, "\(text) is RFC 3339 UTC with milliseconds")
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let date = try #require(formatter.date(from: text))
+        return Int64((date.timeIntervalSince1970 * 1000).rounded())
+    }
+
+    /// Independent of the code under test: SHA-256 of the token's 32 bytes, in lowercase hex.
+    static func expectedID(ofToken token: String) throws -> String {
+        var base64 = token.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        let bytes = try #require(Data(base64Encoded: base64))
+        #expect(bytes.count == 32)
+        var digest = [UInt8](repeating: 0, count: 32)
+        _ = Array(bytes).withUnsafeBufferPointer { SHA256($0.baseAddress, 32, &digest) }
+        return digest.map { String(format: "%02x", $0) }.joined()
+    }
+
+    @Test func createReturnsATokenAndTheSessionWithItsId() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let response = try await service.request("POST", "/v1/sessions", json: #"{"user":"alice","data":{"cart":[1,2]},"idle_timeout":600,"absolute_timeout":3600}"#)
+        #expect(response.status == 201)
+        #expect(response.header("ETag") == "\"1\"")
+        #expect(response.header("Content-Type") == "application/json")
+        let object = try #require(response.jsonObject)
+        let token = try #require(object["token"] as? String)
+        #expect(token.wholeMatch(of: #/[A-Za-z0-9_-]{43}/#) != nil)
+        let session = try #require(object["session"] as? [String: Any])
+        #expect(session["id"] as? String == (try Self.expectedID(ofToken: token)))
+        #expect(session["user"] as? String == "alice")
+        #expect(session["version"] as? Int == 1)
+        #expect(response.text.contains(#""data":{"cart":[1,2]}"#))
+        let created = try Self.milliseconds(session["created_at"])
+        #expect(try Self.milliseconds(session["last_seen_at"]) == created)
+        #expect(try Self.milliseconds(session["expires_at"]) == created + 600_000)
+        #expect(try Self.milliseconds(session["absolute_expires_at"]) == created + 3_600_000)
+        #expect(abs(created - Int64(Date().timeIntervalSince1970 * 1000)) < 5000)
+
+        // Defaults from configuration, and an empty body is a valid request.
+        let bare = try await service.request("POST", "/v1/sessions")
+        #expect(bare.status == 201)
+        let bareSession = try #require(bare.jsonObject?["session"] as? [String: Any])
+        #expect(bareSession["user"] is NSNull)
+        #expect(bare.text.contains(#""data":{}"#))
+        let bareCreated = try Self.milliseconds(bareSession["created_at"])
+        #expect(try Self.milliseconds(bareSession["expires_at"]) == bareCreated + 1800 * 1000)
+        #expect(try Self.milliseconds(bareSession["absolute_expires_at"]) == bareCreated + 86400 * 1000)
+        await service.stop()
+    }
+
+    @Test func theRedisKeyTTLAgreesWithExpiresAt() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+        let (_, short) = try await service.create(#"{"idle_timeout":100,"absolute_timeout":50}"#)
+        let (_, long) = try await service.create(#"{"idle_timeout":100,"absolute_timeout":5000}"#)
+        for session in [short, long] {
+            let id = try #require(session["id"] as? String)
+            let remaining = try #require(try await inspector.send("PTTL", RedisArgument("sd:s:{\(id)}")).integer)
+            let expected = try Self.milliseconds(session["expires_at"]) - Int64(Date().timeIntervalSince1970 * 1000)
+            #expect(abs(remaining - expected) <= 1000, "PTTL \(remaining) ms vs expires_at in \(expected) ms")
+        }
+        #expect(try Self.milliseconds(short["expires_at"]) == (try Self.milliseconds(short["absolute_expires_at"])))
+        await inspector.shutdown()
+        await service.stop()
+    }
+
+    @Test func readsSlideTheIdleDeadlineOnlyAfterTheTouchInterval() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis) { $0.touchInterval = 1 }
+        let (token, created) = try await service.create(#"{"idle_timeout":30}"#)
+        let createdSeen = try Self.milliseconds(created["last_seen_at"])
+
+        let early = try await service.get(token)
+        #expect(early.status == 200)
+        #expect(early.header("ETag") == "\"1\"")
+        #expect(try Self.milliseconds(early.jsonObject?["last_seen_at"]) == createdSeen, "no slide within the touch interval")
+
+        var slidTo: Int64 = 0
+        #expect(await eventually {
+            let response = try await service.get(token)
+            slidTo = try Self.milliseconds(response.jsonObject?["last_seen_at"])
+            return slidTo >= createdSeen + 1000
+        })
+        let after = try #require(try await service.get(token, query: "?touch=false").jsonObject)
+        #expect(try Self.milliseconds(after["last_seen_at"]) == slidTo)
+        #expect(try Self.milliseconds(after["expires_at"]) == slidTo + 30_000)
+
+        // touch=false never slides, however long it has been.
+        #expect(await eventually { Int64(Date().timeIntervalSince1970 * 1000) > slidTo + 1100 })
+        let untouched = try #require(try await service.get(token, query: "?touch=false").jsonObject)
+        #expect(try Self.milliseconds(untouched["last_seen_at"]) == slidTo)
+        #expect(try await service.get(token, query: "?touch=maybe").errorCode == "invalid_request")
+        await service.stop()
+    }
+
+    @Test func patchSetsAndDeletesOnlyTheNamedAttributes() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let (token, _) = try await service.create(#"{"data":{"keep":"me","drop":1,"change":true}}"#)
+        let response = try await service.patch(token, #"{"change":false,"drop":null,"add":{"nested":[null]}}"#)
+        #expect(response.status == 200)
+        #expect(response.header("ETag") == "\"2\"")
+        let data = try #require(response.jsonObject?["data"] as? [String: Any])
+        #expect(data["keep"] as? String == "me")
+        #expect(data["change"] as? Bool == false)
+        #expect(data["drop"] == nil)
+        #expect(response.text.contains(#""add":{"nested":[null]}"#))
+        #expect(response.jsonObject?["version"] as? Int == 2)
+        let read = try await service.get(token)
+        #expect(read.jsonObject?["version"] as? Int == 2)
+        #expect((read.jsonObject?["data"] as? [String: Any])?.keys.sorted() == ["add", "change", "keep"])
+        await service.stop()
+    }
+
+    @Test func putReplacesTheWholeDataObject() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let (token, _) = try await service.create(#"{"data":{"a":1,"b":2}}"#)
+        let response = try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token)], json: #"{"c":3,"d":null}"#)
+        #expect(response.status == 200)
+        #expect(response.text.contains(#""data":{"c":3,"d":null}"#))
+        #expect(response.jsonObject?["version"] as? Int == 2)
+        let cleared = try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token), ("If-Match", "\"2\"")], json: "{}")
+        #expect(cleared.text.contains(#""data":{}"#))
+        #expect(cleared.header("ETag") == "\"3\"")
+        await service.stop()
+    }
+
+    @Test func valuesComeBackExactlyAsSent() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let values = [
+            #""big":12345678901234567890"#, #""decimal":1.10"#, #""exponent":-0.5e+10"#,
+            #""unicode":"żółć 🦊 \u00e9 \ud83d\ude00""#, #""escapes":"line\nbreak \"quoted\" \\ \/""#,
+            #""deep":{"a":[{"b":[[],{}]},true,false,null]}"#, #""empty":"""#, #"" key with spaces ":0"#,
+        ]
+        let (token, _) = try await service.create("{\"data\":{\(values[0...3].joined(separator: ","))}}")
+        let patched = try await service.patch(token, "{\(values[4...].joined(separator: ","))}")
+        let read = try await service.get(token)
+        for value in values {
+            #expect(read.text.contains(value), "\(value) round-trips byte for byte")
+        }
+        #expect(patched.text == read.text)
+        await service.stop()
+    }
+
+    @Test func deleteEndsTheSessionAndIsIdempotent() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+        let (token, session) = try await service.create(#"{"user":"dave","data":{"x":1}}"#)
+        let id = try #require(session["id"] as? String)
+        #expect(try await service.request("DELETE", "/v1/session", headers: [("X-Session-Token", token)]).status == 204)
+        #expect(try await service.request("DELETE", "/v1/session", headers: [("X-Session-Token", token)]).status == 204)
+        // No write or touch brings it back.
+        #expect(try await service.get(token).errorCode == "session_not_found")
+        #expect(try await service.patch(token, #"{"x":2}"#).errorCode == "session_not_found")
+        #expect(try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token)], json: "{}").status == 404)
+        #expect(try await service.request("POST", "/v1/session/rotate", headers: [("X-Session-Token", token)]).status == 404)
+        #expect(try await inspector.send("EXISTS", RedisArgument("sd:s:{\(id)}")) == .integer(0))
+        #expect(try await inspector.send("ZSCORE", "sd:u:{dave}", RedisArgument(id)) == .null)
+        await inspector.shutdown()
+        await service.stop()
+    }
+
+    @Test func rotationGivesANewTokenAndKillsTheOldOneAtOnce() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let (oldToken, original) = try await service.create(#"{"user":"erin","data":{"cart":[7]}}"#)
+        _ = try await service.patch(oldToken, #"{"step":2}"#)
+        let rotated = try await service.request("POST", "/v1/session/rotate", headers: [("X-Session-Token", oldToken)])
+        #expect(rotated.status == 200)
+        let object = try #require(rotated.jsonObject)
+        let newToken = try #require(object["token"] as? String)
+        let session = try #require(object["session"] as? [String: Any])
+        #expect(newToken != oldToken)
+        #expect(session["id"] as? String == (try Self.expectedID(ofToken: newToken)))
+        #expect(session["id"] as? String != original["id"] as? String)
+        #expect(session["user"] as? String == "erin")
+        #expect(session["version"] as? Int == 2)
+        #expect(session["created_at"] as? String == original["created_at"] as? String)
+        #expect(session["absolute_expires_at"] as? String == original["absolute_expires_at"] as? String)
+        #expect(rotated.text.contains(#""data":{"cart":[7],"step":2}"#))
+
+        #expect(try await service.get(oldToken).errorCode == "session_not_found")
+        #expect(try await service.patch(oldToken, #"{"x":1}"#).status == 404)
+        #expect(try await service.get(newToken).status == 200)
+        let listed = try await service.request("GET", "/v1/users/erin/sessions")
+        let ids = (listed.jsonObject?["sessions"] as? [[String: Any]])?.compactMap { $0["id"] as? String }
+        #expect(ids == [session["id"] as? String].compactMap { $0 })
+        await service.stop()
+    }
+
+    @Test func adminReadNeverSlidesAndAdminRevokeEndsTheSession() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis) { $0.touchInterval = 0 }
+        let (token, session) = try await service.create()
+        let id = try #require(session["id"] as? String)
+        #expect(await eventually { Int64(Date().timeIntervalSince1970 * 1000) > (try Self.milliseconds(session["last_seen_at"])) + 20 })
+        let admin = try await service.request("GET", "/v1/sessions/\(id)")
+        #expect(admin.status == 200)
+        #expect(admin.header("ETag") == "\"1\"")
+        #expect(admin.jsonObject?["last_seen_at"] as? String == session["last_seen_at"] as? String)
+        #expect(try await service.request("GET", "/v1/sessions/not-an-id").errorCode == "session_not_found")
+        #expect(try await service.request("GET", "/v1/sessions/\(String(repeating: "0", count: 64))").errorCode == "session_not_found")
+        #expect(try await service.request("DELETE", "/v1/sessions/\(id)").status == 204)
+        #expect(try await service.request("DELETE", "/v1/sessions/\(id)").status == 204)
+        #expect(try await service.get(token).status == 404)
+        await service.stop()
+    }
+
+    @Test func aSessionExpiresAfterItsIdleTimeout() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+        let (token, session) = try await service.create(#"{"idle_timeout":1,"data":{"a":1}}"#)
+        let id = try #require(session["id"] as? String)
+        let started = ContinuousClock.now
+        #expect(try await service.get(token, query: "?touch=false").status == 200)
+        #expect(await eventually { try await service.get(token, query: "?touch=false").status == 404 })
+        #expect(ContinuousClock.now - started >= .milliseconds(900))
+        #expect(try await service.patch(token, #"{"a":2}"#).status == 404, "a write never re-creates an expired session")
+        #expect(try await inspector.send("EXISTS", RedisArgument("sd:s:{\(id)}")) == .integer(0))
+        await inspector.shutdown()
+        await service.stop()
+    }
+
+    @Test func activityCannotExtendASessionPastItsAbsoluteDeadline() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis) { $0.touchInterval = 0 }
+        let (token, session) = try await service.create(#"{"idle_timeout":60,"absolute_timeout":2}"#)
+        let absolute = try Self.milliseconds(session["absolute_expires_at"])
+        var lastExpiry: Int64 = 0
+        // Keep the session busy; it must still end at its absolute deadline.
+        let ended = await eventually(timeout: .seconds(6), interval: .milliseconds(100)) {
+            let response = try await service.patch(token, #"{"tick":1}"#)
+            if response.status == 200 {
+                lastExpiry = try Self.milliseconds(response.jsonObject?["expires_at"])
+                return false
+            }
+            return response.status == 404
+        }
+        #expect(ended)
+        #expect(lastExpiry == absolute, "expires_at is capped by the absolute deadline")
+        #expect(Int64(Date().timeIntervalSince1970 * 1000) >= absolute - 50)
+        await service.stop()
+    }
+}

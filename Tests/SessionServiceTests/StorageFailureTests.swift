@@ -1,0 +1,42 @@
+import Foundation
+import RedisTestSupport
+import Testing
+
+/// Redis going away answers 503 quickly; Redis coming back is served again without a restart.
+@Suite struct StorageFailureTests {
+    @Test func redisDownAnswers503FastAndRecoversWithoutRestart() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis) { $0.redisTimeout = 500 }
+        let (token, _) = try await service.create(#"{"data":{"kept":false}}"#)
+        redis.kill()
+
+        for attempt in 0..<3 {
+            let started = ContinuousClock.now
+            let response = try await service.get(token)
+            let elapsed = ContinuousClock.now - started
+            #expect(response.status == 503, "attempt \(attempt)")
+            #expect(response.errorCode == "storage_unavailable")
+            #expect(response.header("Retry-After") == "1")
+            #expect(elapsed < .seconds(2), "answered after \(elapsed)")
+        }
+        let create = try await service.request("POST", "/v1/sessions", json: "{}")
+        #expect(create.status == 503 && create.errorCode == "storage_unavailable")
+        let ready = try await service.request("GET", "/readyz")
+        #expect(ready.status == 503 && ready.errorCode == "storage_unavailable")
+
+        // A stuck Redis (accepts, never answers) is bounded by the deadline too.
+        let restarted = try redis.restart()
+        #expect(await eventually { try await service.request("GET", "/readyz").status == 200 })
+        restarted.pause()
+        let started = ContinuousClock.now
+        let stuck = try await service.request("POST", "/v1/sessions", json: "{}")
+        #expect(stuck.status == 503)
+        #expect(ContinuousClock.now - started < .seconds(2))
+        restarted.resume()
+
+        #expect(await eventually { try await service.request("POST", "/v1/sessions", json: "{}").status == 201 })
+        #expect(try await service.request("GET", "/readyz").status == 200)
+        restarted.stop()
+        await service.stop()
+    }
+}

@@ -1,0 +1,98 @@
+import Foundation
+import Logging
+import RedisClient
+import RedisTestSupport
+import SessionService
+
+/// A real sessiond application, in process, serving HTTP on a free loopback port against a real
+/// redis-server. Tests talk to it only over HTTP (``HTTPTestClient``).
+final class TestService: Sendable {
+    let port: Int
+    private let task: Task<Void, any Error>
+
+    private init(port: Int, task: Task<Void, any Error>) {
+        self.port = port
+        self.task = task
+    }
+
+    static func start(
+        redis: RedisServer,
+        configure: (inout SessionServiceConfiguration) -> Void = { _ in }
+    ) async throws -> TestService {
+        var configuration = SessionServiceConfiguration()
+        configuration.port = 0
+        configuration.redisURL = redis.url
+        configuration.instance = "test"
+        configure(&configuration)
+        var logger = Logger(label: "sessiond-test")
+        logger.logLevel = .error
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let application = try SessionServiceApplication.build(configuration: configuration, logger: logger) { port in
+            continuation.yield(port)
+            continuation.finish()
+        }
+        let task = Task { try await application.runService(gracefulShutdownSignals: []) }
+        let port = await withTaskGroup(of: Int?.self) { group in
+            group.addTask { await ports.first { _ in true } }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(10))  // a deadline on start-up, not a wait for a condition
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let port else {
+            task.cancel()
+            throw TestServerError("sessiond did not start listening within 10 s")
+        }
+        return TestService(port: port, task: task)
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = await task.result
+    }
+
+    // MARK: - HTTP
+
+    func request(_ method: String, _ path: String, headers: [(String, String)] = [], json: String? = nil) async throws -> HTTPTestResponse {
+        if let json {
+            return try await HTTPTestClient.request(method, port: port, path, headers: headers, json: json)
+        }
+        return try await HTTPTestClient.request(method, port: port, path, headers: headers)
+    }
+
+    /// Creates a session; returns the token and the parsed session object.
+    func create(_ json: String = "{}", headers: [(String, String)] = []) async throws -> (token: String, session: [String: Any]) {
+        let response = try await request("POST", "/v1/sessions", headers: headers, json: json)
+        guard response.status == 201, let object = response.jsonObject,
+            let token = object["token"] as? String, let session = object["session"] as? [String: Any]
+        else {
+            throw TestServerError("create failed: \(response.status) \(response.text)")
+        }
+        return (token, session)
+    }
+
+    func get(_ token: String, query: String = "") async throws -> HTTPTestResponse {
+        try await request("GET", "/v1/session\(query)", headers: [("X-Session-Token", token)])
+    }
+
+    func patch(_ token: String, _ json: String, ifMatch: String? = nil) async throws -> HTTPTestResponse {
+        var headers = [("X-Session-Token", token)]
+        if let ifMatch { headers.append(("If-Match", ifMatch)) }
+        return try await request("PATCH", "/v1/session", headers: headers, json: json)
+    }
+}
+
+extension HTTPTestResponse {
+    /// The body parsed as a JSON object, or nil.
+    var jsonObject: [String: Any]? {
+        (try? JSONSerialization.jsonObject(with: Data(body), options: [.fragmentsAllowed])) as? [String: Any]
+    }
+
+    /// `error.code` of an error body.
+    var errorCode: String? {
+        (jsonObject?["error"] as? [String: Any])?["code"] as? String
+    }
+}

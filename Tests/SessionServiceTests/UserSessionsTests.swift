@@ -1,0 +1,100 @@
+import Foundation
+import RedisClient
+import RedisTestSupport
+import Testing
+
+/// The per-user index: listing, revoke-all across instances, the per-user cap, bounded growth.
+@Suite struct UserSessionsTests {
+    static func ids(_ response: HTTPTestResponse) -> [String] {
+        (response.jsonObject?["sessions"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
+    }
+
+    @Test func listsAUsersLiveSessionsOldestFirstWithoutData() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        var created: [String] = []
+        for index in 0..<4 {
+            let (_, session) = try await service.create("{\"user\":\"frank\",\"data\":{\"n\":\(index)}}")
+            created.append(try #require(session["id"] as? String))
+        }
+        _ = try await service.create(#"{"user":"someone else"}"#)
+        let response = try await service.request("GET", "/v1/users/frank/sessions")
+        #expect(response.status == 200)
+        #expect(Self.ids(response) == created)
+        #expect(!response.text.contains("\"data\""))
+        let entries = try #require(response.jsonObject?["sessions"] as? [[String: Any]])
+        #expect(entries.allSatisfy { $0["user"] as? String == "frank" && $0["version"] as? Int == 1 })
+        #expect(Self.ids(try await service.request("GET", "/v1/users/nobody/sessions")) == [])
+        // Any UTF-8 user name, percent-encoded in the path.
+        _ = try await service.create(#"{"user":"zoë / ops"}"#)
+        #expect(Self.ids(try await service.request("GET", "/v1/users/zo%C3%AB%20%2F%20ops/sessions")).count == 1)
+        await service.stop()
+    }
+
+    @Test func revokingAllOfAUsersSessionsTakesEffectOnEveryInstance() async throws {
+        let redis = try RedisServer.start()
+        let first = try await TestService.start(redis: redis)
+        let second = try await TestService.start(redis: redis)
+        var tokens: [String] = []
+        for _ in 0..<3 { tokens.append(try await first.create(#"{"user":"grace"}"#).token) }
+        let other = try await second.create(#"{"user":"heidi"}"#).token
+        for token in tokens { #expect(try await second.get(token).status == 200) }
+
+        let revoked = try await second.request("DELETE", "/v1/users/grace/sessions")
+        #expect(revoked.status == 200)
+        #expect(revoked.jsonObject?["revoked"] as? Int == 3)
+        for token in tokens {
+            #expect(try await first.get(token).status == 404)
+            #expect(try await second.get(token).status == 404)
+        }
+        #expect(try await first.get(other).status == 200)
+        #expect(Self.ids(try await first.request("GET", "/v1/users/grace/sessions")) == [])
+        #expect(try await first.request("DELETE", "/v1/users/grace/sessions").jsonObject?["revoked"] as? Int == 0)
+        await first.stop()
+        await second.stop()
+    }
+
+    @Test func thePerUserCapRevokesTheOldestSession() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis) { $0.maxSessionsPerUser = 3 }
+        var sessions: [(token: String, id: String)] = []
+        for _ in 0..<5 {
+            let (token, session) = try await service.create(#"{"user":"ivan"}"#)
+            sessions.append((token, try #require(session["id"] as? String)))
+        }
+        #expect(try await service.get(sessions[0].token).status == 404)
+        #expect(try await service.get(sessions[1].token).status == 404)
+        for session in sessions[2...] { #expect(try await service.get(session.token).status == 200) }
+        #expect(Self.ids(try await service.request("GET", "/v1/users/ivan/sessions")) == sessions[2...].map(\.id))
+        // Sessions without a user are never capped.
+        for _ in 0..<5 { _ = try await service.create() }
+        await service.stop()
+    }
+
+    @Test func theUserIndexDoesNotGrowAsSessionsExpire() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+        // Churn: rounds of short-lived sessions. Entries past their absolute deadline are dropped
+        // whenever the index is written (one second after the deadline), so it holds about two rounds.
+        var largest: Int64 = 0
+        for round in 0..<6 {
+            var last = ""
+            for _ in 0..<20 { last = try await service.create(#"{"user":"judy","absolute_timeout":1}"#).token }
+            largest = max(largest, try await inspector.send("ZCARD", "sd:u:{judy}").integer ?? 0)
+            #expect(await eventually { try await service.get(last).status == 404 }, "round \(round) expired")
+        }
+        #expect(largest <= 60, "the index held \(largest) entries after 120 sessions were created")
+        // Idle-expired sessions (absolute deadline far away) are dropped when the user's sessions are listed.
+        var idleTokens: [String] = []
+        for _ in 0..<10 { idleTokens.append(try await service.create(#"{"user":"kim","idle_timeout":1}"#).token) }
+        #expect(try await inspector.send("ZCARD", "sd:u:{kim}") == .integer(10))
+        #expect(await eventually { try await service.get(idleTokens.last!, query: "?touch=false").status == 404 })
+        #expect(UserSessionsTests.ids(try await service.request("GET", "/v1/users/kim/sessions")) == [])
+        #expect(try await inspector.send("ZCARD", "sd:u:{kim}") == .integer(0))
+        // And an index whose sessions are all past their absolute deadline expires by itself.
+        #expect(await eventually { try await inspector.send("EXISTS", "sd:u:{judy}") == .integer(0) })
+        await inspector.shutdown()
+        await service.stop()
+    }
+}
