@@ -1,5 +1,5 @@
 # sessiond — every target installs the Debian packages it needs first (only when missing).
-.PHONY: deps build test run bench bench-redis-client clean
+.PHONY: deps build test run bench bench-redis-client contract-test clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -7,10 +7,20 @@ deps:
 build: deps
 	swift build
 
-# The test command: the whole suite against real redis-server processes the tests start themselves.
+# The test command: the Swift suite against real redis-server processes the tests start themselves,
+# then the contract test (openapi.yaml validated, schemathesis against a live sessiond).
 test: deps
 	swift build --build-tests
 	swift test
+	bash scripts/contract-test.sh
+
+# Serve on 127.0.0.1:8080, starting a local redis-server when none answers (see scripts/run.sh).
+run: deps
+	bash scripts/run.sh $(ARGS)
+
+contract-test: deps
+	swift build
+	bash scripts/contract-test.sh
 
 bench: bench-redis-client
 

@@ -8,7 +8,7 @@ free_port() {
 # wait_for_redis PORT [SECONDS]: polls until redis on 127.0.0.1:PORT answers PING, or fails.
 wait_for_redis() {
     local port=$1 deadline=$((SECONDS + ${2:-10}))
-    until redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q PONG; do
+    until redis-cli -h 127.0.0.1 -p "$port" ping 2>/dev/null | grep -q -e PONG -e NOAUTH; do
         if ((SECONDS >= deadline)); then echo "redis on port $port did not answer" >&2; return 1; fi
         sleep 0.05
     done

@@ -37,9 +37,6 @@ public enum SessionServiceApplication {
             redisAddress: "\(redisConfiguration.host):\(redisConfiguration.port)",
             openAPIDocument: try HealthController.loadOpenAPIDocument()
         ).addRoutes(to: router)
-        router.refuseOtherMethods("healthz", allowing: [.get])
-        router.refuseOtherMethods("readyz", allowing: [.get])
-        router.refuseOtherMethods("openapi.yaml", allowing: [.get])
 
         let v1 = router.group("v1")
         if !configuration.apiKeys.isEmpty {
@@ -47,12 +44,6 @@ public enum SessionServiceApplication {
         }
         SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes)).addRoutes(to: v1)
         AdminController(store: store).addRoutes(to: v1)
-        v1.refuseOtherMethods("sessions", allowing: [.post])
-        v1.refuseOtherMethods("session", allowing: [.get, .patch, .delete])
-        v1.refuseOtherMethods("session/data", allowing: [.put])
-        v1.refuseOtherMethods("session/rotate", allowing: [.post])
-        v1.refuseOtherMethods("sessions/:id", allowing: [.get, .delete])
-        v1.refuseOtherMethods("users/:user/sessions", allowing: [.get, .delete])
 
         return Application(
             router: router,

@@ -37,6 +37,8 @@ import Testing
             ("unknown path", try await service.request("GET", "/v2/session"), 404, "not_found"),
             ("wrong method", try await service.request("PUT", "/v1/session", headers: tokenHeader, json: "{}"), 405, "method_not_allowed"),
             ("wrong method on a collection", try await service.request("GET", "/v1/sessions"), 405, "method_not_allowed"),
+            ("TRACE on a known path", try await service.request("TRACE", "/v1/session/rotate"), 405, "method_not_allowed"),
+            ("OPTIONS on an admin path", try await service.request("OPTIONS", "/v1/users/x/sessions"), 405, "method_not_allowed"),
             ("user path over 256 bytes", try await service.request("GET", "/v1/users/\(String(repeating: "u", count: 257))/sessions"), 400, "invalid_request"),
         ]
         for (name, response, status, code) in cases {
@@ -47,6 +49,9 @@ import Testing
             #expect(response.header("Content-Type") == "application/json", "\(name) is JSON")
         }
         #expect(try await service.request("PUT", "/v1/session", headers: tokenHeader, json: "{}").header("Allow") == "GET, PATCH, DELETE")
+        #expect(try await service.request("TRACE", "/healthz").header("Allow") == "GET")
+        // A timeout is any JSON number with a whole value, as JSON Schema's integer is.
+        #expect(try await service.request("POST", "/v1/sessions", json: #"{"idle_timeout":60.0,"absolute_timeout":6e1}"#).status == 201)
         // None of that changed the session.
         let session = try #require(try await service.get(token).jsonObject)
         #expect(session["version"] as? Int == 1)

@@ -12,7 +12,7 @@ struct ErrorMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch {
-            let apiError = Self.apiError(for: error, context: context)
+            let apiError = Self.apiError(for: error, request: request, context: context)
             response = try apiError.response(from: request, context: context)
         }
         let elapsed = ContinuousClock.now - started
@@ -27,7 +27,7 @@ struct ErrorMiddleware: RouterMiddleware {
         return response
     }
 
-    static func apiError(for error: any Error, context: Context) -> APIError {
+    static func apiError(for error: any Error, request: Request, context: Context) -> APIError {
         switch error {
         case let error as APIError:
             return error
@@ -44,7 +44,12 @@ struct ErrorMiddleware: RouterMiddleware {
             }
         case let error as HTTPError:
             switch error.status {
-            case .notFound: return .notFound
+            case .notFound:
+                // The router found no route: a known path with another method is 405, not 404.
+                if let allowed = APIRoutes.allowedMethods(forPath: request.uri.path) {
+                    return .methodNotAllowed(allowed: allowed)
+                }
+                return .notFound
             case .contentTooLarge: return APIError(status: .contentTooLarge, code: "payload_too_large", message: "the request body is too large")
             case .methodNotAllowed: return APIError(status: .methodNotAllowed, code: "method_not_allowed", message: "method not allowed")
             default:

@@ -122,15 +122,17 @@ struct SessionController {
         }
     }
 
-    /// Whole seconds, 1 to ten years, written as a plain JSON integer.
+    /// Whole seconds, 1 to ten years. Any JSON number with an integral value counts (`60`, `60.0`,
+    /// `6e1`), as JSON Schema's `integer` does; fractions and anything else are refused.
     static func timeout(_ member: JSONScanner.Member) throws -> Int? {
         if member.isNull { return nil }
-        guard member.raw.allSatisfy({ (48...57).contains($0) }), member.raw.count <= 10,
-            let seconds = Int(String(decoding: member.raw, as: UTF8.self)), (1...maximumTimeoutSeconds).contains(seconds)
+        let text = String(decoding: member.raw, as: UTF8.self)
+        guard member.raw.first.map({ (48...57).contains($0) }) == true, let value = Double(text),
+            value.rounded() == value, value >= 1, value <= Double(maximumTimeoutSeconds)
         else {
             throw APIError.invalidRequest("'\(member.name)' must be whole seconds from 1 to \(maximumTimeoutSeconds)")
         }
-        return seconds
+        return Int(value)
     }
 
     static func attributes(ofObject raw: [UInt8]) throws -> [Session.Attribute] {
