@@ -10,9 +10,7 @@ build: deps
 # The test command: the Swift suite against real redis-server processes the tests start themselves,
 # then the contract test (openapi.yaml validated, schemathesis against a live sessiond).
 test: deps
-	swift build --build-tests
-	swift test
-	bash scripts/contract-test.sh
+	bash scripts/test.sh
 
 # Serve on 127.0.0.1:8080, starting a local redis-server when none answers (see scripts/run.sh).
 run: deps

@@ -20,6 +20,7 @@ start_redis() {
     local port=$1 dir=$2
     shift 2
     mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)  # absolute: redis-server resolves its log file after changing into --dir
     redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$dir" \
         --logfile "$dir/redis-$port.log" --daemonize no "$@" >/dev/null 2>&1 &
     started_pid=$!

@@ -25,7 +25,7 @@ final class TestService: Sendable {
         configuration.instance = "test"
         configure(&configuration)
         var logger = Logger(label: "sessiond-test")
-        logger.logLevel = .error
+        logger.logLevel = .critical
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let application = try SessionServiceApplication.build(configuration: configuration, logger: logger) { port in
             continuation.yield(port)
