@@ -68,6 +68,7 @@ let package = Package(
         .target(
             name: "RedisTestSupport",
             dependencies: [
+                "RedisClient",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

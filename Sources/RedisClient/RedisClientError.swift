@@ -14,6 +14,7 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
             case protocolError = "protocol_error"
             case serverError = "server_error"
             case shutDown = "shut_down"
+            case notPrimary = "not_primary"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -36,6 +37,8 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
         public static let serverError = Code(.serverError)
         /// The client was shut down.
         public static let shutDown = Code(.shutDown)
+        /// In Sentinel mode, the server named as primary turned out to be a replica (`ROLE`).
+        public static let notPrimary = Code(.notPrimary)
 
         public var description: String { base.rawValue }
     }
@@ -66,5 +69,6 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     static func authenticationFailed(_ message: String) -> Self { .init(code: .authenticationFailed, message: message) }
     static func protocolError(_ message: String) -> Self { .init(code: .protocolError, message: message) }
     static func serverError(_ message: String) -> Self { .init(code: .serverError, message: message) }
+    static func notPrimary(_ message: String) -> Self { .init(code: .notPrimary, message: message) }
     static let shutDown = Self(code: .shutDown, message: "the Redis client has been shut down")
 }

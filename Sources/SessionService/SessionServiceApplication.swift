@@ -16,6 +16,13 @@ public enum SessionServiceApplication {
         var redisConfiguration = try RedisConfiguration(url: configuration.redisURL)
         redisConfiguration.commandTimeout = .milliseconds(configuration.redisTimeout)
         redisConfiguration.connectTimeout = .milliseconds(configuration.redisTimeout)
+        redisConfiguration.failoverTimeout = .milliseconds(configuration.failoverTimeout)
+        if !configuration.sentinels.isEmpty {
+            redisConfiguration.sentinel = SentinelConfiguration(
+                sentinels: configuration.sentinels, masterName: configuration.sentinelMaster,
+                password: configuration.sentinelPassword
+            )
+        }
         var redisLogger = logger
         redisLogger[metadataKey: "component"] = "redis"
         let redis = RedisClient(
@@ -34,7 +41,9 @@ public enum SessionServiceApplication {
         router.add(middleware: ErrorMiddleware())
         HealthController(
             store: store, instance: configuration.instance,
-            redisAddress: "\(redisConfiguration.host):\(redisConfiguration.port)",
+            redisAddress: configuration.sentinels.isEmpty
+                ? "\(redisConfiguration.host):\(redisConfiguration.port)"
+                : "sentinel master '\(configuration.sentinelMaster)'",
             openAPIDocument: try HealthController.loadOpenAPIDocument()
         ).addRoutes(to: router)
 

@@ -46,10 +46,48 @@ public final class RedisServer: Sendable {
         throw lastError!
     }
 
-    private static func launch(port: Int, arguments: [String], timeout: Duration) throws -> RedisServer {
+    /// Starts `redis-sentinel` on a free port, monitoring `primary` under `masterName` with quorum
+    /// `quorum`, and waits until it answers. Its config file is its own (Sentinel rewrites it).
+    public static func startSentinel(
+        monitoring primary: RedisServer, masterName: String = "mymaster", quorum: Int = 2,
+        downAfterMilliseconds: Int = 1000, timeout: Duration = .seconds(10)
+    ) throws -> RedisServer {
+        var lastError: (any Error)?
+        for _ in 0..<5 {
+            let port = try freeLoopbackPort()
+            let directory = try makeDirectory(port: port)
+            let config = """
+                port \(port)
+                bind 127.0.0.1
+                daemonize no
+                dir \(directory.path)
+                logfile \(directory.appendingPathComponent("redis.log").path)
+                sentinel monitor \(masterName) 127.0.0.1 \(primary.port) \(quorum)
+                sentinel down-after-milliseconds \(masterName) \(downAfterMilliseconds)
+                sentinel failover-timeout \(masterName) 10000
+                sentinel parallel-syncs \(masterName) 1
+
+                """
+            let file = directory.appendingPathComponent("sentinel.conf")
+            try config.write(to: file, atomically: true, encoding: .utf8)
+            do {
+                return try launch(argv: ["redis-sentinel", file.path], port: port, arguments: [], directory: directory, timeout: timeout)
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError!
+    }
+
+    private static func makeDirectory(port: Int) throws -> URL {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("sessiond-redis-\(port)-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        return directory
+    }
+
+    private static func launch(port: Int, arguments: [String], timeout: Duration) throws -> RedisServer {
+        let directory = try makeDirectory(port: port)
         let argv = [
             "redis-server",
             "--bind", "127.0.0.1", "--port", String(port),
@@ -57,6 +95,10 @@ public final class RedisServer: Sendable {
             "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis.log").path,
             "--daemonize", "no",
         ] + arguments
+        return try launch(argv: argv, port: port, arguments: arguments, directory: directory, timeout: timeout)
+    }
+
+    private static func launch(argv: [String], port: Int, arguments: [String], directory: URL, timeout: Duration) throws -> RedisServer {
         let pid = try spawn(argv)
         let server = RedisServer(port: port, pid: pid, arguments: arguments, directory: directory)
         let deadline = ContinuousClock.now + timeout

@@ -27,12 +27,17 @@ final class ConnectionSlot: Sendable {
     private let eventLoop: any EventLoop
     private let configuration: RedisConfiguration
     private let functionLibraries: [RedisFunctionLibrary]
+    private let resolver: PrimaryResolver
     private let logger: Logger
 
-    init(eventLoop: any EventLoop, configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary], logger: Logger) {
+    init(
+        eventLoop: any EventLoop, configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary],
+        resolver: PrimaryResolver, logger: Logger
+    ) {
         self.eventLoop = eventLoop
         self.configuration = configuration
         self.functionLibraries = functionLibraries
+        self.resolver = resolver
         self.logger = logger
     }
 
@@ -82,10 +87,17 @@ final class ConnectionSlot: Sendable {
     }
 
     private func establish(_ promise: EventLoopPromise<RedisConnection>, failures: Int) async {
+        var endpoint: RedisEndpoint?
         do {
+            let (primary, _) = try await resolver.primary()
+            endpoint = primary
+            var target = configuration
+            target.host = primary.host
+            target.port = primary.port
             let connection = try await RedisConnection.connect(
-                to: configuration, on: eventLoop, functionLibraries: functionLibraries
+                to: target, on: eventLoop, functionLibraries: functionLibraries, confirmPrimary: resolver.isSentinelMode
             )
+            resolver.confirmed(primary)
             let accepted = state.withLock { state -> Bool in
                 if case .shutDown = state { return false }
                 state = .connected(connection)
@@ -97,7 +109,7 @@ final class ConnectionSlot: Sendable {
                 return
             }
             if failures > 0 {
-                logger.info("reconnected to Redis", metadata: ["redis": "\(configuration.host):\(configuration.port)"])
+                logger.info("reconnected to Redis", metadata: ["redis": "\(primary)"])
             }
             connection.closeFuture.whenComplete { _ in
                 let wasCurrent = self.state.withLock { state -> Bool in
@@ -106,11 +118,13 @@ final class ConnectionSlot: Sendable {
                     return true
                 }
                 if wasCurrent {
-                    self.logger.warning("connection to Redis closed", metadata: ["redis": "\(self.configuration.host):\(self.configuration.port)"])
+                    self.resolver.invalidate(primary)
+                    self.logger.warning("connection to Redis closed", metadata: ["redis": "\(primary)"])
                 }
             }
             promise.succeed(connection)
         } catch {
+            if let endpoint { resolver.invalidate(endpoint) }
             let clientError = error as? RedisClientError ?? .connectionFailed("\(error)")
             let delay = backoff(afterFailures: failures)
             state.withLock { state in

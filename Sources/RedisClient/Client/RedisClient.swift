@@ -17,6 +17,8 @@ public final class RedisClient: Sendable {
     private let slots: [ConnectionSlot]
     private let nextSlot = Atomic<Int>(0)
     private let functionLibraries: [RedisFunctionLibrary]
+    private let resolver: PrimaryResolver
+    private let failoverTimeout: Duration
 
     /// A client for `configuration`. Nothing connects until the first command.
     public convenience init(
@@ -38,22 +40,46 @@ public final class RedisClient: Sendable {
     ) {
         let loops = Array(eventLoopGroup.makeIterator())
         let count = max(1, configuration.connectionCount ?? loops.count)
+        let resolver = PrimaryResolver(configuration: configuration, logger: logger)
         self.slots = (0..<count).map { index in
             ConnectionSlot(
                 eventLoop: loops[index % loops.count], configuration: configuration,
-                functionLibraries: functionLibraries, logger: logger
+                functionLibraries: functionLibraries, resolver: resolver, logger: logger
             )
         }
         self.functionLibraries = functionLibraries
+        self.resolver = resolver
+        self.failoverTimeout = configuration.failoverTimeout
     }
 
     /// Sends one command and returns its reply.
     ///
     /// Commands from concurrent callers are pipelined; each caller gets its own reply.
+    ///
+    /// In Sentinel mode a command that fails because of a failover is retried until
+    /// ``RedisConfiguration/failoverTimeout``, but only when repeating it is safe: always when it was
+    /// certainly not applied (no connection to a primary could be made, or the server answered
+    /// `READONLY`, `MASTERDOWN`, `LOADING` or `NOREPLICAS`), and after a broken connection or a
+    /// timeout only when the caller says the command is `idempotent`.
     /// - Throws: ``RedisClientError`` — `serverError` for Redis' error reply (only this command fails),
     ///   `timeout`, `connectionClosed` (the command may or may not have run), `connectionFailed`,
-    ///   `authenticationFailed`, `protocolError`, `invalidCommand`, `shutDown`; or `CancellationError`.
-    public func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
+    ///   `notPrimary`, `authenticationFailed`, `protocolError`, `invalidCommand`, `shutDown`; or `CancellationError`.
+    public func send(_ arguments: [RedisArgument], idempotent: Bool = false) async throws -> RESPValue {
+        guard resolver.isSentinelMode else { return try await sendOnce(arguments) }
+        let deadline = ContinuousClock.now + failoverTimeout
+        var pause = Duration.milliseconds(50)
+        while true {
+            do {
+                return try await sendOnce(arguments)
+            } catch let error as RedisClientError where error.isSafeToRetry(idempotent: idempotent) {
+                guard ContinuousClock.now + pause < deadline else { throw error }
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(400))
+            }
+        }
+    }
+
+    private func sendOnce(_ arguments: [RedisArgument]) async throws -> RESPValue {
         let index = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
         let connection: RedisConnection
         do {
@@ -64,12 +90,29 @@ public final class RedisClient: Sendable {
             guard let live = slots.lazy.compactMap(\.liveConnection).first else { throw error }
             connection = live
         }
-        return try await connection.send(arguments)
+        do {
+            return try await connection.send(arguments)
+        } catch let error as RedisClientError where error.meansNotThePrimary {
+            // The server is (now) a replica, or lost its primary: stop using it and ask again.
+            resolver.invalidate(connection.endpoint)
+            await connection.close()
+            throw error
+        }
     }
 
     /// Variadic form of ``send(_:)-([RedisArgument])``: `try await client.send("GET", "key")`.
     public func send(_ arguments: RedisArgument...) async throws -> RESPValue {
-        try await send(arguments)
+        try await send(arguments, idempotent: false)
+    }
+
+    /// The server commands go to, how it was found, and what its `ROLE` says now.
+    public func primaryStatus() async throws -> RedisPrimaryStatus {
+        let (endpoint, source) = try await resolver.primary()
+        let role = try await send(["ROLE"], idempotent: true).array ?? []
+        return RedisPrimaryStatus(
+            endpoint: endpoint, foundBy: source, role: role.first?.string ?? "unknown",
+            connectedReplicas: role.count >= 3 ? role[2].array?.count ?? 0 : 0
+        )
     }
 
     /// Closes every connection; later commands fail with `shutDown`.
@@ -87,27 +130,58 @@ extension RedisClient {
     /// the client's libraries are loaded again and the call is repeated once; that is safe because a
     /// function that was not found did not run.
     /// - Throws: as ``send(_:)-([RedisArgument])``; the function's own errors come as `serverError`.
-    public func fcall(_ function: String, keys: [RedisArgument] = [], arguments: [RedisArgument] = []) async throws -> RESPValue {
+    public func fcall(
+        _ function: String, keys: [RedisArgument] = [], arguments: [RedisArgument] = [], idempotent: Bool = false
+    ) async throws -> RESPValue {
         var command: [RedisArgument] = ["FCALL", RedisArgument(function), RedisArgument(keys.count)]
         command.append(contentsOf: keys)
         command.append(contentsOf: arguments)
         do {
-            return try await send(command)
+            return try await send(command, idempotent: idempotent)
         } catch let error as RedisClientError where error.isFunctionNotFound && !functionLibraries.isEmpty {
             try await loadFunctionLibraries()
-            return try await send(command)
+            return try await send(command, idempotent: idempotent)
         }
     }
 
     /// Loads (or replaces) every library the client was given, on the server.
     public func loadFunctionLibraries() async throws {
         for library in functionLibraries {
-            _ = try await send(library.loadCommand)
+            _ = try await send(library.loadCommand, idempotent: true)
         }
     }
 }
 
+/// What ``RedisClient/primaryStatus()`` reports.
+public struct RedisPrimaryStatus: Sendable, Hashable {
+    public let endpoint: RedisEndpoint
+    /// `configured`, `sentinel <address>`, or the last confirmed primary when no sentinel answered.
+    public let foundBy: String
+    /// The first element of `ROLE`: `master` for a primary.
+    public let role: String
+    public let connectedReplicas: Int
+}
+
 extension RedisClientError {
+    /// The server refused the command because it is not a writable primary (a failover happened or
+    /// is under way); the command was not applied.
+    var meansNotThePrimary: Bool {
+        switch serverErrorPrefix {
+        case "READONLY", "MASTERDOWN": true
+        default: false
+        }
+    }
+
+    /// Whether repeating the command cannot apply it twice.
+    func isSafeToRetry(idempotent: Bool) -> Bool {
+        switch code {
+        case .connectionFailed, .notPrimary: return true  // never sent to a primary
+        case .serverError: return meansNotThePrimary || serverErrorPrefix == "LOADING" || serverErrorPrefix == "NOREPLICAS"
+        case .connectionClosed, .timeout: return idempotent  // may or may not have run
+        default: return false
+        }
+    }
+
     /// Redis' answer to `FCALL` of a function it does not have.
     var isFunctionNotFound: Bool {
         code == .serverError && message.hasPrefix("ERR Function not found")

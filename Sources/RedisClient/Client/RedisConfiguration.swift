@@ -25,6 +25,12 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var reconnectBackoffInitial: Duration = .milliseconds(50)
     /// The longest wait between reconnect attempts.
     public var reconnectBackoffMaximum: Duration = .seconds(1)
+    /// Sentinel mode: find the primary through these sentinels instead of `host:port` (which are
+    /// then ignored); the credentials and database above still apply to the primary.
+    public var sentinel: SentinelConfiguration?
+    /// In Sentinel mode, how long a command may wait for a failover to finish (retrying what is safe
+    /// to retry) before its error is returned.
+    public var failoverTimeout: Duration = .seconds(5)
 
     /// A configuration for `host:port` with no credentials and database 0.
     public init(host: String, port: Int = 6379, username: String? = nil, password: String? = nil, database: Int = 0) {

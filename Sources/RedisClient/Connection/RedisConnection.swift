@@ -7,9 +7,12 @@ import NIOPosix
 /// channel closes the connection is dead for good; ``RedisClient`` makes a new one.
 final class RedisConnection: Sendable {
     private let channel: any Channel
+    /// The server this connection talks to.
+    let endpoint: RedisEndpoint
 
-    private init(channel: any Channel) {
+    private init(channel: any Channel, endpoint: RedisEndpoint) {
         self.channel = channel
+        self.endpoint = endpoint
     }
 
     /// Whether the connection can still carry commands.
@@ -18,13 +21,15 @@ final class RedisConnection: Sendable {
     /// Completes when the connection has closed, for whatever reason.
     var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
 
-    /// Connects on `eventLoop`, authenticates, selects the database and loads `functionLibraries`.
+    /// Connects on `eventLoop` to `configuration.host:port`, authenticates, selects the database,
+    /// checks with `ROLE` that the server is a primary when `confirmPrimary`, and loads `functionLibraries`.
     /// - Throws: ``RedisClientError``: `connectionFailed` (refused, unreachable, connect timeout),
-    ///   `authenticationFailed`, or the error of a failed handshake step.
+    ///   `authenticationFailed`, `notPrimary`, or the error of a failed handshake step.
     static func connect(
         to configuration: RedisConfiguration,
         on eventLoop: any EventLoop,
-        functionLibraries: [RedisFunctionLibrary]
+        functionLibraries: [RedisFunctionLibrary],
+        confirmPrimary: Bool = false
     ) async throws -> RedisConnection {
         let commandTimeout = TimeAmount(configuration.commandTimeout)
         let channel: any Channel
@@ -44,9 +49,9 @@ final class RedisConnection: Sendable {
                 "cannot connect to Redis at \(configuration.host):\(configuration.port): \(error)"
             )
         }
-        let connection = RedisConnection(channel: channel)
+        let connection = RedisConnection(channel: channel, endpoint: RedisEndpoint(host: configuration.host, port: configuration.port))
         do {
-            try await connection.handshake(configuration: configuration, functionLibraries: functionLibraries)
+            try await connection.handshake(configuration: configuration, functionLibraries: functionLibraries, confirmPrimary: confirmPrimary)
         } catch {
             try? await channel.close()
             throw error
@@ -54,7 +59,7 @@ final class RedisConnection: Sendable {
         return connection
     }
 
-    private func handshake(configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary]) async throws {
+    private func handshake(configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary], confirmPrimary: Bool) async throws {
         if let password = configuration.password {
             var arguments: [RedisArgument] = ["AUTH"]
             if let username = configuration.username { arguments.append(RedisArgument(username)) }
@@ -67,6 +72,14 @@ final class RedisConnection: Sendable {
         }
         if configuration.database != 0 {
             _ = try await send(["SELECT", RedisArgument(configuration.database)])
+        }
+        if confirmPrimary {
+            // A sentinel's answer can be stale (an old primary keeps accepting writes for seconds
+            // after a failover): only ROLE says what this server is now.
+            let role = try await send(["ROLE"]).array?.first?.string
+            guard role == "master" else {
+                throw RedisClientError.notPrimary("\(endpoint) is a \(role ?? "server of unknown role"), not the primary")
+            }
         }
         for library in functionLibraries {
             _ = try await send(library.loadCommand)

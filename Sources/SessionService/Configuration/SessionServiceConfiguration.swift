@@ -22,6 +22,12 @@ public struct SessionServiceConfiguration: Sendable {
     public var logLevel = Logger.Level.info
     /// Serve without API keys on a non-loopback address. Off unless asked for explicitly.
     public var allowUnauthenticated = false
+    /// Sentinel mode: `host:port` of each sentinel (empty = talk to `redisURL`'s host directly).
+    public var sentinels: [RedisEndpoint] = []
+    public var sentinelMaster = "mymaster"
+    public var sentinelPassword: String?
+    /// In Sentinel mode, how long a request may wait for a failover (milliseconds).
+    public var failoverTimeout = 5000
 
     public init() {}
 
@@ -91,6 +97,25 @@ public struct SessionServiceConfiguration: Sendable {
                 throw ConfigurationError(setting: "--log-level / SESSIOND_LOG_LEVEL", reason: "'\(value)' is not one of trace, debug, info, notice, warning, error, critical")
             }
             configuration.logLevel = level
+        },
+        Setting(name: "sentinels", help: "comma-separated host:port of Redis Sentinels; the primary is then found through them (the URL's host and port are not used, its credentials and database are)", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
+            do {
+                configuration.sentinels = try SentinelConfiguration.endpoints(parsing: value)
+            } catch {
+                throw ConfigurationError(setting: "--sentinels / SESSIOND_SENTINELS", reason: (error as? RedisClientError)?.message ?? "\(error)")
+            }
+        },
+        Setting(name: "sentinel-master", help: "the master name the sentinels monitor", defaultDescription: "mymaster") { configuration, value throws(ConfigurationError) in
+            guard !value.isEmpty, value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+                throw ConfigurationError(setting: "--sentinel-master / SESSIOND_SENTINEL_MASTER", reason: "must be a name without spaces")
+            }
+            configuration.sentinelMaster = value
+        },
+        Setting(name: "sentinel-password", help: "password of the sentinels (requirepass in sentinel.conf)", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
+            configuration.sentinelPassword = value.isEmpty ? nil : value
+        },
+        Setting(name: "failover-timeout", help: "milliseconds a request may wait for a Sentinel failover before 503", defaultDescription: "5000") { configuration, value throws(ConfigurationError) in
+            configuration.failoverTimeout = try integer(value, "--failover-timeout / SESSIOND_FAILOVER_TIMEOUT", in: 100...600_000)
         },
         Setting(name: "allow-unauthenticated", help: "true to serve without API keys on a non-loopback address", defaultDescription: "false") { configuration, value throws(ConfigurationError) in
             switch value.lowercased() {

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import RedisClient
 
 /// Liveness, readiness and the contract.
 struct HealthController {
@@ -21,8 +22,9 @@ struct HealthController {
 
     /// 200 when Redis takes a write now; 503 `storage_unavailable` saying why otherwise.
     @Sendable func ready(_ request: Request, context: Context) async throws -> Response {
+        let primary: RedisPrimaryStatus
         do {
-            try await store.checkWritable(instance: instance)
+            primary = try await store.checkWritable(instance: instance)
         } catch {
             let reason: String = switch error {
             case .unavailable(let cause): "Redis at \(redisAddress) is not writable: \(cause)"
@@ -33,7 +35,15 @@ struct HealthController {
         var writer = JSONWriter()
         writer.raw(#"{"status":"ready","redis":"#)
         writer.string(redisAddress)
-        writer.raw("}")
+        writer.raw(#","primary":{"address":"#)
+        writer.string(primary.endpoint.description)
+        writer.raw(#","role":"#)
+        writer.string(primary.role)
+        writer.raw(#","connected_replicas":"#)
+        writer.integer(Int64(primary.connectedReplicas))
+        writer.raw(#","found_by":"#)
+        writer.string(primary.foundBy)
+        writer.raw("}}")
         return JSONResponse.make(.ok, writer.bytes)
     }
 

@@ -40,7 +40,7 @@ struct SessionStore: Sendable {
         if let user {
             let reply = try await call("user_index_add", key: SessionKeys.userIndex(user), [
                 RedisArgument(token.id.hex), "", RedisArgument(absoluteMilliseconds),
-            ])
+            ], idempotent: true)
             indexSize = reply.integer ?? 0
         }
         var arguments: [RedisArgument] = [
@@ -63,7 +63,7 @@ struct SessionStore: Sendable {
     func read(_ id: SessionID, touch: Bool) async throws(SessionStoreError) -> Session {
         let reply = try await call("session_get", key: SessionKeys.session(id), [
             touch ? "1" : "0", RedisArgument(settings.touchIntervalSeconds * 1000),
-        ])
+        ], idempotent: true)
         guard !reply.isNull else { throw .notFound }
         return try Session(id: id, fields: reply)
     }
@@ -93,7 +93,7 @@ struct SessionStore: Sendable {
     /// Ends a session (idempotent); its index entry is removed after it. Returns whether it existed.
     @discardableResult
     func delete(_ id: SessionID) async throws(SessionStoreError) -> Bool {
-        let reply = try await call("session_delete", key: SessionKeys.session(id), [])
+        let reply = try await call("session_delete", key: SessionKeys.session(id), [], idempotent: true)
         guard let parts = reply.array, parts.count == 2 else { throw .corrupt("unexpected reply to session_delete") }
         if let user = parts[1].string, !user.isEmpty {
             _ = try await send(["ZREM", RedisArgument(SessionKeys.userIndex(user)), RedisArgument(id.hex)])
@@ -120,7 +120,7 @@ struct SessionStore: Sendable {
         if let user = old.user {
             _ = try await call("user_index_add", key: SessionKeys.userIndex(user), [
                 RedisArgument(token.id.hex), RedisArgument(old.absoluteExpiresAt), "0",
-            ])
+            ], idempotent: true)
         }
         let fields = (taken.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } }
         let reply = try await call("session_import", key: SessionKeys.session(token.id), fields)
@@ -172,7 +172,7 @@ struct SessionStore: Sendable {
                 for id in ids {
                     group.addTask {
                         guard let sessionID = SessionID(parsing: id) else { return 0 }
-                        let reply = try await call("session_delete", key: SessionKeys.session(sessionID), [])
+                        let reply = try await call("session_delete", key: SessionKeys.session(sessionID), [], idempotent: true)
                         return reply.array?.first?.integer == 1 ? 1 : 0
                     }
                 }
@@ -198,21 +198,25 @@ struct SessionStore: Sendable {
 
     // MARK: - Health
 
-    /// Proves Redis takes writes (a short-lived key).
-    func checkWritable(instance: String) async throws(SessionStoreError) {
+    /// Proves Redis takes writes (a short-lived key) and describes the primary in use.
+    func checkWritable(instance: String) async throws(SessionStoreError) -> RedisPrimaryStatus {
         _ = try await send(["SET", RedisArgument(SessionKeys.readinessProbe), RedisArgument(instance), "PX", "10000"])
+        return try await withSessionStoreErrors { try await redis.primaryStatus() }
     }
 
     // MARK: - Redis
 
-    private func call(_ function: String, key: String, _ arguments: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
+    /// - Parameter idempotent: running the function twice has the effect of running it once, so it
+    ///   may be repeated after a broken connection during a failover.
+    private func call(_ function: String, key: String, _ arguments: [RedisArgument], idempotent: Bool = false) async throws(SessionStoreError) -> RESPValue {
         try await withSessionStoreErrors {
-            try await redis.fcall(function, keys: [RedisArgument(key)], arguments: arguments)
+            try await redis.fcall(function, keys: [RedisArgument(key)], arguments: arguments, idempotent: idempotent)
         }
     }
 
+    /// Plain commands here are all idempotent (ZRANGE, ZREM, SET of the readiness key).
     private func send(_ command: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
-        try await withSessionStoreErrors { try await redis.send(command) }
+        try await withSessionStoreErrors { try await redis.send(command, idempotent: true) }
     }
 
     /// Runs Redis work, mapping every failure to ``SessionStoreError``.

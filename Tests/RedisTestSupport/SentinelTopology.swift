@@ -1,0 +1,85 @@
+import RedisClient
+
+/// A real replicated Redis on loopback: one primary, replicas following it, and sentinels watching
+/// it (quorum 2, `down-after-milliseconds` 1000), started by a test and stopped by PID.
+public final class SentinelTopology: Sendable {
+    public let masterName = "mymaster"
+    public let primary: RedisServer
+    public let replicas: [RedisServer]
+    public let sentinels: [RedisServer]
+
+    private init(primary: RedisServer, replicas: [RedisServer], sentinels: [RedisServer]) {
+        self.primary = primary
+        self.replicas = replicas
+        self.sentinels = sentinels
+    }
+
+    /// `127.0.0.1:<port>,...` of the sentinels, as SESSIOND_SENTINELS takes them.
+    public var sentinelList: String {
+        sentinels.map { "127.0.0.1:\($0.port)" }.joined(separator: ",")
+    }
+
+    /// Every process of the topology, for finding a server by port.
+    public var servers: [RedisServer] { [primary] + replicas }
+
+    /// Starts the topology and waits (bounded) until every sentinel sees every replica and the
+    /// other sentinels, so that a failover can actually happen.
+    public static func start(replicaCount: Int = 2, sentinelCount: Int = 3) async throws -> SentinelTopology {
+        // No diskless-sync delay: replicas come online at once instead of after Redis' default 5 s.
+        let replication = ["--repl-diskless-sync-delay", "0"]
+        let primary = try RedisServer.start(arguments: replication)
+        let replicas = try (0..<replicaCount).map { _ in
+            try RedisServer.start(arguments: replication + ["--replicaof", "127.0.0.1", String(primary.port)])
+        }
+        let sentinels = try (0..<sentinelCount).map { _ in try RedisServer.startSentinel(monitoring: primary) }
+        let topology = SentinelTopology(primary: primary, replicas: replicas, sentinels: sentinels)
+        let primaryClient = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: primary.port))
+        defer { Task { await primaryClient.shutdown() } }
+        let ready = await eventually(timeout: .seconds(30), interval: .milliseconds(100)) {
+            // Every replica online (ROLE lists only replicas that finished their first sync)...
+            let role = try await primaryClient.send("ROLE").array ?? []
+            guard role.count >= 3, role[2].array?.count == replicaCount else { return false }
+            // ...and every sentinel knowing every replica and the other sentinels.
+            for sentinel in sentinels {
+                let state = try await topology.masterState(sentinel)
+                guard state["num-slaves"] == String(replicaCount), state["num-other-sentinels"] == String(sentinelCount - 1) else {
+                    return false
+                }
+            }
+            return true
+        }
+        guard ready else { throw TestServerError("the sentinels did not discover the replicas and each other within 30 s") }
+        return topology
+    }
+
+    /// The primary's port as the sentinels currently name it (the first sentinel that answers).
+    public func primaryPortPerSentinels() async throws -> Int? {
+        for sentinel in sentinels {
+            let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: sentinel.port))
+            defer { Task { await client.shutdown() } }
+            if let reply = try? await client.send("SENTINEL", "GET-MASTER-ADDR-BY-NAME", RedisArgument(masterName)),
+                let port = reply.array?.last?.string.flatMap({ Int($0) }) {
+                return port
+            }
+        }
+        return nil
+    }
+
+    /// `SENTINEL MASTER <name>` as a dictionary.
+    func masterState(_ sentinel: RedisServer) async throws -> [String: String] {
+        let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: sentinel.port))
+        defer { Task { await client.shutdown() } }
+        let fields = try await client.send("SENTINEL", "MASTER", RedisArgument(masterName)).array ?? []
+        var state: [String: String] = [:]
+        for index in stride(from: 0, to: fields.count - 1, by: 2) {
+            if let key = fields[index].string, let value = fields[index + 1].string { state[key] = value }
+        }
+        return state
+    }
+
+    /// Kills every process of the topology.
+    public func stopAll() {
+        for sentinel in sentinels { sentinel.kill() }
+        for server in servers { server.kill() }
+    }
+}
