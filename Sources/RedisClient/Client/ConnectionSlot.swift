@@ -78,6 +78,13 @@ final class ConnectionSlot: Sendable {
         }
     }
 
+    /// Closes the slot's connection if it talks to another server than `primary`.
+    func dropUnless(connectedTo primary: RedisEndpoint) {
+        if let connection = liveConnection, connection.endpoint != primary {
+            Task { await connection.close() }
+        }
+    }
+
     /// The slot's connection if it is connected and alive right now; never connects.
     var liveConnection: RedisConnection? {
         state.withLock { state in

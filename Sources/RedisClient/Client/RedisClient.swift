@@ -50,6 +50,10 @@ public final class RedisClient: Sendable {
         self.functionLibraries = functionLibraries
         self.resolver = resolver
         self.failoverTimeout = configuration.failoverTimeout
+        let slots = self.slots
+        resolver.watchSwitches { primary in
+            for slot in slots { slot.dropUnless(connectedTo: primary) }
+        }
     }
 
     /// Sends one command and returns its reply.
@@ -117,6 +121,7 @@ public final class RedisClient: Sendable {
 
     /// Closes every connection; later commands fail with `shutDown`.
     public func shutdown() async {
+        resolver.shutdown()
         for slot in slots {
             await slot.shutdown()
         }

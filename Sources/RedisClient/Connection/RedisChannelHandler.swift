@@ -33,8 +33,13 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     /// Why the connection ended, for the error pending and later commands receive.
     private var closeReason: RedisClientError?
 
-    init(commandTimeout: TimeAmount) {
+    /// Receives replies nobody asked for: the messages of a `SUBSCRIBE`d connection. Without it
+    /// such a reply is a protocol error.
+    private let onPush: (@Sendable (RESPValue) -> Void)?
+
+    init(commandTimeout: TimeAmount, onPush: (@Sendable (RESPValue) -> Void)? = nil) {
         self.commandTimeout = commandTimeout
+        self.onPush = onPush
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -67,7 +72,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             // hiredis may now hold several complete replies (or none): drain them all.
             while let reply = try reader.next() {
                 guard let entry = pending.popFirst() else {
-                    throw .protocolError("Redis sent a reply nobody asked for")
+                    guard let onPush else { throw .protocolError("Redis sent a reply nobody asked for") }
+                    onPush(reply)
+                    continue
                 }
                 if case .error(let message) = reply {
                     entry.promise.fail(RedisClientError.serverError(message))

@@ -29,7 +29,8 @@ final class RedisConnection: Sendable {
         to configuration: RedisConfiguration,
         on eventLoop: any EventLoop,
         functionLibraries: [RedisFunctionLibrary],
-        confirmPrimary: Bool = false
+        confirmPrimary: Bool = false,
+        onPush: (@Sendable (RESPValue) -> Void)? = nil
     ) async throws -> RedisConnection {
         let commandTimeout = TimeAmount(configuration.commandTimeout)
         let channel: any Channel
@@ -39,7 +40,7 @@ final class RedisConnection: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(commandTimeout: commandTimeout))
+                        try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(commandTimeout: commandTimeout, onPush: onPush))
                     }
                 }
                 .connect(host: configuration.host, port: configuration.port)

@@ -16,7 +16,20 @@ final class PrimaryResolver: Sendable {
         var candidateSource = ""
         var lastConfirmed: RedisEndpoint?
         var inFlight: Task<(RedisEndpoint, String), any Error>?
+        var watchers: [Task<Void, Never>] = []
+        var isShutDown = false
+        /// A primary being failed over: never used until the fence expires, even if a sentinel
+        /// (or ROLE) still calls it the primary, because writes it takes now would be lost.
+        var fence: (endpoint: RedisEndpoint, until: ContinuousClock.Instant)?
     }
+
+    /// How long a primary stays fenced after a failover away from it was announced.
+    private static let fenceDuration = Duration.seconds(10)
+
+    /// Called with the new primary when a sentinel announces `+switch-master`, so that connections
+    /// to the old one are dropped at once (an old primary may accept writes for seconds after a
+    /// failover; writes it takes then are lost).
+    private let onSwitch = Mutex<(@Sendable (RedisEndpoint) -> Void)?>(nil)
 
     private let configuration: RedisConfiguration
     private let state = Mutex(State())
@@ -28,6 +41,97 @@ final class PrimaryResolver: Sendable {
     }
 
     var isSentinelMode: Bool { configuration.sentinel != nil }
+
+    /// Starts listening for `+switch-master` on every sentinel; `handler` learns each new primary.
+    func watchSwitches(_ handler: @escaping @Sendable (RedisEndpoint) -> Void) {
+        guard let sentinel = configuration.sentinel else { return }
+        onSwitch.withLock { $0 = handler }
+        let watchers = sentinel.sentinels.map { address in
+            Task { await self.watch(address, sentinel: sentinel) }
+        }
+        state.withLock { $0.watchers = watchers }
+    }
+
+    /// Stops the `+switch-master` listeners.
+    func shutdown() {
+        let watchers = state.withLock { state -> [Task<Void, Never>] in
+            state.isShutDown = true
+            return state.watchers
+        }
+        for watcher in watchers { watcher.cancel() }
+    }
+
+    /// One sentinel's `+switch-master` subscription, re-made after it breaks, until shutdown.
+    private func watch(_ address: RedisEndpoint, sentinel: SentinelConfiguration) async {
+        var target = sentinelConnectionConfiguration(sentinel)
+        target.host = address.host
+        target.port = address.port
+        let masterName = sentinel.masterName
+        while !Task.isCancelled {
+            do {
+                let connection = try await RedisConnection.connect(
+                    to: target, on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: []
+                ) { message in
+                    guard let parts = message.array, parts.count == 3, parts[0].string == "message",
+                        let channel = parts[1].string, let words = parts[2].string?.split(separator: " ")
+                    else { return }
+                    self.handleSentinelEvent(channel: channel, words: words, masterName: masterName, from: address)
+                }
+                _ = try await connection.send([
+                    "SUBSCRIBE", "+switch-master", "+failover-state-send-slaveof-noone", "+promoted-slave",
+                ])
+                await withTaskCancellationHandler {
+                    try? await connection.closeFuture.get()
+                } onCancel: {
+                    Task { await connection.close() }
+                }
+            } catch {
+                // The sentinel is away; try again shortly.
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    /// Follows a failover as the leading sentinel announces it:
+    /// - `+failover-state-send-slaveof-noone` (`slave <name> <ip> <port> @ <master> <ip> <port>`): the
+    ///   replica about to be promoted becomes the target and the old primary is fenced at once, so no
+    ///   write reaches it while the replica takes over (connections wait, through ROLE, for the promotion);
+    /// - `+promoted-slave` (same shape): the promoted replica is the target;
+    /// - `+switch-master` (`<master> <old ip> <old port> <new ip> <new port>`): the new primary is the target.
+    private func handleSentinelEvent(channel: String, words: [Substring], masterName: String, from sentinel: RedisEndpoint) {
+        let target: RedisEndpoint
+        var fenced: RedisEndpoint?
+        switch channel {
+        case "+failover-state-send-slaveof-noone", "+promoted-slave":
+            guard words.count == 8, words[4] == "@", words[5] == masterName,
+                let port = Int(words[3]), let oldPort = Int(words[7])
+            else { return }
+            target = RedisEndpoint(host: String(words[2]), port: port)
+            fenced = RedisEndpoint(host: String(words[6]), port: oldPort)
+        case "+switch-master":
+            guard words.count == 5, words[0] == masterName, let port = Int(words[4]), let oldPort = Int(words[2]) else { return }
+            target = RedisEndpoint(host: String(words[3]), port: port)
+            fenced = RedisEndpoint(host: String(words[1]), port: oldPort)
+        default:
+            return
+        }
+        state.withLock { state in
+            state.candidate = target
+            state.candidateSource = "\(channel) from sentinel \(sentinel)"
+            if let fenced, fenced != target { state.fence = (fenced, .now + Self.fenceDuration) }
+        }
+        logger.notice("following a failover", metadata: ["event": "\(channel)", "target": "\(target)", "sentinel": "\(sentinel)"])
+        onSwitch.withLock { $0 }?(target)
+    }
+
+    private func sentinelConnectionConfiguration(_ sentinel: SentinelConfiguration) -> RedisConfiguration {
+        var sentinelConfiguration = configuration
+        sentinelConfiguration.sentinel = nil
+        sentinelConfiguration.username = sentinel.username
+        sentinelConfiguration.password = sentinel.password
+        sentinelConfiguration.database = 0
+        return sentinelConfiguration
+    }
 
     /// Where to connect now, and how that address was found.
     func primary() async throws -> (RedisEndpoint, String) {
@@ -46,10 +150,15 @@ final class PrimaryResolver: Sendable {
         }
         do {
             let (endpoint, source) = try await task.value
-            state.withLock { state in
+            let fenced = state.withLock { state -> Bool in
                 state.inFlight = nil
+                if let fence = state.fence, fence.until > .now, fence.endpoint == endpoint { return true }
                 state.candidate = endpoint
                 state.candidateSource = source
+                return false
+            }
+            if fenced {
+                throw RedisClientError.connectionFailed("a failover away from \(endpoint) is under way")
             }
             return (endpoint, source)
         } catch {
@@ -78,38 +187,46 @@ final class PrimaryResolver: Sendable {
     }
 
     private func askSentinels(_ sentinel: SentinelConfiguration) async throws -> (RedisEndpoint, String) {
-        let sentinelConfiguration = {
-            var sentinelConfiguration = configuration
-            sentinelConfiguration.sentinel = nil
-            sentinelConfiguration.username = sentinel.username
-            sentinelConfiguration.password = sentinel.password
-            sentinelConfiguration.database = 0
-            return sentinelConfiguration
-        }()
-        let answer = await withTaskGroup(of: (RedisEndpoint, RedisEndpoint)?.self) { group -> (RedisEndpoint, RedisEndpoint)? in
+        let sentinelConfiguration = sentinelConnectionConfiguration(sentinel)
+        // Ask every sentinel at once. A sentinel that missed a failover still names the old primary
+        // (which, restarted, even answers ROLE as a master until Sentinel demotes it), so wait for a
+        // majority of them and believe the one with the newest configuration epoch.
+        let majority = sentinel.sentinels.count / 2 + 1
+        let answer = await withTaskGroup(of: (RedisEndpoint, Int64, RedisEndpoint)?.self) { group -> (RedisEndpoint, RedisEndpoint)? in
             for address in sentinel.sentinels {
                 group.addTask {
                     var perSentinel = sentinelConfiguration
                     perSentinel.host = address.host
                     perSentinel.port = address.port
                     guard let connection = try? await RedisConnection.connect(
-                        to: perSentinel, on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: [], confirmPrimary: false
+                        to: perSentinel, on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: []
                     ) else { return nil }
                     defer { Task { await connection.close() } }
-                    guard let reply = try? await connection.send(["SENTINEL", "GET-MASTER-ADDR-BY-NAME", RedisArgument(sentinel.masterName)]),
-                        let parts = reply.array, parts.count == 2, let host = parts[0].string,
-                        let port = parts[1].string.flatMap({ Int($0) })
+                    guard let reply = try? await connection.send(["SENTINEL", "MASTER", RedisArgument(sentinel.masterName)]),
+                        let fields = reply.array
                     else { return nil }
-                    return (RedisEndpoint(host: host, port: port), address)
+                    var state: [String: String] = [:]
+                    for index in stride(from: 0, to: fields.count - 1, by: 2) {
+                        if let key = fields[index].string, let value = fields[index + 1].string { state[key] = value }
+                    }
+                    guard let host = state["ip"], let port = state["port"].flatMap({ Int($0) }),
+                        let epoch = state["config-epoch"].flatMap({ Int64($0) })
+                    else { return nil }
+                    return (RedisEndpoint(host: host, port: port), epoch, address)
                 }
             }
+            var best: (RedisEndpoint, Int64, RedisEndpoint)?
+            var answers = 0
             for await answer in group {
-                if let answer {
+                guard let answer else { continue }
+                answers += 1
+                if best == nil || answer.1 > best!.1 { best = answer }
+                if answers >= majority {
                     group.cancelAll()
-                    return answer
+                    break
                 }
             }
-            return nil
+            return best.map { ($0.0, $0.2) }
         }
         if let (endpoint, sentinelAddress) = answer {
             return (endpoint, "sentinel \(sentinelAddress)")
