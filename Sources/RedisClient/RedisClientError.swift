@@ -15,6 +15,7 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
             case serverError = "server_error"
             case shutDown = "shut_down"
             case notPrimary = "not_primary"
+            case durabilityTimeout = "durability_timeout"
         }
         private let base: Base
         private init(_ base: Base) { self.base = base }
@@ -39,6 +40,9 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
         public static let shutDown = Code(.shutDown)
         /// In Sentinel mode, the server named as primary turned out to be a replica (`ROLE`).
         public static let notPrimary = Code(.notPrimary)
+        /// The write was applied on the primary, but fewer replicas than required acknowledged it
+        /// within the durability timeout: it may be lost if the primary dies now.
+        public static let durabilityTimeout = Code(.durabilityTimeout)
 
         public var description: String { base.rawValue }
     }
@@ -70,5 +74,6 @@ public struct RedisClientError: Error, Sendable, Hashable, CustomStringConvertib
     static func protocolError(_ message: String) -> Self { .init(code: .protocolError, message: message) }
     static func serverError(_ message: String) -> Self { .init(code: .serverError, message: message) }
     static func notPrimary(_ message: String) -> Self { .init(code: .notPrimary, message: message) }
+    static func durabilityTimeout(_ message: String) -> Self { .init(code: .durabilityTimeout, message: message) }
     static let shutDown = Self(code: .shutDown, message: "the Redis client has been shut down")
 }

@@ -17,6 +17,11 @@ public enum SessionServiceApplication {
         redisConfiguration.commandTimeout = .milliseconds(configuration.redisTimeout)
         redisConfiguration.connectTimeout = .milliseconds(configuration.redisTimeout)
         redisConfiguration.failoverTimeout = .milliseconds(configuration.failoverTimeout)
+        if configuration.durability == .replicated {
+            redisConfiguration.durability = RedisDurability(
+                replicas: configuration.durabilityReplicas, timeout: .milliseconds(configuration.durabilityTimeout)
+            )
+        }
         if !configuration.sentinels.isEmpty {
             redisConfiguration.sentinel = SentinelConfiguration(
                 sentinels: configuration.sentinels, masterName: configuration.sentinelMaster,
@@ -41,6 +46,7 @@ public enum SessionServiceApplication {
         router.add(middleware: ErrorMiddleware())
         HealthController(
             store: store, instance: configuration.instance,
+            requiredReplicas: configuration.durability == .replicated ? configuration.durabilityReplicas : 0,
             redisAddress: configuration.sentinels.isEmpty
                 ? "\(redisConfiguration.host):\(redisConfiguration.port)"
                 : "sentinel master '\(configuration.sentinelMaster)'",

@@ -1,3 +1,4 @@
+import Foundation
 import RedisClient
 
 /// A real replicated Redis on loopback: one primary, replicas following it, and sentinels watching
@@ -36,9 +37,9 @@ public final class SentinelTopology: Sendable {
         let primaryClient = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: primary.port))
         defer { Task { await primaryClient.shutdown() } }
         let ready = await eventually(timeout: .seconds(30), interval: .milliseconds(100)) {
-            // Every replica online (ROLE lists only replicas that finished their first sync)...
-            let role = try await primaryClient.send("ROLE").array ?? []
-            guard role.count >= 3, role[2].array?.count == replicaCount else { return false }
+            // Every replica online (ROLE lists replicas that are still syncing too)...
+            let replication = try await primaryClient.send("INFO", "replication").string ?? ""
+            guard replication.components(separatedBy: "state=online").count - 1 == replicaCount else { return false }
             // ...and every sentinel knowing every replica and the other sentinels.
             for sentinel in sentinels {
                 let state = try await topology.masterState(sentinel)

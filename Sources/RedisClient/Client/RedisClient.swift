@@ -19,6 +19,7 @@ public final class RedisClient: Sendable {
     private let functionLibraries: [RedisFunctionLibrary]
     private let resolver: PrimaryResolver
     private let failoverTimeout: Duration
+    private let durability: RedisDurability?
 
     /// A client for `configuration`. Nothing connects until the first command.
     public convenience init(
@@ -50,6 +51,7 @@ public final class RedisClient: Sendable {
         self.functionLibraries = functionLibraries
         self.resolver = resolver
         self.failoverTimeout = configuration.failoverTimeout
+        self.durability = configuration.durability
         let slots = self.slots
         resolver.watchSwitches { primary in
             for slot in slots { slot.dropUnless(connectedTo: primary) }
@@ -68,13 +70,18 @@ public final class RedisClient: Sendable {
     /// - Throws: ``RedisClientError`` — `serverError` for Redis' error reply (only this command fails),
     ///   `timeout`, `connectionClosed` (the command may or may not have run), `connectionFailed`,
     ///   `notPrimary`, `authenticationFailed`, `protocolError`, `invalidCommand`, `shutDown`; or `CancellationError`.
-    public func send(_ arguments: [RedisArgument], idempotent: Bool = false) async throws -> RESPValue {
-        guard resolver.isSentinelMode else { return try await sendOnce(arguments) }
+    ///
+    /// With `durable: true` and ``RedisConfiguration/durability`` set, the reply is returned only once
+    /// the configured number of replicas acknowledged the write (else `durabilityTimeout`, and the
+    /// write is not retried: it did happen on the primary).
+    public func send(_ arguments: [RedisArgument], idempotent: Bool = false, durable: Bool = false) async throws -> RESPValue {
+        let durability = durable ? self.durability : nil
+        guard resolver.isSentinelMode else { return try await sendOnce(arguments, durability: durability) }
         let deadline = ContinuousClock.now + failoverTimeout
         var pause = Duration.milliseconds(50)
         while true {
             do {
-                return try await sendOnce(arguments)
+                return try await sendOnce(arguments, durability: durability)
             } catch let error as RedisClientError where error.isSafeToRetry(idempotent: idempotent) {
                 guard ContinuousClock.now + pause < deadline else { throw error }
                 try await Task.sleep(for: pause)
@@ -83,7 +90,7 @@ public final class RedisClient: Sendable {
         }
     }
 
-    private func sendOnce(_ arguments: [RedisArgument]) async throws -> RESPValue {
+    private func sendOnce(_ arguments: [RedisArgument], durability: RedisDurability?) async throws -> RESPValue {
         let index = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
         let connection: RedisConnection
         do {
@@ -95,6 +102,9 @@ public final class RedisClient: Sendable {
             connection = live
         }
         do {
+            if let durability {
+                return try await connection.sendDurably(arguments, durability)
+            }
             return try await connection.send(arguments)
         } catch let error as RedisClientError where error.meansNotThePrimary {
             // The server is (now) a replica, or lost its primary: stop using it and ask again.
@@ -136,16 +146,17 @@ extension RedisClient {
     /// function that was not found did not run.
     /// - Throws: as ``send(_:)-([RedisArgument])``; the function's own errors come as `serverError`.
     public func fcall(
-        _ function: String, keys: [RedisArgument] = [], arguments: [RedisArgument] = [], idempotent: Bool = false
+        _ function: String, keys: [RedisArgument] = [], arguments: [RedisArgument] = [],
+        idempotent: Bool = false, durable: Bool = false
     ) async throws -> RESPValue {
         var command: [RedisArgument] = ["FCALL", RedisArgument(function), RedisArgument(keys.count)]
         command.append(contentsOf: keys)
         command.append(contentsOf: arguments)
         do {
-            return try await send(command, idempotent: idempotent)
+            return try await send(command, idempotent: idempotent, durable: durable)
         } catch let error as RedisClientError where error.isFunctionNotFound && !functionLibraries.isEmpty {
             try await loadFunctionLibraries()
-            return try await send(command, idempotent: idempotent)
+            return try await send(command, idempotent: idempotent, durable: durable)
         }
     }
 

@@ -28,6 +28,9 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// Sentinel mode: find the primary through these sentinels instead of `host:port` (which are
     /// then ignored); the credentials and database above still apply to the primary.
     public var sentinel: SentinelConfiguration?
+    /// When set, a command sent with `durable: true` is acknowledged only after `WAIT` confirms that
+    /// this many replicas have it (concurrent writes share their waits).
+    public var durability: RedisDurability?
     /// In Sentinel mode, how long a command may wait for a failover to finish (retrying what is safe
     /// to retry) before its error is returned.
     public var failoverTimeout: Duration = .seconds(5)
@@ -83,5 +86,16 @@ public struct RedisConfiguration: Sendable, Hashable {
     static func redacted(_ url: String) -> String {
         guard let at = url.lastIndex(of: "@"), let schemeEnd = url.range(of: "://") else { return url }
         return url[..<schemeEnd.upperBound] + "***" + url[at...]
+    }
+}
+
+/// The replicated write mode: how many replicas must acknowledge a write, and how long to wait.
+public struct RedisDurability: Sendable, Hashable {
+    public var replicas: Int
+    public var timeout: Duration
+
+    public init(replicas: Int, timeout: Duration) {
+        self.replicas = replicas
+        self.timeout = timeout
     }
 }

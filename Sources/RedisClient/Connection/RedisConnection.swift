@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// One TCP connection to Redis, shared by any number of concurrent callers (pipelined).
 ///
@@ -9,6 +10,11 @@ final class RedisConnection: Sendable {
     private let channel: any Channel
     /// The server this connection talks to.
     let endpoint: RedisEndpoint
+    /// Counts commands in the order they enter the channel; held while writing, so the numbers
+    /// follow the channel's order.
+    private let sendOrder = Mutex<UInt64>(0)
+    /// The latest `WAIT` sent on this connection and its place in the send order.
+    private let latestWait = Mutex<(sequence: UInt64, reply: EventLoopFuture<RESPValue>)?>(nil)
 
     private init(channel: any Channel, endpoint: RedisEndpoint) {
         self.channel = channel
@@ -91,16 +97,62 @@ final class RedisConnection: Sendable {
     /// - Throws: ``RedisClientError`` (`serverError` for an error reply, `timeout`, `connectionClosed`,
     ///   `protocolError`, `invalidCommand`) or `CancellationError` when the caller is cancelled.
     func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
+        try await sendNumbered(arguments).reply
+    }
+
+    /// Sends a write and returns its reply once `durability.replicas` replicas have it (group commit:
+    /// see ``awaitReplication(after:_:)``).
+    func sendDurably(_ arguments: [RedisArgument], _ durability: RedisDurability) async throws -> RESPValue {
+        let (reply, sequence) = try await sendNumbered(arguments)
+        try await awaitReplication(after: sequence, durability)
+        return reply
+    }
+
+    private func sendNumbered(_ arguments: [RedisArgument]) async throws -> (reply: RESPValue, sequence: UInt64) {
         try Task.checkCancellation()
-        var buffer = channel.allocator.buffer(capacity: 64)
-        try RESPCommandEncoder.encode(arguments, into: &buffer)
-        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        channel.write(RedisRequest(encoded: buffer, promise: promise), promise: nil)
-        return try await withTaskCancellationHandler {
+        let (promise, sequence) = try enqueue(arguments)
+        let reply = try await withTaskCancellationHandler {
             try await promise.futureResult.get()
         } onCancel: {
             // The command keeps its place in the handler's FIFO; its reply will be dropped there.
             promise.fail(CancellationError())
+        }
+        return (reply, sequence)
+    }
+
+    /// Writes the command into the channel and numbers it, atomically.
+    private func enqueue(_ arguments: [RedisArgument]) throws -> (EventLoopPromise<RESPValue>, UInt64) {
+        var buffer = channel.allocator.buffer(capacity: 64)
+        try RESPCommandEncoder.encode(arguments, into: &buffer)
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        let request = RedisRequest(encoded: buffer, promise: promise)
+        let sequence = sendOrder.withLock { counter -> UInt64 in
+            counter += 1
+            channel.write(request, promise: nil)
+            return counter
+        }
+        return (promise, sequence)
+    }
+
+    /// Returns once `durability.replicas` replicas have the command numbered `sequence` (and
+    /// everything before it on this connection).
+    ///
+    /// Group commit: `WAIT` covers every write sent before it on its connection, so a caller joins
+    /// the latest `WAIT` when that one was sent after its write, and sends a new one otherwise.
+    /// - Throws: `durabilityTimeout` when fewer replicas acknowledged within the timeout.
+    private func awaitReplication(after sequence: UInt64, _ durability: RedisDurability) async throws {
+        let milliseconds = max(1, durability.timeout.components.seconds * 1000 + durability.timeout.components.attoseconds / 1_000_000_000_000_000)
+        let wait = try latestWait.withLock { latest -> EventLoopFuture<RESPValue> in
+            if let latest, latest.sequence > sequence { return latest.reply }
+            let (promise, waitSequence) = try enqueue(["WAIT", RedisArgument(durability.replicas), RedisArgument(milliseconds)])
+            latest = (waitSequence, promise.futureResult)
+            return promise.futureResult
+        }
+        let acknowledged = try await wait.get().integer ?? 0
+        guard acknowledged >= durability.replicas else {
+            throw RedisClientError.durabilityTimeout(
+                "the write is on the primary but only \(acknowledged) of \(durability.replicas) replicas acknowledged it within \(milliseconds) ms"
+            )
         }
     }
 

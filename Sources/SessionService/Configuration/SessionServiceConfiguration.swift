@@ -28,6 +28,19 @@ public struct SessionServiceConfiguration: Sendable {
     public var sentinelPassword: String?
     /// In Sentinel mode, how long a request may wait for a failover (milliseconds).
     public var failoverTimeout = 5000
+    /// `replicated`: a write is acknowledged only once `durabilityReplicas` replicas have it.
+    public var durability = Durability.async
+    public var durabilityReplicas = 1
+    /// How long a replicated write waits for its replicas (milliseconds) before `durability_timeout`.
+    public var durabilityTimeout = 200
+
+    /// What a successful write promises.
+    public enum Durability: String, Sendable {
+        /// On the primary; Redis replicates it shortly after (asynchronously).
+        case async
+        /// On the primary and acknowledged by the configured number of replicas (`WAIT`).
+        case replicated
+    }
 
     public init() {}
 
@@ -116,6 +129,18 @@ public struct SessionServiceConfiguration: Sendable {
         },
         Setting(name: "failover-timeout", help: "milliseconds a request may wait for a Sentinel failover before 503", defaultDescription: "5000") { configuration, value throws(ConfigurationError) in
             configuration.failoverTimeout = try integer(value, "--failover-timeout / SESSIOND_FAILOVER_TIMEOUT", in: 100...600_000)
+        },
+        Setting(name: "durability", help: "async (acknowledged once on the primary) or replicated (once WAIT confirms the replicas have it)", defaultDescription: "async") { configuration, value throws(ConfigurationError) in
+            guard let durability = Durability(rawValue: value.lowercased()) else {
+                throw ConfigurationError(setting: "--durability / SESSIOND_DURABILITY", reason: "'\(value)' is not async or replicated")
+            }
+            configuration.durability = durability
+        },
+        Setting(name: "durability-replicas", help: "replicas that must acknowledge a write in replicated mode", defaultDescription: "1") { configuration, value throws(ConfigurationError) in
+            configuration.durabilityReplicas = try integer(value, "--durability-replicas / SESSIOND_DURABILITY_REPLICAS", in: 1...100)
+        },
+        Setting(name: "durability-timeout", help: "milliseconds a replicated write waits for its replicas before 503 durability_timeout", defaultDescription: "200") { configuration, value throws(ConfigurationError) in
+            configuration.durabilityTimeout = try integer(value, "--durability-timeout / SESSIOND_DURABILITY_TIMEOUT", in: 1...60_000)
         },
         Setting(name: "allow-unauthenticated", help: "true to serve without API keys on a non-loopback address", defaultDescription: "false") { configuration, value throws(ConfigurationError) in
             switch value.lowercased() {

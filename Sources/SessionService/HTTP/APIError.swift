@@ -64,6 +64,9 @@ struct APIError: HTTPResponseError {
             status: .serviceUnavailable, code: "storage_unavailable", message: message, headers: [.retryAfter: "1"]
         )
     }
+    static func durabilityTimeout(_ message: String) -> APIError {
+        APIError(status: .serviceUnavailable, code: "durability_timeout", message: message, headers: [.retryAfter: "1"])
+    }
     static let internalError = APIError(
         status: .internalServerError, code: "internal_error", message: "the server failed; the error was logged"
     )

@@ -35,6 +35,9 @@ struct ErrorMiddleware: RouterMiddleware {
             switch error {
             case .notFound: return .sessionNotFound
             case .versionMismatch(let current): return .versionMismatch(current: current)
+            case .notDurable(let cause):
+                context.logger.warning("write not acknowledged by enough replicas", metadata: ["error": "\(cause)"])
+                return .durabilityTimeout(cause.message)
             case .unavailable(let cause):
                 context.logger.warning("Redis unavailable", metadata: ["error": "\(cause)"])
                 return .storageUnavailable("the session store is unavailable: \(cause.code)")

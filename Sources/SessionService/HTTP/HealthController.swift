@@ -7,6 +7,8 @@ struct HealthController {
     typealias Context = SessionRequestContext
     let store: SessionStore
     let instance: String
+    /// Replicated mode: fewer connected replicas than this means writes cannot succeed (not ready).
+    let requiredReplicas: Int
     let redisAddress: String
     let openAPIDocument: ByteBuffer
 
@@ -31,6 +33,11 @@ struct HealthController {
             default: "Redis at \(redisAddress) is not usable: \(error)"
             }
             throw APIError.storageUnavailable(reason)
+        }
+        if primary.connectedReplicas < requiredReplicas {
+            throw APIError.storageUnavailable(
+                "the primary \(primary.endpoint) has \(primary.connectedReplicas) replicas; replicated writes need \(requiredReplicas)"
+            )
         }
         var writer = JSONWriter()
         writer.raw(#"{"status":"ready","redis":"#)

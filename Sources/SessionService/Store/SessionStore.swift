@@ -208,15 +208,22 @@ struct SessionStore: Sendable {
 
     /// - Parameter idempotent: running the function twice has the effect of running it once, so it
     ///   may be repeated after a broken connection during a failover.
+    ///   Every function but `session_get` writes, and in replicated mode waits for its replicas.
     private func call(_ function: String, key: String, _ arguments: [RedisArgument], idempotent: Bool = false) async throws(SessionStoreError) -> RESPValue {
         try await withSessionStoreErrors {
-            try await redis.fcall(function, keys: [RedisArgument(key)], arguments: arguments, idempotent: idempotent)
+            try await redis.fcall(
+                function, keys: [RedisArgument(key)], arguments: arguments, idempotent: idempotent,
+                durable: function != "session_get"
+            )
         }
     }
 
-    /// Plain commands here are all idempotent (ZRANGE, ZREM, SET of the readiness key).
+    /// Plain commands here are all idempotent (ZRANGE, ZREM, SET of the readiness key); the index
+    /// removals wait for replicas in replicated mode.
     private func send(_ command: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
-        try await withSessionStoreErrors { try await redis.send(command, idempotent: true) }
+        try await withSessionStoreErrors {
+            try await redis.send(command, idempotent: true, durable: command.first == RedisArgument("ZREM"))
+        }
     }
 
     /// Runs Redis work, mapping every failure to ``SessionStoreError``.
@@ -225,6 +232,8 @@ struct SessionStore: Sendable {
             return try await body()
         } catch let error as SessionStoreError {
             throw error
+        } catch let error as RedisClientError where error.code == .durabilityTimeout {
+            throw .notDurable(error)
         } catch let error as RedisClientError where error.serverErrorPrefix == "SESSIOND_VERSION_MISMATCH" {
             throw .versionMismatch(current: Int64(error.message.split(separator: " ").last ?? "") ?? 0)
         } catch let error as RedisClientError where error.code == .serverError && !error.isTransientServerError {
