@@ -79,6 +79,28 @@ public final class RedisServer: Sendable {
         throw lastError!
     }
 
+    /// Starts a TCP proxy on a free port that forwards to `target` delaying every byte by
+    /// `delayMilliseconds` each way (Resources/delay-proxy.py), and waits until it answers.
+    /// Killing it loses the bytes in flight, like a crashed host.
+    public static func startDelayProxy(to target: RedisServer, delayMilliseconds: Int, timeout: Duration = .seconds(10)) throws -> RedisServer {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("Resources/delay-proxy.py").path
+        var lastError: (any Error)?
+        for _ in 0..<5 {
+            let port = try freeLoopbackPort()
+            let directory = try makeDirectory(port: port)
+            do {
+                return try launch(
+                    argv: ["python3", script, String(port), String(target.port), String(delayMilliseconds)],
+                    port: port, arguments: [], directory: directory, timeout: timeout
+                )
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError!
+    }
+
     private static func makeDirectory(port: Int) throws -> URL {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("sessiond-redis-\(port)-\(UUID().uuidString.prefix(8))")

@@ -8,11 +8,14 @@ public final class SentinelTopology: Sendable {
     public let primary: RedisServer
     public let replicas: [RedisServer]
     public let sentinels: [RedisServer]
+    /// The delaying proxies replication goes through, when the topology was started with a delay.
+    public let proxies: [RedisServer]
 
-    private init(primary: RedisServer, replicas: [RedisServer], sentinels: [RedisServer]) {
+    private init(primary: RedisServer, replicas: [RedisServer], sentinels: [RedisServer], proxies: [RedisServer]) {
         self.primary = primary
         self.replicas = replicas
         self.sentinels = sentinels
+        self.proxies = proxies
     }
 
     /// `127.0.0.1:<port>,...` of the sentinels, as SESSIOND_SENTINELS takes them.
@@ -25,15 +28,23 @@ public final class SentinelTopology: Sendable {
 
     /// Starts the topology and waits (bounded) until every sentinel sees every replica and the
     /// other sentinels, so that a failover can actually happen.
-    public static func start(replicaCount: Int = 2, sentinelCount: Int = 3) async throws -> SentinelTopology {
+    /// - Parameter replicationDelayMilliseconds: replicas reach the primary through a proxy that delays
+    ///   every byte this long each way (replication lag); ``crashPrimaryHost()`` kills both together.
+    public static func start(
+        replicaCount: Int = 2, sentinelCount: Int = 3, replicationDelayMilliseconds: Int? = nil
+    ) async throws -> SentinelTopology {
         // No diskless-sync delay: replicas come online at once instead of after Redis' default 5 s.
         let replication = ["--repl-diskless-sync-delay", "0"]
         let primary = try RedisServer.start(arguments: replication)
-        let replicas = try (0..<replicaCount).map { _ in
-            try RedisServer.start(arguments: replication + ["--replicaof", "127.0.0.1", String(primary.port)])
+        let proxies = try (0..<(replicationDelayMilliseconds == nil ? 0 : replicaCount)).map { _ in
+            try RedisServer.startDelayProxy(to: primary, delayMilliseconds: replicationDelayMilliseconds ?? 0)
+        }
+        let replicas = try (0..<replicaCount).map { index in
+            let upstream = proxies.isEmpty ? primary.port : proxies[index].port
+            return try RedisServer.start(arguments: replication + ["--replicaof", "127.0.0.1", String(upstream)])
         }
         let sentinels = try (0..<sentinelCount).map { _ in try RedisServer.startSentinel(monitoring: primary) }
-        let topology = SentinelTopology(primary: primary, replicas: replicas, sentinels: sentinels)
+        let topology = SentinelTopology(primary: primary, replicas: replicas, sentinels: sentinels, proxies: proxies)
         let primaryClient = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: primary.port))
         defer { Task { await primaryClient.shutdown() } }
         let ready = await eventually(timeout: .seconds(30), interval: .milliseconds(100)) {
@@ -78,8 +89,17 @@ public final class SentinelTopology: Sendable {
         return state
     }
 
+    /// A host crash: the primary and the replication bytes in flight to its replicas die together.
+    public func crashPrimaryHost() {
+        // The proxies first: a primary that outlived them by even a millisecond would still ship
+        // what they held; this way whatever the primary acknowledged in the last moments is gone.
+        for proxy in proxies { proxy.kill() }
+        primary.kill()
+    }
+
     /// Kills every process of the topology.
     public func stopAll() {
+        for proxy in proxies { proxy.kill() }
         for sentinel in sentinels { sentinel.kill() }
         for server in servers { server.kill() }
     }
