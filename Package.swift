@@ -54,6 +54,7 @@ let package = Package(
             name: "sessiond",
             dependencies: [
                 "SessionService",
+                "RedisClient",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

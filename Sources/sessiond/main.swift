@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import RedisClient
 import SessionService
 
 /// sessiond: reads its configuration from flags and SESSIOND_* variables, then serves until stopped.
@@ -24,7 +25,7 @@ case .run(let configuration):
         return logger
     }()
     let application = try SessionServiceApplication.build(configuration: configuration, logger: logger) { port in
-        logger.info("sessiond listening", metadata: ["address": "\(configuration.host):\(port)", "redis": "\(configuration.redisURL.redactingPassword)"])
+        logger.info("sessiond listening", metadata: ["address": "\(configuration.host):\(port)", "redis": "\(RedisConfiguration.redacted(configuration.redisURL))"])
     }
     try await application.runService()
 }

@@ -42,6 +42,22 @@ import Testing
         #expect(configuration.touchInterval == 0)
     }
 
+    @Test func sentinelAndDurabilitySettings() throws {
+        let configuration = try Self.configuration([], [
+            "SESSIOND_SENTINELS": "10.0.0.1:26379, [::1]:26380", "SESSIOND_SENTINEL_MASTER": "sessions",
+            "SESSIOND_DURABILITY": "replicated", "SESSIOND_DURABILITY_REPLICAS": "2", "SESSIOND_DURABILITY_TIMEOUT": "50",
+            "SESSIOND_FAILOVER_TIMEOUT": "8000",
+        ])
+        #expect(configuration.sentinels.map(\.description) == ["10.0.0.1:26379", "[::1]:26380"])
+        #expect(configuration.sentinelMaster == "sessions")
+        #expect(configuration.durability == .replicated)
+        #expect(configuration.durabilityReplicas == 2)
+        #expect(configuration.durabilityTimeout == 50)
+        #expect(configuration.failoverTimeout == 8000)
+        let defaults = try Self.configuration()
+        #expect(defaults.sentinels.isEmpty && defaults.durability == .async && defaults.failoverTimeout == 5000)
+    }
+
     @Test(arguments: [
         ("SESSIOND_PORT", "http", "--port / SESSIOND_PORT"),
         ("SESSIOND_PORT", "70000", "--port / SESSIOND_PORT"),
@@ -57,6 +73,13 @@ import Testing
         ("SESSIOND_LOG_LEVEL", "loud", "--log-level / SESSIOND_LOG_LEVEL"),
         ("SESSIOND_INSTANCE", "has space", "--instance / SESSIOND_INSTANCE"),
         ("SESSIOND_ALLOW_UNAUTHENTICATED", "perhaps", "--allow-unauthenticated / SESSIOND_ALLOW_UNAUTHENTICATED"),
+        ("SESSIOND_SENTINELS", "10.0.0.1", "--sentinels / SESSIOND_SENTINELS"),
+        ("SESSIOND_SENTINELS", "10.0.0.1:0", "--sentinels / SESSIOND_SENTINELS"),
+        ("SESSIOND_SENTINEL_MASTER", "my master", "--sentinel-master / SESSIOND_SENTINEL_MASTER"),
+        ("SESSIOND_FAILOVER_TIMEOUT", "0", "--failover-timeout / SESSIOND_FAILOVER_TIMEOUT"),
+        ("SESSIOND_DURABILITY", "eventual", "--durability / SESSIOND_DURABILITY"),
+        ("SESSIOND_DURABILITY_REPLICAS", "0", "--durability-replicas / SESSIOND_DURABILITY_REPLICAS"),
+        ("SESSIOND_DURABILITY_TIMEOUT", "-5", "--durability-timeout / SESSIOND_DURABILITY_TIMEOUT"),
     ])
     func badValuesStopStartUpNamingTheSetting(variable: String, value: String, setting: String) {
         #expect {
@@ -90,7 +113,9 @@ import Testing
             return
         }
         for name in ["host", "port", "redis-url", "idle-timeout", "absolute-timeout", "touch-interval", "max-body-bytes",
-                     "max-sessions-per-user", "api-keys", "redis-timeout", "instance", "log-level", "allow-unauthenticated"] {
+                     "max-sessions-per-user", "api-keys", "redis-timeout", "instance", "log-level", "allow-unauthenticated",
+                     "sentinels", "sentinel-master", "sentinel-password", "failover-timeout", "durability",
+                     "durability-replicas", "durability-timeout"] {
             #expect(text.contains("--\(name)"))
             #expect(text.contains("SESSIOND_" + name.uppercased().replacingOccurrences(of: "-", with: "_")))
         }

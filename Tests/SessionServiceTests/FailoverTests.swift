@@ -133,4 +133,26 @@ import Testing
         }
         await service.stop()
     }
+
+    @Test func redisEntirelyDownAnswers503WithinTheDeadlineAndRecovers() async throws {
+        let topology = try await SentinelTopology.start()
+        defer { topology.stopAll() }
+        let service = try await TestService.start(redis: topology.primary) { configuration in
+            configuration.sentinels = topology.sentinels.map { RedisEndpoint(host: "127.0.0.1", port: $0.port) }
+            configuration.redisURL = "redis://127.0.0.1:1"
+            configuration.redisTimeout = 500
+            configuration.failoverTimeout = 2000
+        }
+        #expect(try await service.request("POST", "/v1/sessions", json: "{}").status == 201)
+        for server in topology.servers { server.kill() }
+        let started = ContinuousClock.now
+        let refused = try await service.request("POST", "/v1/sessions", json: "{}")
+        let waited = ContinuousClock.now - started
+        #expect(refused.status == 503 && refused.errorCode == "storage_unavailable" && refused.header("Retry-After") == "1")
+        #expect(waited < .seconds(4), "answered after \(waited): the failover deadline bounds the wait")
+        let restarted = try topology.primary.restart()
+        defer { restarted.kill() }
+        #expect(await eventually(timeout: .seconds(15)) { try await service.request("POST", "/v1/sessions", json: "{}").status == 201 })
+        await service.stop()
+    }
 }

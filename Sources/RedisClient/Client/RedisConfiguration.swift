@@ -82,8 +82,8 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.init(host: bareHost, port: port, username: user, password: password, database: database)
     }
 
-    /// The URL with any password replaced, safe for logs and error messages.
-    static func redacted(_ url: String) -> String {
+    /// The URL with any credentials replaced by `***`, safe for logs and error messages.
+    public static func redacted(_ url: String) -> String {
         guard let at = url.lastIndex(of: "@"), let schemeEnd = url.range(of: "://") else { return url }
         return url[..<schemeEnd.upperBound] + "***" + url[at...]
     }

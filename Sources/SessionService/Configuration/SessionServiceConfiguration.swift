@@ -243,10 +243,3 @@ public struct SessionServiceConfiguration: Sendable {
     }
 }
 
-extension String {
-    /// A Redis URL with its password replaced by `***`, for logs.
-    public var redactingPassword: String {
-        guard let at = lastIndex(of: "@"), let scheme = range(of: "://") else { return self }
-        return String(self[..<scheme.upperBound]) + "***" + String(self[at...])
-    }
-}
