@@ -130,6 +130,37 @@ import RedisClient
         await observer.shutdown()
     }
 
+    @Test func commandsSentWhileTheConnectionClosesAllComplete() async throws {
+        // Commands racing a closing connection: one written after the channel closed never reaches
+        // the handler, and used to wait forever. Every one must finish, with a reply or an error.
+        let server = try RedisServer.start()
+        let client = try Self.client(for: server, connections: 1)
+        _ = try await client.send("PING")
+        let finished = await withTaskGroup(of: Bool.self) { group -> Bool in
+            group.addTask {
+                await withTaskGroup(of: Void.self) { senders in
+                    for round in 0..<20 {
+                        for _ in 0..<200 {
+                            senders.addTask { _ = try? await client.send("PING") }
+                        }
+                        if round == 5 { server.kill() }
+                        await Task.yield()
+                    }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(10))  // the deadline of this test, not a wait for a condition
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        #expect(finished, "some commands never completed after the connection closed")
+        await client.shutdown()
+    }
+
     @Test func theSameClientWorksAgainAfterTheServerRestarts() async throws {
         let server = try RedisServer.start()
         let client = try Self.client(for: server)
@@ -151,7 +182,8 @@ import RedisClient
         let server = try RedisServer.start()
         let client = try Self.client(for: server, connections: 1, commandTimeout: .milliseconds(300))
         defer { server.stop() }
-        _ = try await client.send("PING")
+        // Connected and answering first (a loaded machine can take longer than 300 ms to connect).
+        #expect(await eventually { try await client.send("PING") == .simpleString("PONG") })
         server.pause()  // still accepts at the TCP level, answers nothing
         let started = ContinuousClock.now
         let error = try #require(await Result { try await client.send("PING") }.failure as? RedisClientError)

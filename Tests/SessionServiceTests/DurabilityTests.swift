@@ -4,7 +4,8 @@ import RedisTestSupport
 import Testing
 
 /// SESSIOND_DURABILITY=replicated: a write is acknowledged only once a replica has it.
-@Suite struct DurabilityTests {
+extension ReplicationSuites {
+@Suite(.serialized) struct DurabilityTests {
     static func commandCalls(_ client: RedisClient, _ command: String) async throws -> Int {
         let stats = try await client.send("INFO", "commandstats").string ?? ""
         guard let line = stats.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_\(command):") }),
@@ -58,4 +59,5 @@ import Testing
         await service.stop()
         primary.stop()
     }
+}
 }

@@ -4,6 +4,7 @@ import RedisTestSupport
 import Testing
 
 /// sessiond against a primary with two replicas and three sentinels, all real processes on loopback.
+extension ReplicationSuites {
 @Suite(.serialized) struct FailoverTests {
     static func service(_ topology: SentinelTopology) async throws -> TestService {
         try await TestService.start(redis: topology.primary) { configuration in
@@ -155,4 +156,5 @@ import Testing
         #expect(await eventually(timeout: .seconds(15)) { try await service.request("POST", "/v1/sessions", json: "{}").status == 201 })
         await service.stop()
     }
+}
 }

@@ -126,9 +126,15 @@ final class RedisConnection: Sendable {
         try RESPCommandEncoder.encode(arguments, into: &buffer)
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
         let request = RedisRequest(encoded: buffer, promise: promise)
+        // A write into a channel that has already closed never reaches the handler, so nothing
+        // would ever complete the reply promise: fail it with the write's own failure.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in
+            promise.fail(RedisClientError.connectionClosed("the connection to Redis is closed: \(error)"))
+        }
         let sequence = sendOrder.withLock { counter -> UInt64 in
             counter += 1
-            channel.write(request, promise: nil)
+            channel.write(request, promise: written)
             return counter
         }
         return (promise, sequence)
