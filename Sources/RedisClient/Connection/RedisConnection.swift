@@ -147,7 +147,7 @@ final class RedisConnection: Sendable {
     /// the latest `WAIT` when that one was sent after its write, and sends a new one otherwise.
     /// - Throws: `durabilityTimeout` when fewer replicas acknowledged within the timeout.
     private func awaitReplication(after sequence: UInt64, _ durability: RedisDurability) async throws {
-        let milliseconds = max(1, durability.timeout.components.seconds * 1000 + durability.timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = max(1, TimeAmount(durability.timeout).nanoseconds / 1_000_000)
         let wait = try latestWait.withLock { latest -> EventLoopFuture<RESPValue> in
             if let latest, latest.sequence > sequence { return latest.reply }
             let (promise, waitSequence) = try enqueue(["WAIT", RedisArgument(durability.replicas), RedisArgument(milliseconds)])

@@ -16,7 +16,6 @@ struct JSONScanner {
         let raw: [UInt8]
 
         var isNull: Bool { raw == JSONScanner.nullLiteral }
-        var isString: Bool { raw.first == UInt8(ascii: "\"") }
         var isObject: Bool { raw.first == UInt8(ascii: "{") }
     }
 

@@ -28,12 +28,7 @@ struct SessionStore: Sendable {
 
     /// Creates a session; with a user, the index entry is written first.
     func create(user: String?, data: [Session.Attribute], idleTimeout: Int?, absoluteTimeout: Int?) async throws(SessionStoreError) -> (SessionToken, Session) {
-        let token: SessionToken
-        do {
-            token = try SessionToken.generate()
-        } catch {
-            throw .corrupt("\(error)")
-        }
+        let token = try newToken()
         let idleMilliseconds = Int64(idleTimeout ?? settings.idleTimeoutSeconds) * 1000
         let absoluteMilliseconds = Int64(absoluteTimeout ?? settings.absoluteTimeoutSeconds) * 1000
         var indexSize: Int64 = 0
@@ -108,12 +103,7 @@ struct SessionStore: Sendable {
     /// id, and only then is the old index entry removed. If Redis fails midway the session is lost
     /// rather than duplicated: a rotation fails closed.
     func rotate(_ id: SessionID) async throws(SessionStoreError) -> (SessionToken, Session) {
-        let token: SessionToken
-        do {
-            token = try SessionToken.generate()
-        } catch {
-            throw .corrupt("\(error)")
-        }
+        let token = try newToken()
         let taken = try await call("session_take", key: SessionKeys.session(id), [])
         guard !taken.isNull else { throw .notFound }
         let old = try Session(id: id, fields: taken)
@@ -136,7 +126,7 @@ struct SessionStore: Sendable {
     /// The user's live sessions, oldest first; index entries of sessions that are gone are removed.
     func sessions(ofUser user: String) async throws(SessionStoreError) -> [Session] {
         let indexKey = SessionKeys.userIndex(user)
-        let ids = try await send(["ZRANGE", RedisArgument(indexKey), "0", "-1"]).array?.compactMap { $0.string } ?? []
+        let ids = try await indexedIDs(indexKey)
         let found = try await withSessionStoreErrors {
             try await withThrowingTaskGroup(of: (String, Session?).self) { group in
                 for id in ids {
@@ -166,7 +156,7 @@ struct SessionStore: Sendable {
     /// removed from the index, so a session created concurrently stays indexed.
     func revokeAll(ofUser user: String) async throws(SessionStoreError) -> Int {
         let indexKey = SessionKeys.userIndex(user)
-        let ids = try await send(["ZRANGE", RedisArgument(indexKey), "0", "-1"]).array?.compactMap { $0.string } ?? []
+        let ids = try await indexedIDs(indexKey)
         let revoked = try await withSessionStoreErrors {
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for id in ids {
@@ -193,6 +183,20 @@ struct SessionStore: Sendable {
         for session in live.filter({ $0.id != newest }).prefix(excess) {
             try await delete(session.id)
             logger.info("revoked the oldest session: the user is at the per-user cap", metadata: ["session": "\(session.id)"])
+        }
+    }
+
+    /// Every id in a user's index, live or not.
+    private func indexedIDs(_ indexKey: String) async throws(SessionStoreError) -> [String] {
+        try await send(["ZRANGE", RedisArgument(indexKey), "0", "-1"]).array?.compactMap { $0.string } ?? []
+    }
+
+    /// A fresh token; a CSPRNG failure is a server fault, never a weaker token.
+    private func newToken() throws(SessionStoreError) -> SessionToken {
+        do {
+            return try SessionToken.generate()
+        } catch {
+            throw .corrupt("\(error)")
         }
     }
 
