@@ -20,8 +20,13 @@ contract-test: deps
 	swift build
 	bash scripts/contract-test.sh
 
-bench: bench-redis-client
+# sessiond over HTTP next to webdis and redis-benchmark in one run (see BENCHMARKS.md; ~7 minutes).
+# SOAK_SECONDS=600 adds the 10-minute memory soak.
+bench:
+	bash scripts/install-deps.sh wrk webdis
+	bash scripts/bench-http.sh
 
+# The Redis client alone next to redis-benchmark.
 bench-redis-client: deps
 	bash scripts/bench-redis-client.sh
 

@@ -1,0 +1,4 @@
+-- GET /v1/session of one session holding 300 bytes of data (token from BENCH_TOKEN).
+wrk.method = "GET"
+wrk.path = "/v1/session"
+wrk.headers["X-Session-Token"] = os.getenv("BENCH_TOKEN")

@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# sessiond over HTTP next to its peers, in one run, on one private Redis (see BENCHMARKS.md).
+#
+# Starts on 127.0.0.1 only: a redis-server primary with one replica, webdis (a C HTTP front end to
+# Redis) on that primary, and two release-built sessiond instances on it (async and replicated
+# durability). Then, RUNS times and interleaved so drift hits every scenario alike, drives each
+# scenario with `wrk -t2 -c64` for DURATION seconds, and prints one table of medians: req/s, p50/p99,
+# CPU µs per request of each process, with the target ratios. Everything started is stopped by PID.
+#
+# Settings (environment): RUNS (3), DURATION (10 s per scenario run), SESSIONS (100000 sessions for
+# the mixed scenario), SOAK_SECONDS (0; when > 0, afterwards runs the mix that long and checks that
+# sessiond's resident memory does not grow), BENCH_RESULTS (a file to keep the raw per-run figures).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+runs=${RUNS:-3}
+duration=${DURATION:-10}
+sessions=${SESSIONS:-100000}
+soak_seconds=${SOAK_SECONDS:-0}
+wrk_dir=$PWD/Benchmarks/wrk
+ticks_per_second=$(getconf CLK_TCK)
+
+work=$(mktemp -d)
+swift build -c release --product sessiond >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+binary=$PWD/.build/release/sessiond
+
+pids=()
+cleanup() { stop_pids "${pids[@]}"; rm -rf "$work"; }
+trap cleanup EXIT
+
+# --- the processes under test --------------------------------------------------------------------
+# Both Redis servers run with README's recommended hash-max-listpack-value, which keeps a session of
+# a few 100-byte attributes in one compact listpack instead of a hash table (half the memory).
+primary_port=$(free_port)
+start_redis "$primary_port" "$work/primary" --hash-max-listpack-value 1024
+primary_pid=$started_pid
+pids+=("$primary_pid")
+replica_port=$(free_port)
+start_redis "$replica_port" "$work/replica" --hash-max-listpack-value 1024 --replicaof 127.0.0.1 "$primary_port" --repl-diskless-sync-delay 0
+replica_pid=$started_pid
+pids+=("$replica_pid")
+wait_for_redis "$primary_port"
+wait_for_redis "$replica_port"
+
+# webdis reads only a config file path: anything else (even --help) makes it listen on every
+# interface with defaults. So it always gets this file, which binds 127.0.0.1.
+webdis_port=$(free_port)
+cat >"$work/webdis.json" <<EOF
+{"redis_host": "127.0.0.1", "redis_port": $primary_port, "http_host": "127.0.0.1", "http_port": $webdis_port,
+ "threads": 2, "daemonize": false, "database": 0, "verbosity": 1, "logfile": "$work/webdis.log"}
+EOF
+webdis "$work/webdis.json" >/dev/null 2>&1 &
+webdis_pid=$!
+pids+=("$webdis_pid")
+
+start_sessiond() {  # start_sessiond NAME [FLAGS...]: sets started_pid and started_port
+    started_port=$(free_port)
+    "$binary" --port "$started_port" --redis-url "redis://127.0.0.1:$primary_port" --log-level warning \
+        --instance "$1" "${@:2}" >"$work/$1.log" 2>&1 &
+    started_pid=$!
+    pids+=("$started_pid")
+}
+start_sessiond bench-async
+async_pid=$started_pid async_port=$started_port
+start_sessiond bench-replicated --durability replicated --durability-replicas 1 --durability-timeout 1000
+replicated_pid=$started_pid replicated_port=$started_port
+
+wait_for_http() {  # wait_for_http URL: polls until it answers 200, or fails after 30 s
+    local deadline=$((SECONDS + 30))
+    until curl -sf -o /dev/null "$1"; do
+        if ((SECONDS >= deadline)); then echo "$1 did not become ready" >&2; return 1; fi
+        sleep 0.1
+    done
+}
+wait_for_http "http://127.0.0.1:$async_port/readyz"
+wait_for_http "http://127.0.0.1:$replicated_port/readyz"  # 503 until the replica is in sync
+wait_for_http "http://127.0.0.1:$webdis_port/PING"
+if ss -ltnp | grep "pid=$webdis_pid," | grep -qv "127.0.0.1:$webdis_port"; then
+    echo "webdis listens beyond 127.0.0.1:$webdis_port; refusing to go on" >&2
+    exit 1
+fi
+
+# --- the data the scenarios read and write -------------------------------------------------------
+value300=$(printf 'v%.0s' $(seq 300))
+redis-cli -h 127.0.0.1 -p "$primary_port" set bench:webdis:get "$value300" >/dev/null
+create_session() {  # create_session PORT: prints the token of a new session with 300 bytes of data
+    local value100=${value300:0:100}
+    curl -sf -X POST "http://127.0.0.1:$1/v1/sessions" -H 'Content-Type: application/json' \
+        -d "{\"data\":{\"profile\":\"$value100\",\"cart\":\"$value100\",\"prefs\":\"$value100\"}}" |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])'
+}
+async_token=$(create_session "$async_port")
+replicated_token=$(create_session "$replicated_port")
+
+used_memory() { redis-cli -h 127.0.0.1 -p "$primary_port" info memory | awk -F: '/^used_memory:/ { print $2 + 0 }'; }
+memory_before=$(used_memory)
+keys_before=$(redis-cli -h 127.0.0.1 -p "$primary_port" dbsize)
+BENCH_DIR=$wrk_dir BENCH_WORK=$work BENCH_SESSIONS=$sessions BENCH_THREADS=2 \
+    wrk -t2 -c64 -d600s -s "$wrk_dir/seed.lua" "http://127.0.0.1:$async_port" >/dev/null &
+seed_pid=$!
+until [[ -e $work/done-1 && -e $work/done-2 ]]; do
+    kill -0 "$seed_pid" 2>/dev/null || { echo "seeding stopped before $sessions sessions" >&2; exit 1; }
+    sleep 0.2
+done
+stop_pids "$seed_pid"
+seeded=$(cat "$work"/tokens-*.txt | wc -l)
+((seeded >= sessions)) || { echo "seeding made $seeded of $sessions sessions" >&2; exit 1; }
+# Sessions the seed created beyond the count (requests in flight when a thread stopped) count too.
+created=$(($(redis-cli -h 127.0.0.1 -p "$primary_port" dbsize) - keys_before))
+bytes_per_session=$((($(used_memory) - memory_before) / created))
+
+# --- the scenarios -------------------------------------------------------------------------------
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+results=${BENCH_RESULTS:-$work/results.tsv}
+: >"$results"
+max_rss_kb=0
+
+# measure NAME SESSIOND_PID -- COMMAND...: runs a wrk command, appends one line of figures.
+measure() {
+    local name=$1 server_pid=$2
+    shift 3
+    local before_server before_webdis before_redis output
+    before_server=$(cpu_ticks "$server_pid") before_webdis=$(cpu_ticks "$webdis_pid") before_redis=$(cpu_ticks "$primary_pid")
+    output=$("$@")
+    if grep -q "Non-2xx" <<<"$output"; then
+        echo "$name: some answers were not 2xx:" >&2
+        echo "$output" >&2
+        exit 1
+    fi
+    local requests
+    requests=$(awk '/requests in/ { print $1 }' <<<"$output")
+    awk -v name="$name" -v requests="$requests" -v tps="$ticks_per_second" \
+        -v server="$(($(cpu_ticks "$server_pid") - before_server))" \
+        -v webdis="$(($(cpu_ticks "$webdis_pid") - before_webdis))" \
+        -v redis="$(($(cpu_ticks "$primary_pid") - before_redis))" '
+        function ms(text) {
+            if (text ~ /us$/) return substr(text, 1, length(text) - 2) / 1000
+            if (text ~ /ms$/) return substr(text, 1, length(text) - 2) + 0
+            return substr(text, 1, length(text) - 1) * 1000
+        }
+        /Requests\/sec/ { rate = $2 }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        END {
+            us = 1000000 / tps / requests
+            printf "%s\t%.0f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\n", name, rate, p50, p99, server * us, webdis * us, redis * us
+        }' <<<"$output" >>"$results"
+    local rss
+    rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$async_pid/status")
+    ((rss > max_rss_kb)) && max_rss_kb=$rss
+    tail -1 "$results"
+}
+
+wrk_run() { wrk -t2 -c64 -d"${duration}s" --latency "$@"; }
+async=http://127.0.0.1:$async_port
+replicated=http://127.0.0.1:$replicated_port
+webdis=http://127.0.0.1:$webdis_port
+export BENCH_DIR=$wrk_dir BENCH_WORK=$work
+
+echo "scenario	req/s	p50 ms	p99 ms	sessiond µs/req	webdis µs/req	redis µs/req"
+for run in $(seq "$runs"); do
+    echo "# run $run of $runs"
+    measure "sessiond /healthz" "$async_pid" -- wrk_run "$async/healthz"
+    BENCH_TOKEN=$async_token measure "sessiond GET /v1/session" "$async_pid" -- wrk_run -s "$wrk_dir/session-get.lua" "$async"
+    measure "webdis GET" "$async_pid" -- wrk_run "$webdis/GET/bench:webdis:get"
+    BENCH_TOKEN=$async_token measure "sessiond PATCH /v1/session" "$async_pid" -- wrk_run -s "$wrk_dir/session-patch.lua" "$async"
+    measure "webdis SETEX" "$async_pid" -- wrk_run -s "$wrk_dir/webdis-setex.lua" "$webdis"
+    BENCH_TOKEN=$replicated_token measure "sessiond PATCH, replicated" "$replicated_pid" -- wrk_run -s "$wrk_dir/session-patch.lua" "$replicated"
+    measure "sessiond POST /v1/sessions" "$async_pid" -- wrk_run -s "$wrk_dir/session-create.lua" "$async"
+    measure "sessiond 90% GET / 10% PATCH" "$async_pid" -- wrk_run -s "$wrk_dir/session-mix.lua" "$async"
+    # redis-benchmark: Redis's own ceiling for the same value size (its CPU is all in redis-server).
+    for test in get set; do
+        before_redis=$(cpu_ticks "$primary_pid")
+        csv=$(timeout 120 redis-benchmark -h 127.0.0.1 -p "$primary_port" -c 64 -d 300 -t "$test" -n 500000 --csv | tail -1)
+        tr -d '"' <<<"$csv" | awk -F, -v name="redis-benchmark ${test^^}" -v ticks="$(($(cpu_ticks "$primary_pid") - before_redis))" -v tps="$ticks_per_second" '
+            { printf "%s\t%.0f\t%.2f\t%.2f\t-\t-\t%.1f\n", name, $2, $5, $7, ticks * 1000000 / tps / 500000 }' >>"$results"
+        tail -1 "$results"
+    done
+done
+
+# --- the table of medians and the targets --------------------------------------------------------
+echo
+python3 - "$results" "$runs" "$max_rss_kb" "$bytes_per_session" <<'PY'
+import statistics, sys
+path, runs, max_rss_kb, bytes_per_session = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rows = {}
+for line in open(path):
+    name, *figures = line.rstrip("\n").split("\t")
+    rows.setdefault(name, []).append(figures)
+
+def median(name, column):
+    values = [float(f[column]) for f in rows[name] if f[column] != "-"]
+    return statistics.median(values) if values else None
+
+print(f"Medians of {runs} runs, wrk -t2 -c64, 300-byte values, all on 127.0.0.1:")
+print(f"{'scenario':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'sessiond µs':>12} {'webdis µs':>10} {'redis µs':>9}")
+for name in rows:
+    cells = [median(name, c) for c in range(6)]
+    text = [f"{cells[0]:9.0f}", f"{cells[1]:8.2f}", f"{cells[2]:8.2f}"] + [
+        f"{'-' if v is None or v == 0 else f'{v:.1f}':>{w}}" for v, w in zip(cells[3:], (12, 10, 9))]
+    print(f"{name:36} " + " ".join(text))
+
+def ratio(a, b):
+    return median(a, 0) / median(b, 0)
+
+targets = [
+    ("session GET / webdis GET", ratio("sessiond GET /v1/session", "webdis GET"), ">=", 1.2),
+    ("session PATCH / webdis SETEX", ratio("sessiond PATCH /v1/session", "webdis SETEX"), ">=", 1.2),
+    ("session GET p99 / webdis GET p99", median("sessiond GET /v1/session", 2) / median("webdis GET", 2), "<=", 1.0),
+    ("session GET / sessiond /healthz", ratio("sessiond GET /v1/session", "sessiond /healthz"), ">=", 0.8),
+    ("replicated PATCH / async PATCH", ratio("sessiond PATCH, replicated", "sessiond PATCH /v1/session"), ">=", 0.5),
+    ("sessiond max RSS MiB (< 64)", max_rss_kb / 1024, "<=", 64),
+    ("Redis bytes per session / 300 data bytes", bytes_per_session / 300, "<=", 2.0),
+]
+print()
+for name, value, op, target in targets:
+    met = value >= target if op == ">=" else value <= target
+    print(f"{name:44} {value:8.2f}  target {op} {target:<5} {'met' if met else 'MISSED'}")
+print(f"\nRedis memory per stored session (3 attributes, 300 bytes of data): {bytes_per_session} bytes")
+PY
+
+# --- optional soak: resident memory over a long mixed load ---------------------------------------
+if ((soak_seconds > 0)); then
+    echo
+    echo "soak: ${soak_seconds}s of the 90/10 mix; sessiond RSS every 30 s"
+    wrk -t2 -c64 -d"${soak_seconds}s" -s "$wrk_dir/session-mix.lua" "$async" >"$work/soak.out" &
+    soak_pid=$!
+    samples=()
+    while kill -0 "$soak_pid" 2>/dev/null; do
+        samples+=("$(awk '/^VmRSS/ { print $2 }' "/proc/$async_pid/status")")
+        echo "  t=$(( (${#samples[@]} - 1) * 30 ))s rss ${samples[-1]} kB"
+        for _ in $(seq 300); do kill -0 "$soak_pid" 2>/dev/null || break; sleep 0.1; done
+    done
+    wait "$soak_pid"
+    grep -E "requests in|Requests/sec|Non-2xx" "$work/soak.out"
+    # Growth is judged after a warm-up minute: allocator caches fill during the first one.
+    python3 - "${samples[@]}" <<'PY'
+import sys
+samples = [int(s) for s in sys.argv[1:]]
+warm = samples[2:] or samples
+growth = warm[-1] - warm[0]
+print(f"soak: rss after warm-up {warm[0]} kB, at the end {warm[-1]} kB, max {max(samples)} kB; growth {growth} kB")
+sys.exit(0 if max(samples) < 64 * 1024 and growth <= 2048 else 1)
+PY
+fi
