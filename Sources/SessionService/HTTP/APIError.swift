@@ -19,7 +19,7 @@ struct APIError: HTTPResponseError {
         writer.raw("}}")
         var headers = self.headers
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: writer.bytes)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: writer.buffer))
     }
 
     static func invalidJSON(_ message: String) -> APIError {

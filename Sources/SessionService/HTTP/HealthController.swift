@@ -14,7 +14,7 @@ struct HealthController {
 
     func addRoutes(to router: Router<Context>) {
         router.get("healthz") { _, _ in
-            JSONResponse.make(.ok, Array(#"{"status":"ok"}"#.utf8))
+            JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#))
         }
         router.get("readyz", use: ready)
         router.get("openapi.yaml") { _, _ in
@@ -51,7 +51,7 @@ struct HealthController {
         writer.raw(#","found_by":"#)
         writer.string(primary.foundBy)
         writer.raw("}}")
-        return JSONResponse.make(.ok, writer.bytes)
+        return JSONResponse.make(.ok, writer.buffer)
     }
 
     /// The contract shipped with the binary (Resources/openapi.yaml; the repository root links to it).

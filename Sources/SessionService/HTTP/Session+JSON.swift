@@ -20,13 +20,13 @@ extension Session {
         writer.key("version")
         writer.integer(version)
         writer.key("created_at")
-        writer.string(Timestamp.rfc3339(milliseconds: createdAt))
+        writer.timestamp(milliseconds: createdAt)
         writer.key("last_seen_at")
-        writer.string(Timestamp.rfc3339(milliseconds: lastSeenAt))
+        writer.timestamp(milliseconds: lastSeenAt)
         writer.key("expires_at")
-        writer.string(Timestamp.rfc3339(milliseconds: expiresAt))
+        writer.timestamp(milliseconds: expiresAt)
         writer.key("absolute_expires_at")
-        writer.string(Timestamp.rfc3339(milliseconds: absoluteExpiresAt))
+        writer.timestamp(milliseconds: absoluteExpiresAt)
         writer.raw("}")
     }
 
@@ -36,17 +36,17 @@ extension Session {
 
 /// JSON responses of the API. Everything under /v1 is private to its caller: never cached.
 enum JSONResponse {
-    static func make(_ status: HTTPResponse.Status = .ok, _ bytes: [UInt8], headers: HTTPFields = [:]) -> Response {
+    static func make(_ status: HTTPResponse.Status = .ok, _ body: ByteBuffer, headers: HTTPFields = [:]) -> Response {
         var headers = headers
         headers[.contentType] = "application/json"
         headers[.cacheControl] = "no-store"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
     }
 
     static func session(_ session: Session, status: HTTPResponse.Status = .ok) -> Response {
         var writer = JSONWriter(capacity: 512)
         session.writeJSON(to: &writer)
-        return make(status, writer.bytes, headers: [.eTag: session.eTag])
+        return make(status, writer.buffer, headers: [.eTag: session.eTag])
     }
 
     /// `{"token": …, "session": …}` for creation and rotation.
@@ -57,6 +57,6 @@ enum JSONResponse {
         writer.raw(#","session":"#)
         session.writeJSON(to: &writer)
         writer.raw("}")
-        return make(status, writer.bytes, headers: [.eTag: session.eTag])
+        return make(status, writer.buffer, headers: [.eTag: session.eTag])
     }
 }

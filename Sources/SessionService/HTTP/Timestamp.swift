@@ -1,14 +1,30 @@
 /// RFC 3339 UTC timestamps with milliseconds (`2026-11-25T14:17:36.123Z`) from Unix milliseconds.
 enum Timestamp {
     static func rfc3339(milliseconds: Int64) -> String {
+        var writer = JSONWriter(capacity: 24)
+        write(milliseconds: milliseconds, to: &writer)
+        return String(buffer: writer.buffer)
+    }
+
+    /// Writes the timestamp's text (unquoted) digit by digit: no intermediate strings.
+    static func write(milliseconds: Int64, to writer: inout JSONWriter) {
         let days = floorDivide(milliseconds, 86_400_000)
-        let millisecondOfDay = milliseconds - days * 86_400_000
+        let millisecondOfDay = UInt64(milliseconds - days * 86_400_000)
         let (year, month, day) = civilDate(daysSinceEpoch: days)
-        let hour = millisecondOfDay / 3_600_000
-        let minute = millisecondOfDay / 60_000 % 60
-        let second = millisecondOfDay / 1000 % 60
-        let millisecond = millisecondOfDay % 1000
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(hour, 2)):\(pad(minute, 2)):\(pad(second, 2)).\(pad(millisecond, 3))Z"
+        writer.digits(UInt64(clamping: year), width: 4)
+        writer.raw("-")
+        writer.digits(UInt64(month), width: 2)
+        writer.raw("-")
+        writer.digits(UInt64(day), width: 2)
+        writer.raw("T")
+        writer.digits(millisecondOfDay / 3_600_000, width: 2)
+        writer.raw(":")
+        writer.digits(millisecondOfDay / 60_000 % 60, width: 2)
+        writer.raw(":")
+        writer.digits(millisecondOfDay / 1000 % 60, width: 2)
+        writer.raw(".")
+        writer.digits(millisecondOfDay % 1000, width: 3)
+        writer.raw("Z")
     }
 
     /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -27,10 +43,5 @@ enum Timestamp {
 
     private static func floorDivide(_ value: Int64, _ divisor: Int64) -> Int64 {
         value >= 0 ? value / divisor : (value - divisor + 1) / divisor
-    }
-
-    private static func pad(_ value: Int64, _ width: Int) -> String {
-        let digits = String(value)
-        return digits.count >= width ? digits : String(repeating: "0", count: width - digits.count) + digits
     }
 }
