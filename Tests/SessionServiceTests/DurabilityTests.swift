@@ -3,8 +3,8 @@ import RedisClient
 import RedisTestSupport
 import Testing
 
-/// SESSIOND_DURABILITY=replicated: a write is acknowledged only once a replica has it.
 extension ReplicationSuites {
+/// SESSIOND_DURABILITY=replicated: a write is acknowledged only once a replica has it.
 @Suite(.serialized) struct DurabilityTests {
     static func commandCalls(_ client: RedisClient, _ command: String) async throws -> Int {
         let stats = try await client.send("INFO", "commandstats").string ?? ""

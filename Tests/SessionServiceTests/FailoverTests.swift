@@ -3,8 +3,8 @@ import RedisClient
 import RedisTestSupport
 import Testing
 
-/// sessiond against a primary with two replicas and three sentinels, all real processes on loopback.
 extension ReplicationSuites {
+/// sessiond against a primary with two replicas and three sentinels, all real processes on loopback.
 @Suite(.serialized) struct FailoverTests {
     static func service(_ topology: SentinelTopology) async throws -> TestService {
         try await TestService.start(redis: topology.primary) { configuration in
