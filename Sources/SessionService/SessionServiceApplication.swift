@@ -25,7 +25,7 @@ public enum SessionServiceApplication {
         if !configuration.sentinels.isEmpty {
             redisConfiguration.sentinel = SentinelConfiguration(
                 sentinels: configuration.sentinels, masterName: configuration.sentinelMaster,
-                password: configuration.sentinelPassword
+                username: configuration.sentinelUsername, password: configuration.sentinelPassword
             )
         }
         var redisLogger = logger

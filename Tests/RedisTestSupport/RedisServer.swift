@@ -50,7 +50,7 @@ public final class RedisServer: Sendable {
     /// `quorum`, and waits until it answers. Its config file is its own (Sentinel rewrites it).
     public static func startSentinel(
         monitoring primary: RedisServer, masterName: String = "mymaster", quorum: Int = 2,
-        downAfterMilliseconds: Int = 1000, timeout: Duration = .seconds(10)
+        downAfterMilliseconds: Int = 1000, extraConfig: [String] = [], timeout: Duration = .seconds(10)
     ) throws -> RedisServer {
         var lastError: (any Error)?
         for _ in 0..<5 {
@@ -66,6 +66,7 @@ public final class RedisServer: Sendable {
                 sentinel down-after-milliseconds \(masterName) \(downAfterMilliseconds)
                 sentinel failover-timeout \(masterName) 10000
                 sentinel parallel-syncs \(masterName) 1
+                \(extraConfig.joined(separator: "\n"))
 
                 """
             let file = directory.appendingPathComponent("sentinel.conf")

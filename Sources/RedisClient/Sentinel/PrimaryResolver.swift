@@ -192,41 +192,56 @@ final class PrimaryResolver: Sendable {
         // (which, restarted, even answers ROLE as a master until Sentinel demotes it), so wait for a
         // majority of them and believe the one with the newest configuration epoch.
         let majority = sentinel.sentinels.count / 2 + 1
-        let answer = await withTaskGroup(of: (RedisEndpoint, Int64, RedisEndpoint)?.self) { group -> (RedisEndpoint, RedisEndpoint)? in
+        let (answer, failures) = await withTaskGroup(of: Result<(RedisEndpoint, Int64, RedisEndpoint), SentinelFailure>.self) {
+            group -> ((RedisEndpoint, RedisEndpoint)?, [String]) in
             for address in sentinel.sentinels {
                 group.addTask {
                     var perSentinel = sentinelConfiguration
                     perSentinel.host = address.host
                     perSentinel.port = address.port
-                    guard let connection = try? await RedisConnection.connect(
-                        to: perSentinel, on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: []
-                    ) else { return nil }
+                    let connection: RedisConnection
+                    do {
+                        connection = try await RedisConnection.connect(
+                            to: perSentinel, on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: []
+                        )
+                    } catch {
+                        return .failure(SentinelFailure(address, error))
+                    }
                     defer { Task { await connection.close() } }
-                    guard let reply = try? await connection.send(["SENTINEL", "MASTER", RedisArgument(sentinel.masterName)]),
-                        let fields = reply.array
-                    else { return nil }
+                    let reply: RESPValue
+                    do {
+                        reply = try await connection.send(["SENTINEL", "MASTER", RedisArgument(sentinel.masterName)])
+                    } catch {
+                        return .failure(SentinelFailure(address, error))
+                    }
+                    guard let fields = reply.array else { return .failure(SentinelFailure(address, "an unexpected reply")) }
                     var state: [String: String] = [:]
                     for index in stride(from: 0, to: fields.count - 1, by: 2) {
                         if let key = fields[index].string, let value = fields[index + 1].string { state[key] = value }
                     }
                     guard let host = state["ip"], let port = state["port"].flatMap({ Int($0) }),
                         let epoch = state["config-epoch"].flatMap({ Int64($0) })
-                    else { return nil }
-                    return (RedisEndpoint(host: host, port: port), epoch, address)
+                    else { return .failure(SentinelFailure(address, "no address or epoch for the master")) }
+                    return .success((RedisEndpoint(host: host, port: port), epoch, address))
                 }
             }
             var best: (RedisEndpoint, Int64, RedisEndpoint)?
             var answers = 0
-            for await answer in group {
-                guard let answer else { continue }
-                answers += 1
-                if best == nil || answer.1 > best!.1 { best = answer }
+            var failures: [String] = []
+            for await result in group {
+                switch result {
+                case .failure(let failure):
+                    failures.append(failure.description)
+                case .success(let answer):
+                    answers += 1
+                    if best == nil || answer.1 > best!.1 { best = answer }
+                }
                 if answers >= majority {
                     group.cancelAll()
                     break
                 }
             }
-            return best.map { ($0.0, $0.2) }
+            return (best.map { ($0.0, $0.2) }, failures)
         }
         if let (endpoint, sentinelAddress) = answer {
             return (endpoint, "sentinel \(sentinelAddress)")
@@ -236,7 +251,22 @@ final class PrimaryResolver: Sendable {
             return (last, "last confirmed primary (no sentinel answered)")
         }
         throw RedisClientError.connectionFailed(
-            "no sentinel (\(sentinel.sentinels.map(\.description).joined(separator: ", "))) named a primary for '\(sentinel.masterName)'"
+            "no sentinel named a primary for '\(sentinel.masterName)' (\(failures.joined(separator: "; ")))"
         )
+    }
+}
+
+/// Why one sentinel gave no primary, for the error that reports that none did. Never holds a
+/// password: RedisClientError messages leave credentials out.
+struct SentinelFailure: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ sentinel: RedisEndpoint, _ error: any Error) {
+        let reason = (error as? RedisClientError)?.message ?? "\(error)"
+        description = "\(sentinel): \(reason)"
+    }
+
+    init(_ sentinel: RedisEndpoint, _ reason: String) {
+        description = "\(sentinel): \(reason)"
     }
 }

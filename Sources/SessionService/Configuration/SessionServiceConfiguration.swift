@@ -25,6 +25,7 @@ public struct SessionServiceConfiguration: Sendable {
     /// Sentinel mode: `host:port` of each sentinel (empty = talk to `redisURL`'s host directly).
     public var sentinels: [RedisEndpoint] = []
     public var sentinelMaster = "mymaster"
+    public var sentinelUsername: String?
     public var sentinelPassword: String?
     /// In Sentinel mode, how long a request may wait for a failover (milliseconds).
     public var failoverTimeout = 5000
@@ -124,7 +125,10 @@ public struct SessionServiceConfiguration: Sendable {
             }
             configuration.sentinelMaster = value
         },
-        Setting(name: "sentinel-password", help: "password of the sentinels (requirepass in sentinel.conf)", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
+        Setting(name: "sentinel-username", help: "ACL user of the sentinels, when they use ACLs (sentinel.conf 'user' lines)", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
+            configuration.sentinelUsername = value.isEmpty ? nil : value
+        },
+        Setting(name: "sentinel-password", help: "password of the sentinels (requirepass in sentinel.conf, or the ACL user's)", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
             configuration.sentinelPassword = value.isEmpty ? nil : value
         },
         Setting(name: "failover-timeout", help: "milliseconds a request may wait for a Sentinel failover before 503", defaultDescription: "5000") { configuration, value throws(ConfigurationError) in
