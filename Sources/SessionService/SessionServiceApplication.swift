@@ -30,8 +30,10 @@ public enum SessionServiceApplication {
         }
         var redisLogger = logger
         redisLogger[metadataKey: "component"] = "redis"
+        let metrics = ServiceMetrics()
         let redis = RedisClient(
-            configuration: redisConfiguration, functionLibraries: [SessionFunctions.library], logger: redisLogger
+            configuration: redisConfiguration, functionLibraries: [SessionFunctions.library], logger: redisLogger,
+            metricsFactory: metrics.factory
         )
         let store = SessionStore(
             redis: redis,
@@ -43,6 +45,8 @@ public enum SessionServiceApplication {
         )
 
         let router = Router(context: SessionRequestContext.self)
+        router.add(middleware: InstanceHeaderMiddleware(instance: configuration.instance))
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
         router.add(middleware: ErrorMiddleware())
         HealthController(
             store: store, instance: configuration.instance,
@@ -50,7 +54,7 @@ public enum SessionServiceApplication {
             redisAddress: configuration.sentinels.isEmpty
                 ? "\(redisConfiguration.host):\(redisConfiguration.port)"
                 : "sentinel master '\(configuration.sentinelMaster)'",
-            openAPIDocument: try HealthController.loadOpenAPIDocument()
+            openAPIDocument: try HealthController.loadOpenAPIDocument(), metrics: metrics
         ).addRoutes(to: router)
 
         let v1 = router.group("v1")

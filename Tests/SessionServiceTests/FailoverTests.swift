@@ -60,6 +60,11 @@ extension ReplicationSuites {
         let newPrimary = try #require(try await topology.primaryPortPerSentinels())
         let after = try #require(try await service.request("GET", "/readyz").jsonObject?["primary"] as? [String: Any])
         #expect(after["address"] as? String == "127.0.0.1:\(newPrimary)")
+        // The metrics saw the failover and name the primary now in use.
+        let metrics = try await service.request("GET", "/metrics").text
+        #expect(metrics.contains("redis_primary_changes_total 1\n"), "\(metrics.split(separator: "\n").filter { $0.hasPrefix("redis_primary") })")
+        #expect(metrics.contains("redis_primary{address=\"127.0.0.1:\(newPrimary)\"} 1.0\n"))
+        #expect(metrics.contains("redis_primary{address=\"127.0.0.1:\(topology.primary.port)\"} 0.0\n"))
         await service.stop()
     }
 

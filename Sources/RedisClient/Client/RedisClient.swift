@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import NIOCore
 import NIOPosix
@@ -20,16 +21,20 @@ public final class RedisClient: Sendable {
     private let resolver: PrimaryResolver
     private let failoverTimeout: Duration
     private let durability: RedisDurability?
+    private let metrics: RedisClientMetrics?
 
     /// A client for `configuration`. Nothing connects until the first command.
+    /// - Parameter metricsFactory: where to report command latency and errors and the primary in use
+    ///   (see ``RedisClientMetrics``); nothing is reported without one.
     public convenience init(
         configuration: RedisConfiguration,
         functionLibraries: [RedisFunctionLibrary] = [],
-        logger: Logger = Logger(label: "RedisClient")
+        logger: Logger = Logger(label: "RedisClient"),
+        metricsFactory: (any MetricsFactory)? = nil
     ) {
         self.init(
             configuration: configuration, functionLibraries: functionLibraries,
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger, metricsFactory: metricsFactory
         )
     }
 
@@ -37,11 +42,13 @@ public final class RedisClient: Sendable {
         configuration: RedisConfiguration,
         functionLibraries: [RedisFunctionLibrary],
         eventLoopGroup: any EventLoopGroup,
-        logger: Logger
+        logger: Logger,
+        metricsFactory: (any MetricsFactory)? = nil
     ) {
         let loops = Array(eventLoopGroup.makeIterator())
         let count = max(1, configuration.connectionCount ?? loops.count)
-        let resolver = PrimaryResolver(configuration: configuration, logger: logger)
+        let metrics = metricsFactory.map { RedisClientMetrics(factory: $0) }
+        let resolver = PrimaryResolver(configuration: configuration, logger: logger, metrics: metrics)
         self.slots = (0..<count).map { index in
             ConnectionSlot(
                 eventLoop: loops[index % loops.count], configuration: configuration,
@@ -52,6 +59,7 @@ public final class RedisClient: Sendable {
         self.resolver = resolver
         self.failoverTimeout = configuration.failoverTimeout
         self.durability = configuration.durability
+        self.metrics = metrics
         let slots = self.slots
         resolver.watchSwitches { primary in
             for slot in slots { slot.dropUnless(connectedTo: primary) }
@@ -75,6 +83,19 @@ public final class RedisClient: Sendable {
     /// the configured number of replicas acknowledged the write (else `durabilityTimeout`, and the
     /// write is not retried: it did happen on the primary).
     public func send(_ arguments: [RedisArgument], idempotent: Bool = false, durable: Bool = false) async throws -> RESPValue {
+        guard let metrics else { return try await sendRetrying(arguments, idempotent: idempotent, durable: durable) }
+        let started = ContinuousClock.now
+        do {
+            let reply = try await sendRetrying(arguments, idempotent: idempotent, durable: durable)
+            metrics.recordCommand(arguments, duration: .now - started, error: nil)
+            return reply
+        } catch {
+            metrics.recordCommand(arguments, duration: .now - started, error: error)
+            throw error
+        }
+    }
+
+    private func sendRetrying(_ arguments: [RedisArgument], idempotent: Bool, durable: Bool) async throws -> RESPValue {
         let durability = durable ? self.durability : nil
         guard resolver.isSentinelMode else { return try await sendOnce(arguments, durability: durability) }
         let deadline = ContinuousClock.now + failoverTimeout

@@ -34,10 +34,12 @@ final class PrimaryResolver: Sendable {
     private let configuration: RedisConfiguration
     private let state = Mutex(State())
     private let logger: Logger
+    private let metrics: RedisClientMetrics?
 
-    init(configuration: RedisConfiguration, logger: Logger) {
+    init(configuration: RedisConfiguration, logger: Logger, metrics: RedisClientMetrics? = nil) {
         self.configuration = configuration
         self.logger = logger
+        self.metrics = metrics
     }
 
     var isSentinelMode: Bool { configuration.sentinel != nil }
@@ -173,8 +175,9 @@ final class PrimaryResolver: Sendable {
             defer { state.lastConfirmed = endpoint }
             return state.lastConfirmed != endpoint
         }
-        if changed && isSentinelMode {
-            logger.notice("using Redis primary", metadata: ["primary": "\(endpoint)"])
+        if changed {
+            metrics?.recordPrimary(endpoint)
+            if isSentinelMode { logger.notice("using Redis primary", metadata: ["primary": "\(endpoint)"]) }
         }
     }
 

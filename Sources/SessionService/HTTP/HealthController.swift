@@ -2,7 +2,7 @@ import Foundation
 import Hummingbird
 import RedisClient
 
-/// Liveness, readiness and the contract.
+/// Liveness, readiness, metrics and the contract.
 struct HealthController {
     typealias Context = SessionRequestContext
     let store: SessionStore
@@ -11,12 +11,19 @@ struct HealthController {
     let requiredReplicas: Int
     let redisAddress: String
     let openAPIDocument: ByteBuffer
+    let metrics: ServiceMetrics
 
     func addRoutes(to router: Router<Context>) {
         router.get("healthz") { _, _ in
             JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#))
         }
         router.get("readyz", use: ready)
+        router.get("metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .cacheControl: "no-store"],
+                body: .init(byteBuffer: metrics.exposition())
+            )
+        }
         router.get("openapi.yaml") { _, _ in
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: openAPIDocument))
         }

@@ -1,0 +1,72 @@
+import CoreMetrics
+import Synchronization
+
+/// What a ``RedisClient`` reports through swift-metrics, when given a factory:
+///
+/// - `redis_command_duration_seconds{command}`: each command's round trip (FCALL named with its
+///   function, e.g. `FCALL session_get`), retries during a failover included;
+/// - `redis_command_errors_total{command, code}`: failed commands by ``RedisClientError`` code;
+/// - `redis_primary_changes_total`: times the confirmed primary moved to another server (failovers
+///   seen; the first primary found does not count);
+/// - `redis_primary{address}`: 1 for the primary in use, 0 for ones used before.
+///
+/// Metric objects are made once per label set and kept, so a command costs a dictionary lookup.
+final class RedisClientMetrics: Sendable {
+    private let factory: any MetricsFactory
+    private let timers = Mutex<[String: Timer]>([:])
+    private let errors = Mutex<[String: Counter]>([:])
+    private let primaries = Mutex<(current: RedisEndpoint?, gauges: [RedisEndpoint: Gauge])>((nil, [:]))
+    private let primaryChanges: Counter
+
+    init(factory: any MetricsFactory) {
+        self.factory = factory
+        primaryChanges = Counter(label: "redis_primary_changes_total", factory: factory)
+    }
+
+    func recordCommand(_ arguments: [RedisArgument], duration: Duration, error: (any Error)?) {
+        let command = Self.name(of: arguments)
+        let timer = timers.withLock { timers in
+            if let timer = timers[command] { return timer }
+            let timer = Timer(label: "redis_command_duration_seconds", dimensions: [("command", command)], factory: factory)
+            timers[command] = timer
+            return timer
+        }
+        let (seconds, attoseconds) = duration.components
+        timer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        guard let error else { return }
+        let code = (error as? RedisClientError)?.code.description ?? (error is CancellationError ? "cancelled" : "other")
+        let key = command + "|" + code
+        errors.withLock { errors in
+            if let counter = errors[key] { return counter }
+            let counter = Counter(label: "redis_command_errors_total", dimensions: [("command", command), ("code", code)], factory: factory)
+            errors[key] = counter
+            return counter
+        }.increment()
+    }
+
+    func recordPrimary(_ endpoint: RedisEndpoint) {
+        let (previous, gauges) = primaries.withLock { state -> (RedisEndpoint?, (old: Gauge?, new: Gauge)?) in
+            let previous = state.current
+            guard previous != endpoint else { return (previous, nil) }
+            state.current = endpoint
+            let new = state.gauges[endpoint] ?? Gauge(label: "redis_primary", dimensions: [("address", endpoint.description)], factory: factory)
+            state.gauges[endpoint] = new
+            return (previous, (previous.flatMap { state.gauges[$0] }, new))
+        }
+        guard let gauges else { return }
+        gauges.old?.record(0)
+        gauges.new.record(1)
+        if previous != nil { primaryChanges.increment() }
+    }
+
+    /// The command's name for labels: its first word, and for FCALL the function too. Never a
+    /// key or value, so no session data reaches the metrics.
+    static func name(of arguments: [RedisArgument]) -> String {
+        guard let first = arguments.first else { return "none" }
+        let command = String(decoding: first.bytes, as: UTF8.self).uppercased()
+        if command == "FCALL" || command == "FCALL_RO", arguments.count > 1 {
+            return command + " " + String(decoding: arguments[1].bytes, as: UTF8.self)
+        }
+        return command
+    }
+}

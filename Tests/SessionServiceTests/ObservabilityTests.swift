@@ -1,0 +1,59 @@
+import Foundation
+import RedisTestSupport
+import Testing
+
+/// What operators see: which instance answered, and Prometheus metrics that never carry a token.
+@Suite struct ObservabilityTests {
+    @Test func everyResponseNamesTheInstanceThatServedIt() async throws {
+        let redis = try RedisServer.start()
+        defer { redis.kill() }
+        let service = try await TestService.start(redis: redis) { $0.instance = "sessiond-7" }
+        let (token, _) = try await service.create()
+        let responses = [
+            try await service.get(token),  // 200
+            try await service.get(String(repeating: "A", count: 43)),  // 404 from the store
+            try await service.request("GET", "/no/such/route"),  // 404 from the router
+            try await service.request("POST", "/v1/sessions", json: "{"),  // 400
+            try await service.request("GET", "/healthz"),
+        ]
+        for response in responses {
+            #expect(response.header("X-Sessiond-Instance") == "sessiond-7", "status \(response.status)")
+        }
+        await service.stop()
+    }
+
+    @Test func metricsCountRequestsByRouteAndTimeRedisCommands() async throws {
+        let redis = try RedisServer.start()
+        defer { redis.kill() }
+        let service = try await TestService.start(redis: redis)
+        let (token, _) = try await service.create(#"{"data":{"a":1}}"#)
+        for _ in 0..<3 { #expect(try await service.get(token).status == 200) }
+        #expect(try await service.get(String(repeating: "A", count: 43)).status == 404)
+
+        let response = try await service.request("GET", "/metrics")
+        #expect(response.status == 200)
+        #expect(response.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
+        let text = response.text
+        #expect(text.contains(#"sessiond_http_requests_total{method="POST",route="/v1/sessions",status="201"} 1"#))
+        #expect(text.contains(#"sessiond_http_requests_total{method="GET",route="/v1/session",status="200"} 3"#))
+        #expect(text.contains(#"sessiond_http_requests_total{method="GET",route="/v1/session",status="404"} 1"#))
+        #expect(text.contains(#"sessiond_http_request_duration_seconds_bucket{method="GET",route="/v1/session",status="200",le="+Inf"} 3"#))
+        #expect(text.contains(#"redis_command_duration_seconds_count{command="FCALL session_get"} 4"#))
+        #expect(text.contains("redis_primary{address=\"127.0.0.1:\(redis.port)\"} 1.0"))
+        #expect(text.contains("redis_primary_changes_total 0"))
+        #expect(!text.contains(token), "a token never reaches the metrics")
+        await service.stop()
+    }
+
+    @Test func redisErrorsAreCountedByCommandAndCode() async throws {
+        let redis = try RedisServer.start()
+        let service = try await TestService.start(redis: redis) { $0.redisTimeout = 500 }
+        let (token, _) = try await service.create()
+        redis.kill()
+        #expect(try await service.get(token).status == 503)
+        let text = try await service.request("GET", "/metrics").text
+        let errorLines = text.split(separator: "\n").filter { $0.hasPrefix("redis_command_errors_total{command=\"FCALL session_get\"") }
+        #expect(!errorLines.isEmpty, "the failed read is counted: \(text.split(separator: "\n").filter { $0.hasPrefix("redis_command_errors") })")
+        await service.stop()
+    }
+}
