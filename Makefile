@@ -1,5 +1,5 @@
 # sessiond — every target installs the Debian packages it needs first (only when missing).
-.PHONY: deps build test run bench bench-redis-client contract-test clean
+.PHONY: deps build test run bench bench-redis-client contract-test cluster cluster-down demo clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -8,8 +8,10 @@ build: deps
 	swift build
 
 # The test command: the Swift suite against real redis-server processes the tests start themselves,
-# then the contract test (openapi.yaml validated, schemathesis against a live sessiond).
-test: deps
+# then the contract test (openapi.yaml validated, schemathesis against a live sessiond), the compose
+# file's check and the scripted demo against the demo cluster run as plain processes.
+test:
+	bash scripts/install-deps.sh haproxy docker-compose
 	bash scripts/test.sh
 
 # Serve on 127.0.0.1:8080, starting a local redis-server when none answers (see scripts/run.sh).
@@ -29,6 +31,19 @@ bench:
 # The Redis client alone next to redis-benchmark.
 bench-redis-client: deps
 	bash scripts/bench-redis-client.sh
+
+# The demo cluster of docker-compose.yml as plain processes on 127.0.0.1 (HAProxy, 3 sessiond,
+# Redis primary + 2 replicas, 3 sentinels); prints the URL and API key. CLUSTER_PORT=8090 by default.
+cluster:
+	bash scripts/install-deps.sh haproxy
+	bash scripts/cluster.sh up
+
+cluster-down:
+	bash scripts/cluster.sh down
+
+# The scripted demo against the running cluster (make cluster first).
+demo:
+	bash scripts/demo.sh
 
 clean:
 	rm -rf .build

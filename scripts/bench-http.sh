@@ -66,16 +66,9 @@ async_pid=$started_pid async_port=$started_port
 start_sessiond bench-replicated --durability replicated --durability-replicas 1 --durability-timeout 1000
 replicated_pid=$started_pid replicated_port=$started_port
 
-wait_for_http() {  # wait_for_http URL: polls until it answers 200, or fails after 30 s
-    local deadline=$((SECONDS + 30))
-    until curl -sf -o /dev/null "$1"; do
-        if ((SECONDS >= deadline)); then echo "$1 did not become ready" >&2; return 1; fi
-        sleep 0.1
-    done
-}
-wait_for_http "http://127.0.0.1:$async_port/readyz"
-wait_for_http "http://127.0.0.1:$replicated_port/readyz"  # 503 until the replica is in sync
-wait_for_http "http://127.0.0.1:$webdis_port/PING"
+wait_for_url "http://127.0.0.1:$async_port/readyz"
+wait_for_url "http://127.0.0.1:$replicated_port/readyz"  # 503 until the replica is in sync
+wait_for_url "http://127.0.0.1:$webdis_port/PING"
 if ss -ltnp | grep "pid=$webdis_pid," | grep -qv "127.0.0.1:$webdis_port"; then
     echo "webdis listens beyond 127.0.0.1:$webdis_port; refusing to go on" >&2
     exit 1

@@ -44,3 +44,12 @@ stop_pids() {
 median() {
     printf '%s\n' "$@" | sort -n | awk '{ values[NR] = $1 } END { print values[int((NR + 1) / 2)] }'
 }
+
+# wait_for_url URL [SECONDS]: polls until URL answers 2xx, or fails (default 30 s).
+wait_for_url() {
+    local deadline=$((SECONDS + ${2:-30}))
+    until curl -sf -o /dev/null --max-time 2 "$1"; do
+        if ((SECONDS >= deadline)); then echo "$1 did not answer 2xx within ${2:-30} s" >&2; return 1; fi
+        sleep 0.1
+    done
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# The demo cluster of docker-compose.yml as plain processes on 127.0.0.1 (no Docker needed):
+# a Redis primary with two replicas, three sentinels, three sessiond instances and HAProxy in front,
+# all configured from deploy/ (the same files the compose file uses).
+#
+#   scripts/cluster.sh up      starts it in the background, prints the URL and the API key
+#   scripts/cluster.sh down    stops everything it started (by PID) and removes its files
+#
+# State (PIDs, ports, the API key, logs) lives in CLUSTER_DIR (default .cluster/); `down` reads it.
+# CLUSTER_PORT (default 8090) is the load balancer's port; every other port is a free one.
+# SESSIOND_BINARY picks the sessiond to run (default: a release build, made first).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+cluster_dir=${CLUSTER_DIR:-.cluster}
+state=$cluster_dir/state
+
+down() {
+    [[ -f $state ]] || { echo "no cluster running (no $state)"; return 0; }
+    # shellcheck disable=SC1090
+    source "$state"
+    # The load balancer first, then the instances, then Redis: nothing is left half-served.
+    stop_pids $HAPROXY_PID $SESSIOND_PIDS $SENTINEL_PIDS $REDIS_PIDS
+    rm -rf "$cluster_dir"
+    echo "cluster stopped"
+}
+
+up() {
+    if [[ -f $state ]]; then
+        echo "a cluster is already running (see $state); stop it with: make cluster-down" >&2
+        exit 1
+    fi
+    local binary=${SESSIOND_BINARY:-}
+    if [[ -z $binary ]]; then
+        swift build -c release --product sessiond
+        binary=.build/release/sessiond
+    fi
+    binary=$(cd "$(dirname "$binary")" && pwd)/$(basename "$binary")
+    mkdir -p "$cluster_dir"
+    cluster_dir=$(cd "$cluster_dir" && pwd)
+    state=$cluster_dir/state
+    set -a
+    # shellcheck disable=SC1091
+    source deploy/cluster.env
+    set +a
+
+    # Anything that fails from here stops what was started so far.
+    local started=()
+    trap 'stop_pids "${started[@]}"; rm -rf "$cluster_dir"' ERR
+
+    local primary_port replica_ports=() redis_pids=()
+    primary_port=$(free_port)
+    start_redis_from_config "$primary_port" "$cluster_dir/redis-primary"
+    redis_pids+=("$started_pid"); started+=("$started_pid")
+    for index in 1 2; do
+        local port
+        port=$(free_port)
+        start_redis_from_config "$port" "$cluster_dir/redis-replica-$index" --replicaof 127.0.0.1 "$primary_port"
+        replica_ports+=("$port"); redis_pids+=("$started_pid"); started+=("$started_pid")
+    done
+    for port in "$primary_port" "${replica_ports[@]}"; do wait_for_redis "$port"; done
+
+    local sentinel_ports=() sentinel_pids=()
+    for index in 1 2 3; do
+        local port dir
+        port=$(free_port)
+        dir=$cluster_dir/sentinel-$index
+        mkdir -p "$dir"
+        render_sentinel_config "$port" 127.0.0.1 "$dir" 127.0.0.1 "$primary_port" >"$dir/sentinel.conf"
+        redis-sentinel "$dir/sentinel.conf" --logfile "$dir/sentinel.log" --daemonize no >/dev/null 2>&1 &
+        sentinel_ports+=("$port"); sentinel_pids+=("$!"); started+=("$!")
+    done
+    for port in "${sentinel_ports[@]}"; do wait_for_redis "$port"; done
+
+    local api_key sentinels sessiond_ports=() sessiond_pids=()
+    api_key=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
+    sentinels=$(printf '127.0.0.1:%s,' "${sentinel_ports[@]}")
+    for index in 1 2 3; do
+        local port
+        port=$(free_port)
+        SESSIOND_HOST=127.0.0.1 SESSIOND_PORT=$port SESSIOND_INSTANCE=sessiond-$index \
+            SESSIOND_SENTINELS=${sentinels%,} SESSIOND_API_KEYS=$api_key \
+            "$binary" >"$cluster_dir/sessiond-$index.log" 2>&1 &
+        sessiond_ports+=("$port"); sessiond_pids+=("$!"); started+=("$!")
+    done
+    for port in "${sessiond_ports[@]}"; do wait_for_url "http://127.0.0.1:$port/readyz" 60; done
+
+    local lb_port=${CLUSTER_PORT:-8090}
+    if curl -s -o /dev/null "http://127.0.0.1:$lb_port/"; then
+        echo "port $lb_port is taken; set CLUSTER_PORT" >&2
+        false
+    fi
+    LB_BIND=127.0.0.1:$lb_port SESSIOND_1=127.0.0.1:${sessiond_ports[0]} SESSIOND_2=127.0.0.1:${sessiond_ports[1]} \
+        SESSIOND_3=127.0.0.1:${sessiond_ports[2]} haproxy -f deploy/haproxy.cfg -db >"$cluster_dir/haproxy.log" 2>&1 &
+    local haproxy_pid=$!
+    started+=("$haproxy_pid")
+    wait_for_url "http://127.0.0.1:$lb_port/readyz" 30
+
+    cat >"$state" <<EOF
+CLUSTER_URL=http://127.0.0.1:$lb_port
+CLUSTER_API_KEY=$api_key
+HAPROXY_PID=$haproxy_pid
+SESSIOND_PIDS="${sessiond_pids[*]}"
+SESSIOND_PORTS="${sessiond_ports[*]}"
+SENTINEL_PIDS="${sentinel_pids[*]}"
+SENTINEL_PORTS="${sentinel_ports[*]}"
+REDIS_PIDS="${redis_pids[*]}"
+REDIS_PORTS="$primary_port ${replica_ports[*]}"
+EOF
+    trap - ERR
+    echo "cluster up: http://127.0.0.1:$lb_port (HAProxy, round robin over 3 sessiond)"
+    echo "  API key:   $api_key   (send it as: Authorization: Bearer <key>)"
+    echo "  Redis:     primary 127.0.0.1:$primary_port, replicas ${replica_ports[*]}; sentinels ${sentinel_ports[*]} (master '$SESSIOND_SENTINEL_MASTER')"
+    echo "  logs and state in $cluster_dir; stop with: make cluster-down"
+}
+
+# start_redis_from_config PORT DIR [ARGS...]: redis-server on 127.0.0.1:PORT from its own copy of
+# deploy/redis.conf (Sentinel has servers rewrite their config file on failover).
+start_redis_from_config() {
+    local port=$1 dir=$2
+    shift 2
+    mkdir -p "$dir"
+    cp deploy/redis.conf "$dir/redis.conf"
+    redis-server "$dir/redis.conf" --bind 127.0.0.1 --port "$port" --dir "$dir" \
+        --logfile "$dir/redis.log" --daemonize no "$@" >/dev/null 2>&1 &
+    started_pid=$!
+}
+
+# render_sentinel_config PORT BIND DIR PRIMARY_HOST PRIMARY_PORT: deploy/sentinel.conf.template
+# filled in (the same rendering docker-compose.yml does in each sentinel container).
+render_sentinel_config() {
+    sed -e "s|@PORT@|$1|g" -e "s|@BIND@|$2|g" -e "s|@DIR@|$3|g" -e "s|@PRIMARY_HOST@|$4|g" -e "s|@PRIMARY_PORT@|$5|g" \
+        -e "s|@MASTER@|$SESSIOND_SENTINEL_MASTER|g" -e "s|@QUORUM@|$SENTINEL_QUORUM|g" \
+        -e "s|@DOWN_AFTER@|$SENTINEL_DOWN_AFTER_MILLISECONDS|g" deploy/sentinel.conf.template
+}
+
+case ${1:-} in
+    up) up ;;
+    down) down ;;
+    *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac

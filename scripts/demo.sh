@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+# The scale-out story, step by step, against the running demo cluster (make cluster) through its
+# load balancer. Every step prints what it does and checks what it claims; the first claim that
+# does not hold stops the demo with exit status 1. Run by the test command (scripts/test.sh).
+#
+#   1. create sessions;
+#   2. read one several times: different instances answer (round robin, no stickiness);
+#   3. stop one sessiond: every session is still served;
+#   4. kill -9 the Redis primary: after the failover every session is still there;
+#   5. revoke a user's sessions: every instance refuses them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib.sh
+
+state=${CLUSTER_DIR:-.cluster}/state
+[[ -f $state ]] || { echo "no cluster running: start one with make cluster" >&2; exit 1; }
+# shellcheck disable=SC1090
+source "$state"
+url=$CLUSTER_URL
+auth="Authorization: Bearer $CLUSTER_API_KEY"
+
+step() { printf '\n== %s\n' "$*"; }
+fail() { echo "FAILED: $*" >&2; exit 1; }
+
+# request METHOD PATH [TOKEN] [JSON]: prints "STATUS INSTANCE BODY" (bounded by a 10 s deadline).
+request() {
+    local method=$1 path=$2 token=${3:-} body=${4:-} headers
+    local args=(-s -X "$method" --max-time 10 -H "$auth" -D - "$url$path")
+    [[ -n $token ]] && args+=(-H "X-Session-Token: $token")
+    [[ -n $body ]] && args+=(-H 'Content-Type: application/json' -d "$body")
+    headers=$(curl "${args[@]}" -o "$work/body") || { echo "000 - connection failed"; return; }
+    printf '%s %s %s\n' "$(awk 'NR == 1 { print $2 }' <<<"$headers")" \
+        "$(tr -d '\r' <<<"$headers" | awk -F': ' 'tolower($1) == "x-sessiond-instance" { print $2 }')" "$(cat "$work/body")"
+}
+json_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$1" "$2"; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# Users of this run only, so that a second run on the same cluster counts only its own sessions.
+alice=alice-$RANDOM$RANDOM
+bob=bob-$RANDOM$RANDOM
+
+step "1. Create five sessions for $alice and one for $bob"
+alice_tokens=()
+for n in 1 2 3 4 5; do
+    read -r status instance body < <(request POST /v1/sessions "" "{\"user\":\"$alice\",\"data\":{\"n\":$n}}")
+    [[ $status == 201 ]] || fail "create answered $status: $body"
+    alice_tokens+=("$(json_field "$body" token)")
+    echo "  created alice #$n on $instance"
+done
+read -r status instance body < <(request POST /v1/sessions "" "{\"user\":\"$bob\",\"data\":{\"cart\":[42]}}")
+[[ $status == 201 ]] || fail "create answered $status: $body"
+bob_token=$(json_field "$body" token)
+echo "  created bob's on $instance"
+
+step "2. Read bob's session six times: the load balancer spreads the reads"
+declare -A seen=()
+for _ in 1 2 3 4 5 6; do
+    read -r status instance body < <(request GET /v1/session "$bob_token")
+    [[ $status == 200 ]] || fail "read answered $status: $body"
+    seen[$instance]=1
+    echo "  200 from $instance"
+done
+((${#seen[@]} >= 3)) || fail "only ${!seen[*]} answered; expected all three instances"
+echo "  -> answered by ${#seen[@]} different instances, same session every time"
+
+step "3. Stop sessiond-2 (SIGTERM): every session is still served"
+read -r -a sessiond_pids <<<"$SESSIOND_PIDS"
+stop_pids "${sessiond_pids[1]}"
+unset 'seen[sessiond-2]'
+for token in "$bob_token" "${alice_tokens[@]}"; do
+    read -r status instance body < <(request GET /v1/session "$token")
+    [[ $status == 200 ]] || fail "with sessiond-2 stopped a read answered $status: $body"
+    [[ $instance != sessiond-2 ]] || fail "the stopped instance answered"
+    echo "  200 from $instance"
+done
+
+step "4. kill -9 the Redis primary: Sentinel fails over, sessiond follows, nothing is lost"
+read -r -a redis_pids <<<"$REDIS_PIDS"
+kill -9 "${redis_pids[0]}"
+killed=$SECONDS
+echo "  primary killed; writing until writes are accepted again"
+until read -r status instance body < <(request POST /v1/sessions "" '{"data":{"after":"failover"}}') && [[ $status == 201 ]]; do
+    ((SECONDS - killed < 30)) || fail "writes were not accepted again within 30 s of the kill (last: $status $body)"
+    echo "  $status (waiting for the failover)"
+done
+echo "  writes accepted again after about $((SECONDS - killed)) s (answered by $instance)"
+for token in "$bob_token" "${alice_tokens[@]}"; do
+    read -r status instance body < <(request GET /v1/session "$token")
+    [[ $status == 200 ]] || fail "after the failover a session answered $status: $body"
+done
+echo "  all 6 sessions written before the kill are still there"
+read -r status instance body < <(request GET /readyz)
+echo "  /readyz on $instance: $body"
+
+step "5. Revoke all of $alice's sessions: every instance refuses them at once"
+read -r status instance body < <(request DELETE "/v1/users/$alice/sessions")
+[[ $status == 200 ]] || fail "revoke answered $status: $body"
+echo "  $instance revoked: $body"
+[[ $(json_field "$body" revoked) == 5 ]] || fail "expected 5 revoked"
+declare -A refused_by=()
+for token in "${alice_tokens[@]}" "${alice_tokens[@]}"; do
+    read -r status instance body < <(request GET /v1/session "$token")
+    [[ $status == 404 ]] || fail "a revoked session answered $status on $instance"
+    refused_by[$instance]=1
+done
+((${#refused_by[@]} >= 2)) || fail "only ${!refused_by[*]} were asked"
+echo "  10 reads of revoked sessions: 404 from ${!refused_by[*]}"
+read -r status instance body < <(request GET /v1/session "$bob_token")
+[[ $status == 200 ]] || fail "bob's session answered $status"
+echo "  bob's session is untouched: 200 from $instance"
+
+printf '\ndemo: every step held\n'
