@@ -13,7 +13,7 @@ import Synchronization
 /// Metric objects are made once per label set and kept, so a command costs a dictionary lookup.
 final class RedisClientMetrics: Sendable {
     private let factory: any MetricsFactory
-    private let timers = Mutex<[String: Timer]>([:])
+    private let timers = Mutex<[CommandKey: Timer]>([:])
     private let errors = Mutex<[String: Counter]>([:])
     private let primaries = Mutex<(current: RedisEndpoint?, gauges: [RedisEndpoint: Gauge])>((nil, [:]))
     private let primaryChanges: Counter
@@ -24,22 +24,23 @@ final class RedisClientMetrics: Sendable {
     }
 
     func recordCommand(_ arguments: [RedisArgument], duration: Duration, error: (any Error)?) {
-        let command = Self.name(of: arguments)
+        // Looked up by the command's raw bytes: the label text is built only the first time.
+        let key = CommandKey(arguments)
         let timer = timers.withLock { timers in
-            if let timer = timers[command] { return timer }
-            let timer = Timer(label: "redis_command_duration_seconds", dimensions: [("command", command)], factory: factory)
-            timers[command] = timer
+            if let timer = timers[key] { return timer }
+            let timer = Timer(label: "redis_command_duration_seconds", dimensions: [("command", key.label)], factory: factory)
+            timers[key] = timer
             return timer
         }
         let (seconds, attoseconds) = duration.components
         timer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
         guard let error else { return }
         let code = (error as? RedisClientError)?.code.description ?? (error is CancellationError ? "cancelled" : "other")
-        let key = command + "|" + code
         errors.withLock { errors in
-            if let counter = errors[key] { return counter }
-            let counter = Counter(label: "redis_command_errors_total", dimensions: [("command", command), ("code", code)], factory: factory)
-            errors[key] = counter
+            let errorKey = key.label + "|" + code
+            if let counter = errors[errorKey] { return counter }
+            let counter = Counter(label: "redis_command_errors_total", dimensions: [("command", key.label), ("code", code)], factory: factory)
+            errors[errorKey] = counter
             return counter
         }.increment()
     }
@@ -59,14 +60,25 @@ final class RedisClientMetrics: Sendable {
         if previous != nil { primaryChanges.increment() }
     }
 
-    /// The command's name for labels: its first word, and for FCALL the function too. Never a
-    /// key or value, so no session data reaches the metrics.
-    static func name(of arguments: [RedisArgument]) -> String {
-        guard let first = arguments.first else { return "none" }
-        let command = String(decoding: first.bytes, as: UTF8.self).uppercased()
-        if command == "FCALL" || command == "FCALL_RO", arguments.count > 1 {
-            return command + " " + String(decoding: arguments[1].bytes, as: UTF8.self)
+    /// A command as metrics know it: its first word, and for FCALL the function too. Never a key or
+    /// a value, so no session data reaches the metrics.
+    struct CommandKey: Hashable {
+        let command: RedisArgument
+        let function: RedisArgument?
+
+        init(_ arguments: [RedisArgument]) {
+            command = arguments.first ?? RedisArgument("")
+            // FCALL or FCALL_RO, in any case (0xDF clears the lowercase bit of ASCII letters).
+            let isFunctionCall = command.bytes.count >= 5 && zip(command.bytes, Self.fcall).allSatisfy { $0 & 0xDF == $1 }
+            function = isFunctionCall && arguments.count > 1 ? arguments[1] : nil
         }
-        return command
+
+        private static let fcall = Array("FCALL".utf8)
+
+        var label: String {
+            let name = String(decoding: command.bytes, as: UTF8.self).uppercased()
+            guard let function else { return name.isEmpty ? "none" : name }
+            return name + " " + String(decoding: function.bytes, as: UTF8.self)
+        }
     }
 }

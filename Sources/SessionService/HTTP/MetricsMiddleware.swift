@@ -61,12 +61,13 @@ struct MetricsMiddleware: RouterMiddleware {
     typealias Context = SessionRequestContext
     let metrics: ServiceMetrics
 
-    private static let knownMethods: Set<String> = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
         let response = try await next(request, context)
-        let method = Self.knownMethods.contains(request.method.rawValue) ? request.method.rawValue : "other"
+        let method = switch request.method {
+        case .get, .head, .post, .put, .patch, .delete, .options: request.method.rawValue
+        default: "other"
+        }
         metrics.recordRequest(
             method: method, route: context.endpointPath ?? "unmatched", status: Int(response.status.code),
             duration: .now - started
