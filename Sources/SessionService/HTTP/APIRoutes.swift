@@ -13,6 +13,7 @@ enum APIRoutes {
         ("/v1/users/:user/sessions", [.get, .delete]),
         ("/healthz", [.get]),
         ("/readyz", [.get]),
+        ("/metrics", [.get]),
         ("/openapi.yaml", [.get]),
     ].map { (path, methods) in (path.split(separator: "/"), methods) }
 
