@@ -89,16 +89,7 @@ replicated_token=$(create_session "$replicated_port")
 used_memory() { redis-cli -h 127.0.0.1 -p "$primary_port" info memory | awk -F: '/^used_memory:/ { print $2 + 0 }'; }
 memory_before=$(used_memory)
 keys_before=$(redis-cli -h 127.0.0.1 -p "$primary_port" dbsize)
-BENCH_DIR=$wrk_dir BENCH_WORK=$work BENCH_SESSIONS=$sessions BENCH_THREADS=2 \
-    wrk -t2 -c64 -d600s -s "$wrk_dir/seed.lua" "http://127.0.0.1:$async_port" >/dev/null &
-seed_pid=$!
-until [[ -e $work/done-1 && -e $work/done-2 ]]; do
-    kill -0 "$seed_pid" 2>/dev/null || { echo "seeding stopped before $sessions sessions" >&2; exit 1; }
-    sleep 0.2
-done
-stop_pids "$seed_pid"
-seeded=$(cat "$work"/tokens-*.txt | wc -l)
-((seeded >= sessions)) || { echo "seeding made $seeded of $sessions sessions" >&2; exit 1; }
+seed_sessions "http://127.0.0.1:$async_port" "$sessions" "$work"
 # Sessions the seed created beyond the count (requests in flight when a thread stopped) count too.
 created=$(($(redis-cli -h 127.0.0.1 -p "$primary_port" dbsize) - keys_before))
 bytes_per_session=$((($(used_memory) - memory_before) / created))

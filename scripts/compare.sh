@@ -75,13 +75,7 @@ measure_writes "straight to 1 instance" "http://127.0.0.1:${sessiond_ports[0]}"
 echo
 echo "== 3. kill -9 of one sessiond: can every session still be read?"
 work=$(mktemp -d)
-BENCH_WORK=$work BENCH_SESSIONS=3000 BENCH_THREADS=2 wrk -t2 -c16 -d120s -s "$wrk_dir/seed.lua" "$CLUSTER_URL" >/dev/null &
-seed_pid=$!
-until [[ -e $work/done-1 && -e $work/done-2 ]]; do
-    kill -0 "$seed_pid" 2>/dev/null || { echo "seeding stopped early" >&2; exit 1; }
-    sleep 0.2
-done
-stop_pids "$seed_pid"
+seed_sessions "$CLUSTER_URL" 3000 "$work"
 kill -9 "${sessiond_pids[2]}"
 cat "$work"/tokens-*.txt | python3 -c '
 import http.client, sys, urllib.parse

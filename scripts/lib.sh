@@ -53,3 +53,22 @@ wait_for_url() {
         sleep 0.1
     done
 }
+
+# seed_sessions URL COUNT DIR: creates COUNT sessions (300 bytes of data each) through URL with
+# Benchmarks/wrk/seed.lua and leaves their tokens in DIR/tokens-*.txt; fails if fewer were made.
+# BENCH_API_KEY, when set, is sent as the bearer key.
+seed_sessions() {
+    local url=$1 count=$2 dir=$3
+    BENCH_DIR=$PWD/Benchmarks/wrk BENCH_WORK=$dir BENCH_SESSIONS=$count BENCH_THREADS=2 \
+        wrk -t2 -c64 -d600s -s "$PWD/Benchmarks/wrk/seed.lua" "$url" >/dev/null &
+    local seed_pid=$!
+    # wrk runs until its -d deadline even when every thread has stopped: stop it once both are done.
+    until [[ -e $dir/done-1 && -e $dir/done-2 ]]; do
+        kill -0 "$seed_pid" 2>/dev/null || { echo "seeding stopped before $count sessions" >&2; return 1; }
+        sleep 0.2
+    done
+    stop_pids "$seed_pid"
+    local seeded
+    seeded=$(cat "$dir"/tokens-*.txt | wc -l)
+    ((seeded >= count)) || { echo "seeding made $seeded of $count sessions" >&2; return 1; }
+}
