@@ -12,6 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
+bash scripts/install-deps.sh wrk haproxy
 
 sessions_wanted=${SESSIONS:-1000000}
 step_seconds=${DURATION:-20}
