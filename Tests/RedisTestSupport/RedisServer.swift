@@ -139,24 +139,19 @@ public final class RedisServer: Sendable {
 
     /// SIGKILL: the server dies at once, as in a crash. Reaps the process.
     public func kill() {
-        signalAndReap(SIGKILL)
+        Self.signalAndReap([self], SIGKILL)
     }
 
     /// SIGKILL to each server in order, all signals sent before any is reaped: they die within
     /// microseconds of each other, as on one crashing host, and the caller's thread is not held
     /// between two deaths (reaping a process can take milliseconds).
     public static func killTogether(_ servers: [RedisServer]) {
-        let signalled = servers.filter { $0.running.exchange(false, ordering: .relaxed) }
-        for server in signalled { Glibc.kill(server.pid, SIGKILL) }
-        for server in signalled {
-            var status: Int32 = 0
-            _ = waitpid(server.pid, &status, 0)
-        }
+        signalAndReap(servers, SIGKILL)
     }
 
     /// SIGTERM: a clean shutdown. Reaps the process.
     public func stop() {
-        signalAndReap(SIGTERM)
+        Self.signalAndReap([self], SIGTERM)
     }
 
     /// SIGSTOP: the server keeps its socket (the kernel still accepts connections) but answers nothing.
@@ -184,16 +179,21 @@ public final class RedisServer: Sendable {
     }
 
     deinit {
-        signalAndReap(SIGKILL)
+        Self.signalAndReap([self], SIGKILL)
         try? FileManager.default.removeItem(at: directory)
     }
 
-    private func signalAndReap(_ signal: Int32) {
-        guard running.exchange(false, ordering: .relaxed) else { return }
-        Glibc.kill(pid, SIGCONT)  // a paused process must be able to act on SIGTERM
-        Glibc.kill(pid, signal)
-        var status: Int32 = 0
-        _ = waitpid(pid, &status, 0)
+    /// Signals every server still running, then reaps them: all signals go out before any wait.
+    private static func signalAndReap(_ servers: [RedisServer], _ signal: Int32) {
+        let signalled = servers.filter { $0.running.exchange(false, ordering: .relaxed) }
+        for server in signalled {
+            Glibc.kill(server.pid, SIGCONT)  // a paused process must be able to act on SIGTERM
+            Glibc.kill(server.pid, signal)
+        }
+        for server in signalled {
+            var status: Int32 = 0
+            _ = waitpid(server.pid, &status, 0)
+        }
     }
 
     private func hasExited() -> Bool {

@@ -8,8 +8,7 @@ extension ReplicationSuites {
 @Suite(.serialized) struct FailoverTests {
     static func service(_ topology: SentinelTopology) async throws -> TestService {
         try await TestService.start(redis: topology.primary) { configuration in
-            configuration.sentinels = topology.sentinels.map { RedisEndpoint(host: "127.0.0.1", port: $0.port) }
-            configuration.redisURL = "redis://127.0.0.1:1"  // host and port unused in Sentinel mode
+            configuration.findPrimary(through: topology.sentinels)
             configuration.redisTimeout = 1000
             configuration.failoverTimeout = 5000
         }
@@ -147,8 +146,7 @@ extension ReplicationSuites {
         let topology = try await SentinelTopology.start()
         defer { topology.stopAll() }
         let service = try await TestService.start(redis: topology.primary) { configuration in
-            configuration.sentinels = topology.sentinels.map { RedisEndpoint(host: "127.0.0.1", port: $0.port) }
-            configuration.redisURL = "redis://127.0.0.1:1"
+            configuration.findPrimary(through: topology.sentinels)
             configuration.redisTimeout = 500
             configuration.failoverTimeout = 2000
         }

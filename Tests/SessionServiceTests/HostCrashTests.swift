@@ -22,8 +22,7 @@ extension ReplicationSuites {
         let topology = try await SentinelTopology.start(replicationDelayMilliseconds: 20)
         defer { topology.stopAll() }
         let service = try await TestService.start(redis: topology.primary) { configuration in
-            configuration.sentinels = topology.sentinels.map { RedisEndpoint(host: "127.0.0.1", port: $0.port) }
-            configuration.redisURL = "redis://127.0.0.1:1"
+            configuration.findPrimary(through: topology.sentinels)
             configuration.durability = durability
             configuration.durabilityReplicas = 1
             configuration.durabilityTimeout = 1000

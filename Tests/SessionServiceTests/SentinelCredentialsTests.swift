@@ -8,8 +8,7 @@ import Testing
 @Suite struct SentinelCredentialsTests {
     static func service(primary: RedisServer, sentinel: RedisServer, username: String, password: String) async throws -> TestService {
         try await TestService.start(redis: primary) { configuration in
-            configuration.sentinels = [RedisEndpoint(host: "127.0.0.1", port: sentinel.port)]
-            configuration.redisURL = "redis://127.0.0.1:1"  // host and port unused in Sentinel mode
+            configuration.findPrimary(through: [sentinel])
             configuration.sentinelUsername = username
             configuration.sentinelPassword = password
             configuration.failoverTimeout = 1000

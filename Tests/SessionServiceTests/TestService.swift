@@ -96,3 +96,12 @@ extension HTTPTestResponse {
         (jsonObject?["error"] as? [String: Any])?["code"] as? String
     }
 }
+
+extension SessionServiceConfiguration {
+    /// Sentinel mode: the primary is found through `sentinels`. The URL's host and port are then
+    /// unused (its credentials and database still apply), so they point nowhere.
+    mutating func findPrimary(through sentinels: [RedisServer]) {
+        self.sentinels = sentinels.map { RedisEndpoint(host: "127.0.0.1", port: $0.port) }
+        redisURL = "redis://127.0.0.1:1"
+    }
+}
