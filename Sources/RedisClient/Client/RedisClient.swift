@@ -1,4 +1,4 @@
-import CoreMetrics
+import Metrics
 import Logging
 import NIOCore
 import NIOPosix

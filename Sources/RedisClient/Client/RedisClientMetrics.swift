@@ -1,4 +1,4 @@
-import CoreMetrics
+import Metrics
 import Synchronization
 
 /// What a ``RedisClient`` reports through swift-metrics, when given a factory:
@@ -32,8 +32,7 @@ final class RedisClientMetrics: Sendable {
             timers[key] = timer
             return timer
         }
-        let (seconds, attoseconds) = duration.components
-        timer.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        timer.record(duration: duration)
         guard let error else { return }
         let code = (error as? RedisClientError)?.code.description ?? (error is CancellationError ? "cancelled" : "other")
         errors.withLock { errors in

@@ -1,4 +1,4 @@
-import CoreMetrics
+import Metrics
 import Hummingbird
 import Prometheus
 import Synchronization
@@ -43,8 +43,7 @@ final class ServiceMetrics: Sendable {
             return metrics
         }
         metrics.count.increment()
-        let (seconds, attoseconds) = duration.components
-        metrics.duration.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+        metrics.duration.record(duration: duration)
     }
 
     /// The Prometheus text exposition of everything recorded so far.
