@@ -50,10 +50,9 @@ public enum SessionServiceApplication {
         router.add(middleware: ErrorMiddleware())
         HealthController(
             store: store, instance: configuration.instance,
-            requiredReplicas: configuration.durability == .replicated ? configuration.durabilityReplicas : 0,
-            redisAddress: configuration.sentinels.isEmpty
-                ? "\(redisConfiguration.host):\(redisConfiguration.port)"
-                : "sentinel master '\(configuration.sentinelMaster)'",
+            requiredReplicas: redisConfiguration.durability?.replicas ?? 0,
+            redisAddress: redisConfiguration.sentinel.map { "sentinel master '\($0.masterName)'" }
+                ?? "\(redisConfiguration.host):\(redisConfiguration.port)",
             openAPIDocument: try HealthController.loadOpenAPIDocument(), metrics: metrics
         ).addRoutes(to: router)
 

@@ -98,11 +98,8 @@ final class ConnectionSlot: Sendable {
         do {
             let (primary, _) = try await resolver.primary()
             endpoint = primary
-            var target = configuration
-            target.host = primary.host
-            target.port = primary.port
             let connection = try await RedisConnection.connect(
-                to: target, on: eventLoop, functionLibraries: functionLibraries, confirmPrimary: resolver.isSentinelMode
+                to: configuration.pointing(to: primary), on: eventLoop, functionLibraries: functionLibraries, confirmPrimary: resolver.isSentinelMode
             )
             resolver.confirmed(primary)
             let accepted = state.withLock { state -> Bool in

@@ -82,6 +82,14 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.init(host: bareHost, port: port, username: user, password: password, database: database)
     }
 
+    /// This configuration for the server at `endpoint` instead of `host:port`.
+    func pointing(to endpoint: RedisEndpoint) -> RedisConfiguration {
+        var configuration = self
+        configuration.host = endpoint.host
+        configuration.port = endpoint.port
+        return configuration
+    }
+
     /// The URL with any credentials replaced by `***`, safe for logs and error messages.
     public static func redacted(_ url: String) -> String {
         guard let at = url.lastIndex(of: "@"), let schemeEnd = url.range(of: "://") else { return url }

@@ -6,7 +6,8 @@ import Synchronization
 /// Knows which server to send commands to: the configured one, or in Sentinel mode the primary the
 /// sentinels name, confirmed by `ROLE` in each connection's handshake.
 ///
-/// - All sentinels are asked at once; the first valid answer wins.
+/// - All sentinels are asked at once; once a majority has answered, the answer with the newest
+///   configuration epoch wins (fewer answers are used if that is all there is).
 /// - An answer is used until a connection to it fails, finds a replica, or answers `READONLY` and
 ///   the like (``invalidate(_:)``); then the sentinels are asked again.
 /// - When no sentinel answers, the last primary a handshake confirmed is used.
@@ -65,9 +66,7 @@ final class PrimaryResolver: Sendable {
 
     /// One sentinel's `+switch-master` subscription, re-made after it breaks, until shutdown.
     private func watch(_ address: RedisEndpoint, sentinel: SentinelConfiguration) async {
-        var target = sentinelConnectionConfiguration(sentinel)
-        target.host = address.host
-        target.port = address.port
+        let target = sentinelConnectionConfiguration(sentinel, at: address)
         let masterName = sentinel.masterName
         while !Task.isCancelled {
             do {
@@ -126,8 +125,9 @@ final class PrimaryResolver: Sendable {
         onSwitch.withLock { $0 }?(target)
     }
 
-    private func sentinelConnectionConfiguration(_ sentinel: SentinelConfiguration) -> RedisConfiguration {
-        var sentinelConfiguration = configuration
+    /// How to talk to the sentinel at `address`: its own credentials, database 0, no Sentinel mode.
+    private func sentinelConnectionConfiguration(_ sentinel: SentinelConfiguration, at address: RedisEndpoint) -> RedisConfiguration {
+        var sentinelConfiguration = configuration.pointing(to: address)
         sentinelConfiguration.sentinel = nil
         sentinelConfiguration.username = sentinel.username
         sentinelConfiguration.password = sentinel.password
@@ -190,7 +190,6 @@ final class PrimaryResolver: Sendable {
     }
 
     private func askSentinels(_ sentinel: SentinelConfiguration) async throws -> (RedisEndpoint, String) {
-        let sentinelConfiguration = sentinelConnectionConfiguration(sentinel)
         // Ask every sentinel at once. A sentinel that missed a failover still names the old primary
         // (which, restarted, even answers ROLE as a master until Sentinel demotes it), so wait for a
         // majority of them and believe the one with the newest configuration epoch.
@@ -199,20 +198,13 @@ final class PrimaryResolver: Sendable {
             group -> ((RedisEndpoint, RedisEndpoint)?, [String]) in
             for address in sentinel.sentinels {
                 group.addTask {
-                    var perSentinel = sentinelConfiguration
-                    perSentinel.host = address.host
-                    perSentinel.port = address.port
-                    let connection: RedisConnection
-                    do {
-                        connection = try await RedisConnection.connect(
-                            to: perSentinel, on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: []
-                        )
-                    } catch {
-                        return .failure(SentinelFailure(address, error))
-                    }
-                    defer { Task { await connection.close() } }
                     let reply: RESPValue
                     do {
+                        let connection = try await RedisConnection.connect(
+                            to: self.sentinelConnectionConfiguration(sentinel, at: address),
+                            on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: []
+                        )
+                        defer { Task { await connection.close() } }
                         reply = try await connection.send(["SENTINEL", "MASTER", RedisArgument(sentinel.masterName)])
                     } catch {
                         return .failure(SentinelFailure(address, error))
