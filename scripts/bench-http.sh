@@ -131,7 +131,7 @@ measure() {
             printf "%s\t%.0f\t%.2f\t%.2f\t%.1f\t%.1f\t%.1f\n", name, rate, p50, p99, server * us, webdis * us, redis * us
         }' <<<"$output" >>"$results"
     local rss
-    rss=$(awk '/^VmRSS/ { print $2 }' "/proc/$async_pid/status")
+    rss=$(rss_kb "$async_pid")
     ((rss > max_rss_kb)) && max_rss_kb=$rss
     tail -1 "$results"
 }
@@ -212,7 +212,7 @@ if ((soak_seconds > 0)); then
     soak_pid=$!
     samples=()
     while kill -0 "$soak_pid" 2>/dev/null; do
-        samples+=("$(awk '/^VmRSS/ { print $2 }' "/proc/$async_pid/status")")
+        samples+=("$(rss_kb "$async_pid")")
         echo "  t=$(( (${#samples[@]} - 1) * 30 ))s rss ${samples[-1]} kB"
         for _ in $(seq 300); do kill -0 "$soak_pid" 2>/dev/null || break; sleep 0.1; done
     done

@@ -35,7 +35,6 @@ primary_port() {
 redis_info() {  # redis_info FIELD: one numeric field of the primary's INFO
     redis-cli -p "$(primary_port)" info | tr -d '\r' | awk -F: -v field="$1" '$1 == field { print $2 }'
 }
-rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 auth=(-H "Authorization: Bearer $CLUSTER_API_KEY")
 
 echo "== 1. Memory while the stored sessions grow to $sessions_wanted (300-byte data, no user)"

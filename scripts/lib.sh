@@ -40,6 +40,11 @@ stop_pids() {
     done
 }
 
+# rss_kb PID: the process's resident memory in KiB.
+rss_kb() {
+    awk '/^VmRSS/ { print $2 }' "/proc/$1/status"
+}
+
 # median of the numbers given as arguments (integers).
 median() {
     printf '%s\n' "$@" | sort -n | awk '{ values[NR] = $1 } END { print values[int((NR + 1) / 2)] }'
