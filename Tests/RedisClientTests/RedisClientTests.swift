@@ -123,9 +123,9 @@ import RedisClient
         let outcome = Task {
             try await withThrowingTaskGroup(of: (RedisClientError.Code?, ContinuousClock.Instant).self) { group in
                 // The BLPOP blocks; the ECHOs queue behind it on the same connection.
-                group.addTask { try await Self.failureCode { try await client.send("BLPOP", "never", "0") } }
+                group.addTask { await Self.failureCode { try await client.send("BLPOP", "never", "0") } }
                 for index in 0..<200 {
-                    group.addTask { try await Self.failureCode { try await client.send("ECHO", RedisArgument(index)) } }
+                    group.addTask { await Self.failureCode { try await client.send("ECHO", RedisArgument(index)) } }
                 }
                 return try await group.reduce(into: []) { $0.append($1) }
             }

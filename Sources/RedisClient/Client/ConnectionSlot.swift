@@ -24,7 +24,7 @@ final class ConnectionSlot: Sendable {
     }
 
     private let state = Mutex<State>(.idle(failures: 0))
-    private let eventLoop: any EventLoop
+    let eventLoop: any EventLoop
     private let configuration: RedisConfiguration
     private let functionLibraries: [RedisFunctionLibrary]
     private let resolver: PrimaryResolver

@@ -111,11 +111,18 @@ public final class RedisClient: Sendable {
         }
     }
 
+    /// A caller running on one of the client's event loops (a task on an event-loop executor) gets
+    /// that loop's connection, so its command and reply never change thread; any other caller takes
+    /// the slots in turn.
+    private func slotForCaller() -> ConnectionSlot {
+        if let local = slots.first(where: { $0.eventLoop.inEventLoop }) { return local }
+        return slots[nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue % slots.count]
+    }
+
     private func sendOnce(_ arguments: [RedisArgument], durability: RedisDurability?) async throws -> RESPValue {
-        let index = nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue
         let connection: RedisConnection
         do {
-            connection = try await slots[index % slots.count].connection()
+            connection = try await slotForCaller().connection()
         } catch let error as RedisClientError where error.code != .shutDown {
             // This slot cannot connect (or is backing off); the command was not sent, so it is safe
             // to send it on another slot's live connection instead of failing it.
