@@ -57,15 +57,24 @@ public enum SessionServiceApplication {
         ).addRoutes(to: router)
 
         let v1 = router.group("v1")
-        if !configuration.apiKeys.isEmpty {
-            v1.add(middleware: APIKeyMiddleware(keys: configuration.apiKeys))
+        let apiKeys = configuration.apiKeys.isEmpty ? nil : APIKeyMiddleware(keys: configuration.apiKeys)
+        if let apiKeys {
+            v1.add(middleware: apiKeys)
         }
-        SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes)).addRoutes(to: v1)
+        let sessions = SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes))
+        sessions.addRoutes(to: v1)
         AdminController(store: store).addRoutes(to: v1)
 
+        let serverName = "sessiond"
+        let eventLoopRoutes = EventLoopRoutes(
+            sessions: sessions, apiKeys: apiKeys, metrics: metrics, instance: configuration.instance, logger: logger
+        )
         return Application(
             router: router,
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
+            server: .http1(configuration: .init(additionalChannelHandlers: [
+                EventLoopRouteHandler(routes: eventLoopRoutes, serverName: serverName)
+            ])),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: serverName),
             services: [RedisClientService(client: redis)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger

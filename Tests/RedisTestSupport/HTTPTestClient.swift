@@ -69,6 +69,62 @@ public enum HTTPTestClient {
     }
 }
 
+extension HTTPTestClient {
+    /// One request of ``exchange(port:requests:timeout:)``.
+    public struct Request: Sendable {
+        public var method: String
+        public var path: String
+        public var headers: [(String, String)]
+        public var body: [UInt8]?
+
+        public init(_ method: String, _ path: String, headers: [(String, String)] = [], json: String? = nil) {
+            self.method = method
+            self.path = path
+            self.headers = json == nil ? headers : [("Content-Type", "application/json")] + headers
+            self.body = json.map { Array($0.utf8) }
+        }
+    }
+
+    /// Writes all `requests` on one keep-alive connection at once (pipelined: none waits for an
+    /// answer), the last with `Connection: close`, and returns every response read until the server
+    /// closes the connection.
+    public static func exchange(port: Int, requests: [Request], timeout: Duration = .seconds(15)) async throws -> [HTTPTestResponse] {
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+        let promise = eventLoop.makePromise(of: [HTTPTestResponse].self)
+        let channel = try await ClientBootstrap(group: eventLoop)
+            .connectTimeout(.seconds(5))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                    try channel.pipeline.syncOperations.addHandler(ResponsesUntilClose(promise: promise))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
+        let timer = eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+            promise.fail(HTTPTestClientError.timeout)
+            channel.close(promise: nil)
+        }
+        for (index, request) in requests.enumerated() {
+            var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: request.method), uri: request.path)
+            head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
+            for (name, value) in request.headers { head.headers.add(name: name, value: value) }
+            if index == requests.count - 1 { head.headers.add(name: "Connection", value: "close") }
+            head.headers.add(name: "Content-Length", value: String(request.body?.count ?? 0))
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            if let body = request.body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
+            channel.write(HTTPClientRequestPart.end(nil), promise: nil)
+        }
+        channel.flush()
+        defer {
+            timer.cancel()
+            channel.close(promise: nil)
+        }
+        return try await promise.futureResult.get()
+    }
+}
+
 public enum HTTPTestClientError: Error {
     case timeout
     case closedBeforeResponse
@@ -100,6 +156,44 @@ private final class ResponseCollector: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         promise.fail(HTTPTestClientError.closedBeforeResponse)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
+}
+
+/// Collects every response on a connection until it closes.
+private final class ResponsesUntilClose: ChannelInboundHandler {
+    typealias InboundIn = HTTPClientResponsePart
+    private let promise: EventLoopPromise<[HTTPTestResponse]>
+    private var responses: [HTTPTestResponse] = []
+    private var head: HTTPResponseHead?
+    private var body: [UInt8] = []
+
+    init(promise: EventLoopPromise<[HTTPTestResponse]>) {
+        self.promise = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head):
+            self.head = head
+            body = []
+        case .body(let buffer):
+            body.append(contentsOf: buffer.readableBytesView)
+        case .end:
+            guard let head else { return }
+            responses.append(HTTPTestResponse(
+                status: Int(head.status.code), headers: head.headers.map { ($0.name, $0.value) }, body: body
+            ))
+            self.head = nil
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.succeed(responses)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {

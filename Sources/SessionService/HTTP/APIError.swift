@@ -11,6 +11,10 @@ struct APIError: HTTPResponseError {
     var headers: HTTPFields = [:]
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
+        bufferedResponse.response
+    }
+
+    var bufferedResponse: BufferedResponse {
         var writer = JSONWriter(capacity: 96 + message.utf8.count)
         writer.raw(#"{"error":{"code":"#)
         writer.string(code)
@@ -19,7 +23,7 @@ struct APIError: HTTPResponseError {
         writer.raw("}}")
         var headers = self.headers
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: writer.buffer))
+        return BufferedResponse(status: status, headers: headers, body: writer.buffer)
     }
 
     static func invalidJSON(_ message: String) -> APIError {

@@ -11,11 +11,16 @@ struct APIKeyMiddleware: RouterMiddleware {
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard let header = request.headers[.authorization] else { throw APIError.unauthorized }
+        try authorize(request.headers)
+        return try await next(request, context)
+    }
+
+    /// - Throws: ``APIError/unauthorized`` unless the headers carry one of the keys.
+    func authorize(_ headers: HTTPFields) throws {
+        guard let header = headers[.authorization] else { throw APIError.unauthorized }
         let prefix = "bearer "
         guard header.count > prefix.count, header.prefix(prefix.count).lowercased() == prefix,
             SecretComparison.matchesAny(header.dropFirst(prefix.count), of: keys)
         else { throw APIError.unauthorized }
-        return try await next(request, context)
     }
 }

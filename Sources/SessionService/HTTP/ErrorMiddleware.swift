@@ -12,22 +12,35 @@ struct ErrorMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch {
-            let apiError = Self.apiError(for: error, request: request, context: context)
+            let apiError = Self.apiError(for: error, path: request.uri.path, logger: context.logger)
             response = try apiError.response(from: request, context: context)
         }
-        let elapsed = ContinuousClock.now - started
-        let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
-        context.logger.log(
-            level: response.status.code >= 500 ? .warning : .debug, "request",
-            metadata: [
-                "method": "\(request.method)", "path": "\(request.uri.path)",
-                "status": "\(response.status.code)", "ms": "\(Int(milliseconds.rounded()))",
-            ]
-        )
+        Self.logRequest(method: request.method, path: request.uri.path, status: response.status, since: started, logger: context.logger, level: context.logger.logLevel)
         return response
     }
 
-    static func apiError(for error: any Error, request: Request, context: Context) -> APIError {
+    /// One line per request: debug, or warning for a 5xx. The path only, never a header or the query.
+    /// `path` and `logger` are only made when `loggerLevel` lets the line through.
+    static func logRequest(
+        method: HTTPRequest.Method, path: @autoclosure () -> String, status: HTTPResponse.Status,
+        since started: ContinuousClock.Instant, logger: @autoclosure () -> Logger, level loggerLevel: Logger.Level
+    ) {
+        let level: Logger.Level = status.code >= 500 ? .warning : .debug
+        guard loggerLevel <= level else { return }
+        let logger = logger()
+        let elapsed = ContinuousClock.now - started
+        let milliseconds = Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000
+        logger.log(
+            level: level, "request",
+            metadata: [
+                "method": "\(method)", "path": "\(path())",
+                "status": "\(status.code)", "ms": "\(Int(milliseconds.rounded()))",
+            ]
+        )
+    }
+
+    /// The API error a failure is answered with; failures of the server are logged here.
+    static func apiError(for error: any Error, path: String, logger: Logger) -> APIError {
         switch error {
         case let error as APIError:
             return error
@@ -36,20 +49,20 @@ struct ErrorMiddleware: RouterMiddleware {
             case .notFound: return .sessionNotFound
             case .versionMismatch(let current): return .versionMismatch(current: current)
             case .notDurable(let cause):
-                context.logger.warning("write not acknowledged by enough replicas", metadata: ["error": "\(cause)"])
+                logger.warning("write not acknowledged by enough replicas", metadata: ["error": "\(cause)"])
                 return .durabilityTimeout(cause.message)
             case .unavailable(let cause):
-                context.logger.warning("Redis unavailable", metadata: ["error": "\(cause)"])
+                logger.warning("Redis unavailable", metadata: ["error": "\(cause)"])
                 return .storageUnavailable("the session store is unavailable: \(cause.code)")
             case .corrupt(let reason):
-                context.logger.error("session store failure", metadata: ["error": "\(reason)"])
+                logger.error("session store failure", metadata: ["error": "\(reason)"])
                 return .internalError
             }
         case let error as HTTPError:
             switch error.status {
             case .notFound:
                 // The router found no route: a known path with another method is 405, not 404.
-                if let allowed = APIRoutes.allowedMethods(forPath: request.uri.path) {
+                if let allowed = APIRoutes.allowedMethods(forPath: path) {
                     return .methodNotAllowed(allowed: allowed)
                 }
                 return .notFound
@@ -59,11 +72,11 @@ struct ErrorMiddleware: RouterMiddleware {
                 if error.status.code < 500 {
                     return APIError(status: error.status, code: "invalid_request", message: error.body ?? "bad request")
                 }
-                context.logger.error("unexpected HTTP error", metadata: ["error": "\(error)"])
+                logger.error("unexpected HTTP error", metadata: ["error": "\(error)"])
                 return .internalError
             }
         default:
-            context.logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))"])
+            logger.error("unexpected error", metadata: ["error": "\(String(reflecting: error))"])
             return .internalError
         }
     }

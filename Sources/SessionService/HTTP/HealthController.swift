@@ -2,7 +2,8 @@ import Foundation
 import Hummingbird
 import RedisClient
 
-/// Liveness, readiness, metrics and the contract.
+/// Readiness, metrics and the contract. Liveness (`GET /healthz`) is answered from the event loop
+/// by ``EventLoopRoutes``.
 struct HealthController {
     typealias Context = SessionRequestContext
     let store: SessionStore
@@ -14,9 +15,6 @@ struct HealthController {
     let metrics: ServiceMetrics
 
     func addRoutes(to router: Router<Context>) {
-        router.get("healthz") { _, _ in
-            JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#))
-        }
         router.get("readyz", use: ready)
         router.get("metrics") { _, _ in
             Response(
@@ -28,6 +26,9 @@ struct HealthController {
             Response(status: .ok, headers: [.contentType: "application/yaml"], body: .init(byteBuffer: openAPIDocument))
         }
     }
+
+    /// `GET /healthz`: the process is up and serving HTTP (Redis is not asked).
+    static let alive = JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#))
 
     /// 200 when Redis takes a write now; 503 `storage_unavailable` saying why otherwise.
     @Sendable func ready(_ request: Request, context: Context) async throws -> Response {
@@ -58,7 +59,7 @@ struct HealthController {
         writer.raw(#","found_by":"#)
         writer.string(primary.foundBy)
         writer.raw("}}")
-        return JSONResponse.make(.ok, writer.buffer)
+        return JSONResponse.make(.ok, writer.buffer).response
     }
 
     /// The contract shipped with the binary (Resources/openapi.yaml; the repository root links to it).

@@ -30,11 +30,15 @@ final class ServiceMetrics: Sendable {
     /// `sessiond_http_requests_total{method,route,status}` and
     /// `sessiond_http_request_duration_seconds{method,route,status}`. Labels come from bounded sets
     /// (known methods, route patterns, status codes), never from what a caller typed.
-    func recordRequest(method: String, route: String, status: Int, duration: Duration) {
-        let key = RequestKey(method: method, route: route, status: status)
+    func recordRequest(method: HTTPRequest.Method, route: String, status: HTTPResponse.Status, duration: Duration) {
+        let method = switch method {
+        case .get, .head, .post, .put, .patch, .delete, .options: method.rawValue
+        default: "other"
+        }
+        let key = RequestKey(method: method, route: route, status: Int(status.code))
         let metrics = requests.withLock { requests in
             if let metrics = requests[key] { return metrics }
-            let dimensions = [("method", method), ("route", route), ("status", String(status))]
+            let dimensions = [("method", method), ("route", route), ("status", String(key.status))]
             let metrics = (
                 CoreMetrics.Counter(label: "sessiond_http_requests_total", dimensions: dimensions, factory: factory),
                 CoreMetrics.Timer(label: "sessiond_http_request_duration_seconds", dimensions: dimensions, factory: factory)
@@ -63,12 +67,8 @@ struct MetricsMiddleware: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
         let response = try await next(request, context)
-        let method = switch request.method {
-        case .get, .head, .post, .put, .patch, .delete, .options: request.method.rawValue
-        default: "other"
-        }
         metrics.recordRequest(
-            method: method, route: context.endpointPath ?? "unmatched", status: Int(response.status.code),
+            method: request.method, route: context.endpointPath ?? "unmatched", status: response.status,
             duration: .now - started
         )
         return response

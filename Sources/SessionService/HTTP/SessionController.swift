@@ -2,6 +2,10 @@ import HTTPTypes
 import Hummingbird
 
 /// The end user's side of the API: everything addressed by the `X-Session-Token` header.
+///
+/// `GET` and `PATCH /v1/session`, the requests a session store serves most, are answered from the
+/// event loop by ``EventLoopRoutes`` (which calls ``read(headers:touchParameter:)`` and
+/// ``patch(headers:body:bodyTooLarge:)``); the rest go through Hummingbird's router.
 struct SessionController {
     typealias Context = SessionRequestContext
     static let tokenHeader = HTTPField.Name("X-Session-Token")!
@@ -15,8 +19,6 @@ struct SessionController {
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.post("sessions", use: create)
-        group.get("session", use: read)
-        group.patch("session", use: patch)
         group.put("session/data", use: replaceData)
         group.delete("session", use: delete)
         group.post("session/rotate", use: rotate)
@@ -46,32 +48,36 @@ struct SessionController {
         let (token, session) = try await store.create(
             user: user, data: data, idleTimeout: idleTimeout, absoluteTimeout: absoluteTimeout
         )
-        return JSONResponse.tokenAndSession(token, session, status: .created)
+        return JSONResponse.tokenAndSession(token, session, status: .created).response
     }
 
-    @Sendable func read(_ request: Request, context: Context) async throws -> Response {
+    /// `GET /v1/session[?touch=false]`.
+    func read(headers: HTTPFields, touchParameter: Substring?) async throws -> BufferedResponse {
         let touch: Bool
-        switch request.uri.queryParameters["touch"] {
+        switch touchParameter {
         case nil, "true", "1": touch = true
         case "false", "0": touch = false
         case let other?: throw APIError.invalidRequest("touch must be true or false, not '\(other)'")
         }
-        let id = try Self.sessionID(request)
+        let id = try Self.sessionID(headers)
         return JSONResponse.session(try await store.read(id, touch: touch))
     }
 
-    @Sendable func patch(_ request: Request, context: Context) async throws -> Response {
-        let id = try Self.sessionID(request)
-        let ifMatch = try Self.ifMatch(request)
-        let changes = try await body.members(of: request).map { Session.Attribute(name: $0.name, raw: $0.raw) }
+    /// `PATCH /v1/session`, with the body read whole, or `bodyTooLarge` when it was over the limit.
+    func patch(headers: HTTPFields, body buffer: ByteBuffer, bodyTooLarge: Bool) async throws -> BufferedResponse {
+        let id = try Self.sessionID(headers)
+        let ifMatch = try Self.ifMatch(headers)
+        try body.checkHeaders(headers)
+        if bodyTooLarge { throw APIError.payloadTooLarge(limit: body.limit) }
+        let changes = try body.members(ofBody: buffer, headers: headers).map { Session.Attribute(name: $0.name, raw: $0.raw) }
         return JSONResponse.session(try await store.patch(id, changes: changes, ifMatch: ifMatch))
     }
 
     @Sendable func replaceData(_ request: Request, context: Context) async throws -> Response {
-        let id = try Self.sessionID(request)
-        let ifMatch = try Self.ifMatch(request)
+        let id = try Self.sessionID(request.headers)
+        let ifMatch = try Self.ifMatch(request.headers)
         let data = try await body.members(of: request).map { Session.Attribute(name: $0.name, raw: $0.raw) }
-        return JSONResponse.session(try await store.replaceData(id, data: data, ifMatch: ifMatch))
+        return JSONResponse.session(try await store.replaceData(id, data: data, ifMatch: ifMatch)).response
     }
 
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
@@ -84,22 +90,22 @@ struct SessionController {
     }
 
     @Sendable func rotate(_ request: Request, context: Context) async throws -> Response {
-        let id = try Self.sessionID(request)
+        let id = try Self.sessionID(request.headers)
         let (token, session) = try await store.rotate(id)
-        return JSONResponse.tokenAndSession(token, session, status: .ok)
+        return JSONResponse.tokenAndSession(token, session, status: .ok).response
     }
 
     // MARK: - Input
 
     /// The session id behind the request's token. A malformed token is an unknown session.
-    static func sessionID(_ request: Request) throws -> SessionID {
-        guard let header = request.headers[tokenHeader] else { throw APIError.missingSessionToken }
+    static func sessionID(_ headers: HTTPFields) throws -> SessionID {
+        guard let header = headers[tokenHeader] else { throw APIError.missingSessionToken }
         guard let token = SessionToken(parsing: header) else { throw APIError.sessionNotFound }
         return token.id
     }
 
-    static func ifMatch(_ request: Request) throws -> IfMatch? {
-        let values = request.headers[values: .ifMatch]
+    static func ifMatch(_ headers: HTTPFields) throws -> IfMatch? {
+        let values = headers[values: .ifMatch]
         guard !values.isEmpty else { return nil }
         guard let condition = IfMatch(header: values.joined(separator: ",")) else {
             throw APIError.invalidRequest("If-Match must be \"*\" or quoted versions such as \"3\"")

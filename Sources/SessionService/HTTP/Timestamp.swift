@@ -27,6 +27,32 @@ enum Timestamp {
         writer.raw("Z")
     }
 
+    /// The IMF-fixdate of HTTP's `Date` header (`Wed, 25 Nov 2026 19:45:35 GMT`, RFC 9110 §5.6.7).
+    static func httpDate(secondsSinceEpoch seconds: Int64) -> String {
+        let days = floorDivide(seconds, 86_400)
+        let secondOfDay = UInt64(seconds - days * 86_400)
+        let (year, month, day) = civilDate(daysSinceEpoch: days)
+        var writer = JSONWriter(capacity: 32)
+        writer.raw(weekdays[Int(((days + 4) % 7 + 7) % 7)])  // 1970-01-01 was a Thursday
+        writer.raw(", ")
+        writer.digits(UInt64(day), width: 2)
+        writer.raw(" ")
+        writer.raw(months[Int(month - 1)])
+        writer.raw(" ")
+        writer.digits(UInt64(clamping: year), width: 4)
+        writer.raw(" ")
+        writer.digits(secondOfDay / 3600, width: 2)
+        writer.raw(":")
+        writer.digits(secondOfDay / 60 % 60, width: 2)
+        writer.raw(":")
+        writer.digits(secondOfDay % 60, width: 2)
+        writer.raw(" GMT")
+        return String(buffer: writer.buffer)
+    }
+
+    private static let weekdays: [StaticString] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    private static let months: [StaticString] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
     /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
     private static func civilDate(daysSinceEpoch: Int64) -> (Int64, Int64, Int64) {
         let z = daysSinceEpoch + 719_468
