@@ -86,7 +86,14 @@ create_session() {  # create_session PORT: prints the token of a new session wit
 async_token=$(create_session "$async_port")
 replicated_token=$(create_session "$replicated_port")
 
-used_memory() { redis-cli -h 127.0.0.1 -p "$primary_port" info memory | awk -F: '/^used_memory:/ { print $2 + 0 }'; }
+# Memory the stored sessions take: used_memory without the replication backlog and the replica's
+# output buffer, fixed-size buffers (1 MiB by default) that fill up with the first megabyte written
+# and would otherwise be charged to the sessions (~10 bytes each over 100,000).
+used_memory() {
+    redis-cli -h 127.0.0.1 -p "$primary_port" info memory |
+        awk -F: '/^used_memory:/ { used = $2 } /^mem_replication_backlog:|^mem_clients_slaves:/ { buffers += $2 }
+                 END { print used - buffers }'
+}
 memory_before=$(used_memory)
 keys_before=$(redis-cli -h 127.0.0.1 -p "$primary_port" dbsize)
 seed_sessions "http://127.0.0.1:$async_port" "$sessions" "$work"
