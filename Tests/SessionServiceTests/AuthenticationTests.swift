@@ -13,17 +13,25 @@ import Testing
             [("Authorization", "Basic Zmlyc3Qta2V5")], [("Authorization", "Bearer first-key-0123456789abcde")],
             [("Authorization", "Bearer first-key-0123456789abcdefX")],
         ]
+        let created = try await service.create(headers: [("Authorization", "Bearer \(Self.keys[0])")])
         for headers in refusals {
-            let response = try await service.request("POST", "/v1/sessions", headers: headers, json: "{}")
-            #expect(response.status == 401, "\(headers)")
-            #expect(response.errorCode == "unauthorized")
-            #expect(response.header("WWW-Authenticate") == "Bearer")
+            // Routed by Hummingbird, and answered on the event loop (GET and PATCH /v1/session).
+            let session = headers + [("X-Session-Token", created.token)]
+            for response in [
+                try await service.request("POST", "/v1/sessions", headers: headers, json: "{}"),
+                try await service.request("GET", "/v1/session", headers: session),
+                try await service.request("PATCH", "/v1/session", headers: session, json: #"{"a":1}"#),
+            ] {
+                #expect(response.status == 401, "\(headers)")
+                #expect(response.errorCode == "unauthorized")
+                #expect(response.header("WWW-Authenticate") == "Bearer")
+            }
         }
         #expect(try await service.request("GET", "/v1/users/x/sessions").status == 401)
         // Either key works (rotation), with any capitalisation of the scheme.
-        let created = try await service.create(headers: [("Authorization", "Bearer \(Self.keys[0])")])
         let read = try await service.request("GET", "/v1/session", headers: [("Authorization", "bearer \(Self.keys[1])"), ("X-Session-Token", created.token)])
         #expect(read.status == 200)
+        #expect((read.jsonObject?["data"] as? [String: Any])?.isEmpty == true, "no refused PATCH was applied")
         // Health and the contract stay open to probes.
         #expect(try await service.request("GET", "/healthz").status == 200)
         #expect(try await service.request("GET", "/readyz").status == 200)
