@@ -15,7 +15,10 @@ struct ErrorMiddleware: RouterMiddleware {
             let apiError = Self.apiError(for: error, path: request.uri.path, logger: context.logger)
             response = try apiError.response(from: request, context: context)
         }
-        Self.logRequest(method: request.method, path: request.uri.path, status: response.status, since: started, logger: context.logger, level: context.logger.logLevel)
+        Self.logRequest(
+            method: request.method, path: request.uri.path, status: response.status, since: started,
+            logger: context.logger, level: context.logger.logLevel
+        )
         return response
     }
 
