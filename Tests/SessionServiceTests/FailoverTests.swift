@@ -91,6 +91,7 @@ extension ReplicationSuites {
                 acknowledged.append(token)
             } else {
                 refused.append("\(response.status) \(response.errorCode ?? response.text)")
+                print("refused during a failover test: \(response.status) \(response.text)")  // the message says why
             }
         }
         return (acknowledged, refused)
