@@ -16,7 +16,8 @@ public struct HTTPTestResponse: Sendable {
     public var text: String { String(decoding: body, as: UTF8.self) }
 }
 
-/// A minimal real HTTP/1.1 client over SwiftNIO: one connection per request, every wait bounded.
+/// A minimal real HTTP/1.1 client over SwiftNIO: one connection per request (or per pipelined
+/// batch), every wait bounded.
 /// Tests use it to talk to sessiond exactly as any other caller would.
 public enum HTTPTestClient {
     public static func request(
@@ -27,36 +28,9 @@ public enum HTTPTestClient {
         body: [UInt8]? = nil,
         timeout: Duration = .seconds(15)
     ) async throws -> HTTPTestResponse {
-        let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
-        let promise = eventLoop.makePromise(of: HTTPTestResponse.self)
-        let channel = try await ClientBootstrap(group: eventLoop)
-            .connectTimeout(.seconds(5))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(ResponseCollector(promise: promise))
-                }
-            }
-            .connect(host: "127.0.0.1", port: port)
-            .get()
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        let timer = eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
-            promise.fail(HTTPTestClientError.timeout)
-            channel.close(promise: nil)
-        }
-        var head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method), uri: path)
-        head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
-        head.headers.add(name: "Connection", value: "close")
-        for (name, value) in headers { head.headers.add(name: name, value: value) }
-        if let body { head.headers.add(name: "Content-Length", value: String(body.count)) }
-        channel.write(HTTPClientRequestPart.head(head), promise: nil)
-        if let body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
-        channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
-        defer {
-            timer.cancel()
-            channel.close(promise: nil)
-        }
-        return try await promise.futureResult.get()
+        let responses = try await exchange(port: port, requests: [Request(method, path, headers: headers, body: body)], timeout: timeout)
+        guard let response = responses.first else { throw HTTPTestClientError.closedBeforeResponse }
+        return response
     }
 
     /// Convenience for JSON bodies given as text.
@@ -78,10 +52,17 @@ extension HTTPTestClient {
         public var body: [UInt8]?
 
         public init(_ method: String, _ path: String, headers: [(String, String)] = [], json: String? = nil) {
+            self.init(
+                method, path, headers: json == nil ? headers : [("Content-Type", "application/json")] + headers,
+                body: json.map { Array($0.utf8) }
+            )
+        }
+
+        public init(_ method: String, _ path: String, headers: [(String, String)], body: [UInt8]?) {
             self.method = method
             self.path = path
-            self.headers = json == nil ? headers : [("Content-Type", "application/json")] + headers
-            self.body = json.map { Array($0.utf8) }
+            self.headers = headers
+            self.body = body
         }
     }
 
@@ -111,7 +92,7 @@ extension HTTPTestClient {
             head.headers.add(name: "Host", value: "127.0.0.1:\(port)")
             for (name, value) in request.headers { head.headers.add(name: name, value: value) }
             if index == requests.count - 1 { head.headers.add(name: "Connection", value: "close") }
-            head.headers.add(name: "Content-Length", value: String(request.body?.count ?? 0))
+            if let body = request.body { head.headers.add(name: "Content-Length", value: String(body.count)) }
             channel.write(HTTPClientRequestPart.head(head), promise: nil)
             if let body = request.body { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
             channel.write(HTTPClientRequestPart.end(nil), promise: nil)
@@ -128,40 +109,6 @@ extension HTTPTestClient {
 public enum HTTPTestClientError: Error {
     case timeout
     case closedBeforeResponse
-}
-
-private final class ResponseCollector: ChannelInboundHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    private let promise: EventLoopPromise<HTTPTestResponse>
-    private var head: HTTPResponseHead?
-    private var body: [UInt8] = []
-
-    init(promise: EventLoopPromise<HTTPTestResponse>) {
-        self.promise = promise
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head):
-            self.head = head
-        case .body(let buffer):
-            body.append(contentsOf: buffer.readableBytesView)
-        case .end:
-            guard let head else { return }
-            promise.succeed(HTTPTestResponse(
-                status: Int(head.status.code), headers: head.headers.map { ($0.name, $0.value) }, body: body
-            ))
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(HTTPTestClientError.closedBeforeResponse)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        promise.fail(error)
-        context.close(promise: nil)
-    }
 }
 
 /// Collects every response on a connection until it closes.
