@@ -43,9 +43,8 @@ import RedisClient
     }
 
     @Test func tenThousandConcurrentCommandsOnOneConnectionEachGetTheirOwnReply() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server, connections: 1)
-        defer { server.stop() }
         let mismatches = try await withThrowingTaskGroup(of: Bool.self) { group in
             for index in 0..<10_000 {
                 group.addTask {
@@ -63,9 +62,8 @@ import RedisClient
     }
 
     @Test func binaryValuesSurviveTheRoundTrip() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server)
-        defer { server.stop() }
         let binary: [UInt8] = [0, 13, 10, 0, 255, 36, 42, 13, 10]
         let key = RedisArgument(bytes: [107, 0, 13, 10])  // "k\0\r\n": keys are binary-safe too
         #expect(try await client.send("SET", key, RedisArgument(bytes: binary)) == .simpleString("OK"))
@@ -75,9 +73,8 @@ import RedisClient
     }
 
     @Test func oneMebibyteValueRoundTrips() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server)
-        defer { server.stop() }
         var generator = SystemRandomNumberGenerator()
         let value = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &generator) }
         _ = try await client.send("SET", "big", RedisArgument(bytes: value))
@@ -87,9 +84,8 @@ import RedisClient
     }
 
     @Test func decodesNestedArraysIntegersAndNilFromTheServer() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server)
-        defer { server.stop() }
         _ = try await client.send("RPUSH", "list", "a", "b")
         let reply = try await client.send(
             "EVAL", "return {1, {'x', {false}}, redis.call('LRANGE', KEYS[1], 0, -1)}", "1", "list"
@@ -99,9 +95,8 @@ import RedisClient
     }
 
     @Test func anErrorReplyFailsOnlyItsOwnCommand() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server, connections: 1)
-        defer { server.stop() }
         _ = try await client.send("SET", "string", "x")
         async let before = client.send("ECHO", "before")
         async let wrong = Result { try await client.send("LPUSH", "string", "y") }
@@ -116,7 +111,7 @@ import RedisClient
     }
 
     @Test func aKilledServerFailsEveryCommandInFlightWithinOneSecond() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server, connections: 1, commandTimeout: .seconds(30))
         let observer = try Self.client(for: server, connections: 1)
         _ = try await client.send("PING")
@@ -138,7 +133,7 @@ import RedisClient
         }
         #expect(await eventually { try await Self.blockedClientQueryBuffer(observer) == echoBytes })
         let killedAt = ContinuousClock.now
-        server.kill()
+        await server.kill()
         let results = try await outcome.value
         #expect(results.count == 201)
         #expect(results.allSatisfy { $0.0 == .connectionClosed }, "every in-flight command fails with connection_closed")
@@ -151,7 +146,7 @@ import RedisClient
     @Test func commandsSentWhileTheConnectionClosesAllComplete() async throws {
         // Commands racing a closing connection: one written after the channel closed never reaches
         // the handler, and used to wait forever. Every one must finish, with a reply or an error.
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server, connections: 1)
         _ = try await client.send("PING")
         let finished = await withTaskGroup(of: Bool.self) { group -> Bool in
@@ -161,7 +156,7 @@ import RedisClient
                         for _ in 0..<200 {
                             senders.addTask { _ = try? await client.send("PING") }
                         }
-                        if round == 5 { server.kill() }
+                        if round == 5 { await server.kill() }
                         await Task.yield()
                     }
                 }
@@ -180,26 +175,25 @@ import RedisClient
     }
 
     @Test func theSameClientWorksAgainAfterTheServerRestarts() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server)
         _ = try await client.send("SET", "k", "before")
-        server.kill()
+        await server.kill()
         let whileDown = try #require(await Result { try await client.send("GET", "k") }.failure as? RedisClientError)
         #expect([.connectionClosed, .connectionFailed].contains(whileDown.code))
-        let restarted = try server.restart()
-        defer { restarted.stop() }
+        let restarted = try await server.restart()
         #expect(await eventually { try await client.send("SET", "k", "after") == .simpleString("OK") })
         // Once any connection is back, no command fails because another connection is still backing off.
         for _ in 0..<20 {
             #expect(try await client.send("GET", "k").string == "after")
         }
         await client.shutdown()
+        await restarted.stop()
     }
 
     @Test func aServerThatNeverAnswersGivesATimeoutError() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server, connections: 1, commandTimeout: .milliseconds(300))
-        defer { server.stop() }
         // Connected and answering first (a loaded machine can take longer than 300 ms to connect).
         #expect(await eventually { try await client.send("PING") == .simpleString("PONG") })
         server.pause()  // still accepts at the TCP level, answers nothing
@@ -214,8 +208,7 @@ import RedisClient
     }
 
     @Test func aWrongPasswordIsAnAuthenticationError() async throws {
-        let server = try RedisServer.start(arguments: ["--requirepass", "right"])
-        defer { server.stop() }
+        let server = try await RedisServer.start(arguments: ["--requirepass", "right"])
         let wrong = try Self.client(for: server, url: "redis://:wrong@127.0.0.1:\(server.port)")
         let error = try #require(await Result { try await wrong.send("PING") }.failure as? RedisClientError)
         #expect(error.code == .authenticationFailed)
@@ -231,8 +224,7 @@ import RedisClient
     }
 
     @Test func authenticatesAsAnACLUser() async throws {
-        let server = try RedisServer.start()
-        defer { server.stop() }
+        let server = try await RedisServer.start()
         let admin = try Self.client(for: server)
         _ = try await admin.send("ACL", "SETUSER", "alice", "on", ">p@ss", "~app:*", "+@all")
         let alice = try Self.client(for: server, url: "redis://alice:p%40ss@127.0.0.1:\(server.port)")
@@ -248,8 +240,7 @@ import RedisClient
     }
 
     @Test func selectsTheDatabaseOfTheURL() async throws {
-        let server = try RedisServer.start()
-        defer { server.stop() }
+        let server = try await RedisServer.start()
         let database2 = try Self.client(for: server, url: "\(server.url)/2")
         let database0 = try Self.client(for: server)
         _ = try await database2.send("SET", "where", "two")
@@ -275,10 +266,9 @@ import RedisClient
     }
 
     @Test func aCancelledCallerDoesNotShiftRepliesOntoOthers() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server, connections: 1, commandTimeout: .seconds(10))
         let helper = try Self.client(for: server, connections: 1)
-        defer { server.stop() }
         let blocked = Task { try await client.send("BLPOP", "queue", "0") }
         #expect(await eventually { try await Self.info(helper, "blocked_clients") == 1 })
         async let behind = client.send("ECHO", "behind")  // queued after the BLPOP on the same connection
@@ -302,10 +292,9 @@ import RedisClient
         """)
 
     @Test func functionsAreLoadedAtConnectAndReloadedAfterAFlush() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server, functions: [Self.library])
         let admin = try Self.client(for: server)
-        defer { server.stop() }
         #expect(try await client.fcall("incr_by_two", keys: ["counter"]) == .integer(2))
         _ = try await admin.send("FUNCTION", "FLUSH")
         #expect(try await client.fcall("incr_by_two", keys: ["counter"]) == .integer(4))
@@ -316,12 +305,11 @@ import RedisClient
     }
 
     @Test func functionsAreThereAgainAfterTheServerRestarts() async throws {
-        let server = try RedisServer.start()
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server, functions: [Self.library])
         #expect(try await client.fcall("incr_by_two", keys: ["counter"]) == .integer(2))
-        server.kill()
-        let restarted = try server.restart()  // no persistence: the new server has no functions
-        defer { restarted.stop() }
+        await server.kill()
+        let restarted = try await server.restart()  // no persistence: the new server has no functions
         // Every connection (one per event loop, used in turn) must be a new one: a command can still
         // land on one that has not yet seen the old server die, and fails with connection_closed.
         #expect(await eventually {
@@ -330,11 +318,11 @@ import RedisClient
         })
         #expect(try await client.fcall("incr_by_two", keys: ["counter"]) == .integer(2))
         await client.shutdown()
+        await restarted.stop()
     }
 
     @Test func aShutDownClientRefusesCommands() async throws {
-        let server = try RedisServer.start()
-        defer { server.stop() }
+        let server = try await RedisServer.start()
         let client = try Self.client(for: server)
         _ = try await client.send("PING")
         await client.shutdown()

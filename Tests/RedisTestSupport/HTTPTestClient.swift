@@ -72,18 +72,25 @@ extension HTTPTestClient {
     public static func exchange(port: Int, requests: [Request], timeout: Duration = .seconds(15)) async throws -> [HTTPTestResponse] {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let promise = eventLoop.makePromise(of: [HTTPTestResponse].self)
-        let channel = try await ClientBootstrap(group: eventLoop)
-            .connectTimeout(.seconds(5))
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                    try channel.pipeline.syncOperations.addHandler(ResponsesUntilClose(promise: promise))
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: eventLoop)
+                .connectTimeout(.seconds(5))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+                        try channel.pipeline.syncOperations.addHandler(ResponsesUntilClose(promise: promise))
+                    }
                 }
-            }
-            .connect(host: "127.0.0.1", port: port)
-            .get()
-        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
-        let timer = eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+                .connect(host: "127.0.0.1", port: port)
+                .get()
+        } catch {
+            // A refused connect is this request's failure: the promise must not be left unfulfilled
+            // (NIO traps on that in debug builds, which would end the whole test run).
+            promise.fail(error)
+            throw error
+        }
+        let timer = eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             promise.fail(HTTPTestClientError.timeout)
             channel.close(promise: nil)
         }

@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import Synchronization
 
 #if canImport(Glibc)
@@ -8,7 +10,12 @@ import Glibc
 /// A real `redis-server` process on a free loopback port, started by a test and stopped by its PID.
 ///
 /// Start-up waits (with a deadline) until the server answers on its port; a server that cannot be
-/// started throws, so the test fails rather than skips.
+/// started throws, so the test fails rather than skips. Nothing here blocks the caller's thread:
+/// processes are spawned and reaped on NIO's thread pool, readiness is polled with `Task.sleep`.
+///
+/// Lifetimes: a server lives as long as the test holds it. Releasing it (the test returns or
+/// throws) kills it, and a test process that dies takes its servers with it: each is started
+/// under `setpriv --pdeathsig SIGKILL` from one of NIO's long-lived pool threads.
 public final class RedisServer: Sendable {
     /// The TCP port on 127.0.0.1.
     public let port: Int
@@ -18,6 +25,7 @@ public final class RedisServer: Sendable {
     public let arguments: [String]
     /// The folder holding the server's log and data files.
     public let directory: URL
+    /// Whether the process has not been signalled to end (or seen to exit) yet.
     private let running = Atomic<Bool>(true)
 
     private init(port: Int, pid: pid_t, arguments: [String], directory: URL) {
@@ -32,18 +40,11 @@ public final class RedisServer: Sendable {
 
     /// Starts `redis-server` with no persistence on a free port (or `port`) and waits until it answers.
     /// - Parameter arguments: extra command-line settings, e.g. `["--requirepass", "secret"]`.
-    public static func start(arguments: [String] = [], port: Int? = nil, timeout: Duration = .seconds(10)) throws -> RedisServer {
-        var lastError: (any Error)?
-        // A free port can be taken by someone else between probing and binding: try a few.
-        for _ in 0..<(port == nil ? 5 : 1) {
+    public static func start(arguments: [String] = [], port: Int? = nil, timeout: Duration = .seconds(10)) async throws -> RedisServer {
+        try await retryingOnPortClash(attempts: port == nil ? 5 : 1) {
             let chosen = try port ?? freeLoopbackPort()
-            do {
-                return try launch(port: chosen, arguments: arguments, timeout: timeout)
-            } catch {
-                lastError = error
-            }
+            return try await launch(port: chosen, arguments: arguments, timeout: timeout)
         }
-        throw lastError!
     }
 
     /// Starts `redis-sentinel` on a free port, monitoring `primary` under `masterName` with quorum
@@ -51,9 +52,8 @@ public final class RedisServer: Sendable {
     public static func startSentinel(
         monitoring primary: RedisServer, masterName: String = "mymaster", quorum: Int = 2,
         downAfterMilliseconds: Int = 1000, extraConfig: [String] = [], timeout: Duration = .seconds(10)
-    ) throws -> RedisServer {
-        var lastError: (any Error)?
-        for _ in 0..<5 {
+    ) async throws -> RedisServer {
+        try await retryingOnPortClash(attempts: 5) {
             let port = try freeLoopbackPort()
             let directory = try makeDirectory(port: port)
             let config = """
@@ -71,35 +71,37 @@ public final class RedisServer: Sendable {
                 """
             let file = directory.appendingPathComponent("sentinel.conf")
             try config.write(to: file, atomically: true, encoding: .utf8)
-            do {
-                return try launch(argv: ["redis-sentinel", file.path], port: port, arguments: [], directory: directory, timeout: timeout)
-            } catch {
-                lastError = error
-            }
+            return try await launch(argv: ["redis-sentinel", file.path], port: port, arguments: [], directory: directory, timeout: timeout)
         }
-        throw lastError!
     }
 
     /// Starts a TCP proxy on a free port that forwards to `target` delaying every byte by
     /// `delayMilliseconds` each way (Resources/delay-proxy.py), and waits until it answers.
     /// Killing it loses the bytes in flight, like a crashed host.
-    public static func startDelayProxy(to target: RedisServer, delayMilliseconds: Int, timeout: Duration = .seconds(10)) throws -> RedisServer {
+    public static func startDelayProxy(to target: RedisServer, delayMilliseconds: Int, timeout: Duration = .seconds(10)) async throws -> RedisServer {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("Resources/delay-proxy.py").path
-        var lastError: (any Error)?
-        for _ in 0..<5 {
+        return try await retryingOnPortClash(attempts: 5) {
             let port = try freeLoopbackPort()
             let directory = try makeDirectory(port: port)
+            return try await launch(
+                argv: ["python3", script, String(port), String(target.port), String(delayMilliseconds)],
+                port: port, arguments: [], directory: directory, timeout: timeout
+            )
+        }
+    }
+
+    /// A free port can be taken by someone else between probing and binding: try a few.
+    private static func retryingOnPortClash(attempts: Int, _ launch: () async throws -> RedisServer) async throws -> RedisServer {
+        var lastError: (any Error)?
+        for _ in 0..<attempts {
             do {
-                return try launch(
-                    argv: ["python3", script, String(port), String(target.port), String(delayMilliseconds)],
-                    port: port, arguments: [], directory: directory, timeout: timeout
-                )
+                return try await launch()
             } catch {
                 lastError = error
             }
         }
-        throw lastError!
+        throw lastError ?? TestServerError("no attempt to start a server was made")
     }
 
     private static func makeDirectory(port: Int) throws -> URL {
@@ -109,7 +111,7 @@ public final class RedisServer: Sendable {
         return directory
     }
 
-    private static func launch(port: Int, arguments: [String], timeout: Duration) throws -> RedisServer {
+    private static func launch(port: Int, arguments: [String], timeout: Duration) async throws -> RedisServer {
         let directory = try makeDirectory(port: port)
         let argv = [
             "redis-server",
@@ -118,40 +120,39 @@ public final class RedisServer: Sendable {
             "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis.log").path,
             "--daemonize", "no",
         ] + arguments
-        return try launch(argv: argv, port: port, arguments: arguments, directory: directory, timeout: timeout)
+        return try await launch(argv: argv, port: port, arguments: arguments, directory: directory, timeout: timeout)
     }
 
-    private static func launch(argv: [String], port: Int, arguments: [String], directory: URL, timeout: Duration) throws -> RedisServer {
-        let pid = try spawn(argv)
+    private static func launch(argv: [String], port: Int, arguments: [String], directory: URL, timeout: Duration) async throws -> RedisServer {
+        let pid = try await NIOThreadPool.singleton.runIfActive { try spawnDyingWithParent(argv) }
         let server = RedisServer(port: port, pid: pid, arguments: arguments, directory: directory)
         let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             if server.hasExited() {
                 let log = (try? String(contentsOf: directory.appendingPathComponent("redis.log"), encoding: .utf8)) ?? ""
-                throw TestServerError("redis-server on port \(port) exited during start-up: \(log.suffix(500))")
+                throw TestServerError("\(argv[0]) on port \(port) exited during start-up: \(log.suffix(500))")
             }
-            if answersOnPort(port) { return server }
-            Thread.sleep(forTimeInterval: 0.01)  // polling interval of a bounded wait, not a fixed delay
+            if await answersPing(port: port) { return server }
+            try await Task.sleep(for: .milliseconds(10))  // polling interval of a bounded wait, not a fixed delay
         }
-        server.kill()
-        throw TestServerError("redis-server on port \(port) did not answer within \(timeout)")
+        await server.kill()
+        throw TestServerError("\(argv[0]) on port \(port) did not answer within \(timeout)")
     }
 
-    /// SIGKILL: the server dies at once, as in a crash. Reaps the process.
-    public func kill() {
-        Self.signalAndReap([self], SIGKILL)
+    /// SIGKILL: the server dies at once, as in a crash. Returns once the process is reaped.
+    public func kill() async {
+        await Self.signalAndReap([self], SIGKILL)
     }
 
     /// SIGKILL to each server in order, all signals sent before any is reaped: they die within
-    /// microseconds of each other, as on one crashing host, and the caller's thread is not held
-    /// between two deaths (reaping a process can take milliseconds).
-    public static func killTogether(_ servers: [RedisServer]) {
-        signalAndReap(servers, SIGKILL)
+    /// microseconds of each other, as on one crashing host.
+    public static func killTogether(_ servers: [RedisServer]) async {
+        await signalAndReap(servers, SIGKILL)
     }
 
-    /// SIGTERM: a clean shutdown. Reaps the process.
-    public func stop() {
-        Self.signalAndReap([self], SIGTERM)
+    /// SIGTERM: a clean shutdown (SIGKILL if it takes longer than 10 s). Returns once reaped.
+    public func stop() async {
+        await Self.signalAndReap([self], SIGTERM)
     }
 
     /// SIGSTOP: the server keeps its socket (the kernel still accepts connections) but answers nothing.
@@ -165,37 +166,62 @@ public final class RedisServer: Sendable {
     }
 
     /// Starts a new server with the same port and arguments (after ``kill()`` or ``stop()``).
-    public func restart(timeout: Duration = .seconds(10)) throws -> RedisServer {
+    public func restart(timeout: Duration = .seconds(10)) async throws -> RedisServer {
         // The port may linger briefly in the kernel after the old process died; retry within the deadline.
         let deadline = ContinuousClock.now + timeout
         while true {
             do {
-                return try RedisServer.launch(port: port, arguments: arguments, timeout: timeout)
+                return try await RedisServer.launch(port: port, arguments: arguments, timeout: timeout)
             } catch {
                 if ContinuousClock.now >= deadline { throw error }
-                Thread.sleep(forTimeInterval: 0.05)
+                try await Task.sleep(for: .milliseconds(50))
             }
         }
     }
 
     deinit {
-        Self.signalAndReap([self], SIGKILL)
+        // No caller to await here: kill, and leave the wait for the exit to a pool thread.
+        if running.exchange(false, ordering: .relaxed) {
+            Glibc.kill(pid, SIGCONT)
+            Glibc.kill(pid, SIGKILL)
+            let pid = self.pid
+            NIOThreadPool.singleton.submit { _ in
+                var status: Int32 = 0
+                _ = waitpid(pid, &status, 0)
+            }
+        }
         try? FileManager.default.removeItem(at: directory)
     }
 
     /// Signals every server still running, then reaps them: all signals go out before any wait.
-    private static func signalAndReap(_ servers: [RedisServer], _ signal: Int32) {
+    /// Waits by polling `waitpid(WNOHANG)` with `Task.sleep`, never blocking a thread.
+    private static func signalAndReap(_ servers: [RedisServer], _ signal: Int32) async {
         let signalled = servers.filter { $0.running.exchange(false, ordering: .relaxed) }
         for server in signalled {
             Glibc.kill(server.pid, SIGCONT)  // a paused process must be able to act on SIGTERM
             Glibc.kill(server.pid, signal)
         }
         for server in signalled {
-            var status: Int32 = 0
-            _ = waitpid(server.pid, &status, 0)
+            let killAt = ContinuousClock.now + .seconds(10)
+            var killed = signal == SIGKILL
+            while !server.isReaped() {
+                if !killed && ContinuousClock.now >= killAt {
+                    Glibc.kill(server.pid, SIGKILL)
+                    killed = true
+                }
+                try? await Task.sleep(for: .milliseconds(2))
+            }
         }
     }
 
+    /// Whether the (signalled) process has exited; reaps it if so.
+    private func isReaped() -> Bool {
+        var status: Int32 = 0
+        let result = waitpid(pid, &status, WNOHANG)
+        return result == pid || (result == -1 && errno == ECHILD)
+    }
+
+    /// Whether the process exited on its own (during start-up); reaps it if so.
     private func hasExited() -> Bool {
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
@@ -210,6 +236,15 @@ public final class RedisServer: Sendable {
 public struct TestServerError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Starts `argv[0]` (looked up on PATH) with `argv`, output discarded, under
+/// `setpriv --pdeathsig SIGKILL` (util-linux, on every Debian): the kernel kills it when the thread
+/// that spawned it ends. Call it on a thread that lives as long as the process (NIO's pool threads
+/// do), so that the child dies with the test process and never outlives it. Returns its PID (setpriv
+/// execs the program, so the PID is the program's).
+func spawnDyingWithParent(_ argv: [String]) throws -> pid_t {
+    try spawn(["setpriv", "--pdeathsig", "SIGKILL", "--"] + argv)
 }
 
 /// Starts `argv[0]` (looked up on PATH) with `argv`, output discarded; returns its PID.
@@ -274,26 +309,53 @@ private func probeFreePort() throws -> Int {
 }
 
 /// Whether something on 127.0.0.1:`port` accepts a connection and answers `PING` (any reply counts,
-/// `-NOAUTH` included) within 200 ms.
-func answersOnPort(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 0, tv_usec: 200_000)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-        }
+/// `-NOAUTH` included) within 200 ms. Asynchronous: no thread waits for the answer.
+func answersPing(port: Int) async -> Bool {
+    let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
+    let answered = eventLoop.makePromise(of: Void.self)
+    // Whatever happens, the promise is completed (a later completion is ignored).
+    let timer = eventLoop.scheduleTask(in: .milliseconds(200)) { answered.fail(TestServerError("no answer to PING")) }
+    defer { timer.cancel() }
+    do {
+        let channel = try await ClientBootstrap(group: eventLoop)
+            .connectTimeout(.milliseconds(200))
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(FirstByte(answered))
+                }
+            }
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+        defer { channel.close(promise: nil) }
+        channel.writeAndFlush(ByteBuffer(string: "PING\r\n"), promise: nil)
+        try await answered.futureResult.get()
+        return true
+    } catch {
+        answered.fail(error)
+        return false
     }
-    guard connected else { return false }
-    let ping = Array("PING\r\n".utf8)
-    guard write(fd, ping, ping.count) == ping.count else { return false }
-    var reply = [UInt8](repeating: 0, count: 64)
-    return read(fd, &reply, reply.count) > 0
+}
+
+/// Completes its promise when the first byte arrives (or fails it when the connection ends first).
+private final class FirstByte: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    private let promise: EventLoopPromise<Void>
+
+    init(_ promise: EventLoopPromise<Void>) {
+        self.promise = promise
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        promise.succeed()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(TestServerError("closed before answering"))
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        promise.fail(error)
+        context.close(promise: nil)
+    }
 }

@@ -2,7 +2,8 @@ import Foundation
 import RedisClient
 
 /// A real replicated Redis on loopback: one primary, replicas following it, and sentinels watching
-/// it (quorum 2, `down-after-milliseconds` 1000), started by a test and stopped by PID.
+/// it (quorum 2, `down-after-milliseconds` 1000), started by a test and stopped by PID when the test
+/// lets go of it (see ``RedisServer``).
 public final class SentinelTopology: Sendable {
     public let masterName = "mymaster"
     public let primary: RedisServer
@@ -35,18 +36,22 @@ public final class SentinelTopology: Sendable {
     ) async throws -> SentinelTopology {
         // No diskless-sync delay: replicas come online at once instead of after Redis' default 5 s.
         let replication = ["--repl-diskless-sync-delay", "0"]
-        let primary = try RedisServer.start(arguments: replication)
-        let proxies = try (0..<(replicationDelayMilliseconds == nil ? 0 : replicaCount)).map { _ in
-            try RedisServer.startDelayProxy(to: primary, delayMilliseconds: replicationDelayMilliseconds ?? 0)
+        let primary = try await RedisServer.start(arguments: replication)
+        var proxies: [RedisServer] = []
+        for _ in 0..<(replicationDelayMilliseconds == nil ? 0 : replicaCount) {
+            proxies.append(try await RedisServer.startDelayProxy(to: primary, delayMilliseconds: replicationDelayMilliseconds ?? 0))
         }
-        let replicas = try (0..<replicaCount).map { index in
+        var replicas: [RedisServer] = []
+        for index in 0..<replicaCount {
             let upstream = proxies.isEmpty ? primary.port : proxies[index].port
-            return try RedisServer.start(arguments: replication + ["--replicaof", "127.0.0.1", String(upstream)])
+            replicas.append(try await RedisServer.start(arguments: replication + ["--replicaof", "127.0.0.1", String(upstream)]))
         }
-        let sentinels = try (0..<sentinelCount).map { _ in try RedisServer.startSentinel(monitoring: primary) }
+        var sentinels: [RedisServer] = []
+        for _ in 0..<sentinelCount {
+            sentinels.append(try await RedisServer.startSentinel(monitoring: primary))
+        }
         let topology = SentinelTopology(primary: primary, replicas: replicas, sentinels: sentinels, proxies: proxies)
         let primaryClient = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: primary.port))
-        defer { Task { await primaryClient.shutdown() } }
         let ready = await eventually(timeout: .seconds(30), interval: .milliseconds(100)) {
             // Every replica online (ROLE lists replicas that are still syncing too)...
             let replication = try await primaryClient.send("INFO", "replication").string ?? ""
@@ -60,6 +65,7 @@ public final class SentinelTopology: Sendable {
             }
             return true
         }
+        await primaryClient.shutdown()
         guard ready else { throw TestServerError("the sentinels did not discover the replicas and each other within 30 s") }
         return topology
     }
@@ -68,11 +74,9 @@ public final class SentinelTopology: Sendable {
     public func primaryPortPerSentinels() async throws -> Int? {
         for sentinel in sentinels {
             let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: sentinel.port))
-            defer { Task { await client.shutdown() } }
-            if let reply = try? await client.send("SENTINEL", "GET-MASTER-ADDR-BY-NAME", RedisArgument(masterName)),
-                let port = reply.array?.last?.string.flatMap({ Int($0) }) {
-                return port
-            }
+            let reply = try? await client.send("SENTINEL", "GET-MASTER-ADDR-BY-NAME", RedisArgument(masterName))
+            await client.shutdown()
+            if let port = reply?.array?.last?.string.flatMap({ Int($0) }) { return port }
         }
         return nil
     }
@@ -80,8 +84,14 @@ public final class SentinelTopology: Sendable {
     /// `SENTINEL MASTER <name>` as a dictionary.
     func masterState(_ sentinel: RedisServer) async throws -> [String: String] {
         let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: sentinel.port))
-        defer { Task { await client.shutdown() } }
-        let fields = try await client.send("SENTINEL", "MASTER", RedisArgument(masterName)).array ?? []
+        let fields: [RESPValue]
+        do {
+            fields = try await client.send("SENTINEL", "MASTER", RedisArgument(masterName)).array ?? []
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+        await client.shutdown()
         var state: [String: String] = [:]
         for index in stride(from: 0, to: fields.count - 1, by: 2) {
             if let key = fields[index].string, let value = fields[index + 1].string { state[key] = value }
@@ -90,19 +100,10 @@ public final class SentinelTopology: Sendable {
     }
 
     /// A host crash: the primary and the replication bytes in flight to its replicas die together.
-    public func crashPrimaryHost() {
+    public func crashPrimaryHost() async {
         // The proxies first: a primary that outlived them by even a millisecond would still ship
         // what they held; this way whatever the primary acknowledged in the last moments is gone.
-        // Signalled back to back: reaping each before killing the next held this thread (and, in
-        // tests that run sessiond in-process, a thread of its executor) for milliseconds in which
-        // fewer writes reached the primary, hiding most of the loss a real crash shows.
-        RedisServer.killTogether(proxies + [primary])
-    }
-
-    /// Kills every process of the topology.
-    public func stopAll() {
-        for proxy in proxies { proxy.kill() }
-        for sentinel in sentinels { sentinel.kill() }
-        for server in servers { server.kill() }
+        // Signalled back to back, before any is reaped.
+        await RedisServer.killTogether(proxies + [primary])
     }
 }

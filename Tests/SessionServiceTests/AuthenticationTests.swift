@@ -6,7 +6,7 @@ import Testing
     static let keys = ["first-key-0123456789abcdef", "second-key-0123456789abcdef"]
 
     @Test func withKeysConfiguredEveryV1RequestNeedsOne() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.apiKeys = Self.keys }
         let refusals: [[(String, String)]] = [
             [], [("Authorization", "Bearer wrong-key-0123456789abcdef")], [("Authorization", "Bearer ")],

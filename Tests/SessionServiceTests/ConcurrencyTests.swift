@@ -5,7 +5,7 @@ import Testing
 /// Concurrent writers of one session: no lost updates, no torn values, exactly one If-Match winner.
 @Suite struct ConcurrencyTests {
     @Test func fiftyConcurrentPatchesOfDistinctAttributesAllSurvive() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let (token, _) = try await service.create(#"{"data":{"base":0}}"#)
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -26,7 +26,7 @@ import Testing
     }
 
     @Test func concurrentPatchesOfOneAttributeLeaveOneWrittenValueWhole() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let (token, _) = try await service.create()
         let written = (0..<20).map { index in
@@ -45,7 +45,7 @@ import Testing
     }
 
     @Test func anIfMatchRaceHasExactlyOneWinner() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let (token, _) = try await service.create()
         let responses = try await withThrowingTaskGroup(of: HTTPTestResponse.self) { group in
@@ -63,7 +63,7 @@ import Testing
     }
 
     @Test func ifMatchAcceptsTheCurrentVersionAStarOrAListAndRefusesGarbage() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let (token, _) = try await service.create()
         #expect(try await service.patch(token, #"{"a":1}"#, ifMatch: "\"1\"").status == 200)

@@ -7,8 +7,7 @@ import Testing
 /// by Hummingbird's router; the answers must still come back one per request, in order.
 @Suite struct ConnectionTests {
     @Test func pipelinedRequestsAreAnsweredInTheOrderTheyCame() async throws {
-        let redis = try RedisServer.start()
-        defer { redis.stop() }
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.maxBodyBytes = 256 }
         let (token, _) = try await service.create(#"{"data":{"n":0}}"#)
         let session = [("X-Session-Token", token)]

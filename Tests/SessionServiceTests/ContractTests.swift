@@ -7,7 +7,7 @@ import Testing
 /// The contract is served by the server and is the file in the repository.
 @Suite struct ContractTests {
     @Test func servesTheRepositorysOpenAPIDocument() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let response = try await service.request("GET", "/openapi.yaml")
         #expect(response.status == 200)

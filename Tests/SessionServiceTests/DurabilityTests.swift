@@ -15,8 +15,8 @@ extension ReplicationSuites {
     }
 
     @Test func replicatedWritesAreOnTheReplicaWhenAcknowledgedAndShareTheirWaits() async throws {
-        let primary = try RedisServer.start(arguments: ["--repl-diskless-sync-delay", "0"])
-        let replica = try RedisServer.start(arguments: ["--replicaof", "127.0.0.1", String(primary.port)])
+        let primary = try await RedisServer.start(arguments: ["--repl-diskless-sync-delay", "0"])
+        let replica = try await RedisServer.start(arguments: ["--replicaof", "127.0.0.1", String(primary.port)])
         let onPrimary = RedisClient(configuration: try RedisConfiguration(url: primary.url))
         let onReplica = RedisClient(configuration: try RedisConfiguration(url: replica.url))
         #expect(await eventually { (try await onPrimary.send("INFO", "replication").string ?? "").contains("state=online") })
@@ -45,7 +45,7 @@ extension ReplicationSuites {
         }
 
         // Without a replica, a write is refused as not durable, never reported as done.
-        replica.kill()
+        await replica.kill()
         #expect(await eventually { (try await onPrimary.send("ROLE").array?[2].array?.count ?? 1) == 0 })
         let started = ContinuousClock.now
         let refused = try await service.request("POST", "/v1/sessions", json: "{}")
@@ -57,7 +57,7 @@ extension ReplicationSuites {
         await onPrimary.shutdown()
         await onReplica.shutdown()
         await service.stop()
-        primary.stop()
+        await primary.stop()
     }
 }
 }

@@ -5,7 +5,7 @@ import Testing
 /// Bad input gets a clear status and a stable error code, never a crash or a silent change.
 @Suite struct ErrorTests {
     @Test func everyErrorHasTheDocumentedShapeAndCode() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.maxBodyBytes = 1024 }
         let (token, _) = try await service.create(#"{"data":{"x":1}}"#)
         let tokenHeader = [("X-Session-Token", token)]
@@ -61,7 +61,7 @@ import Testing
     }
 
     @Test func nestingDeeperThanSixtyFourLevelsIsRefusedNotACrash() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let (token, _) = try await service.create()
         // The body object is level 1; its member's value adds 63 more levels: 64 in all.

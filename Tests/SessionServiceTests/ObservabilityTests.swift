@@ -5,8 +5,7 @@ import Testing
 /// What operators see: which instance answered, and Prometheus metrics that never carry a token.
 @Suite struct ObservabilityTests {
     @Test func everyResponseNamesTheInstanceThatServedIt() async throws {
-        let redis = try RedisServer.start()
-        defer { redis.kill() }
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.instance = "sessiond-7" }
         let (token, _) = try await service.create()
         let responses = [
@@ -23,8 +22,7 @@ import Testing
     }
 
     @Test func metricsCountRequestsByRouteAndTimeRedisCommands() async throws {
-        let redis = try RedisServer.start()
-        defer { redis.kill() }
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let (token, _) = try await service.create(#"{"data":{"a":1}}"#)
         for _ in 0..<3 { #expect(try await service.get(token).status == 200) }
@@ -46,10 +44,10 @@ import Testing
     }
 
     @Test func redisErrorsAreCountedByCommandAndCode() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.redisTimeout = 500 }
         let (token, _) = try await service.create()
-        redis.kill()
+        await redis.kill()
         #expect(try await service.get(token).status == 503)
         let text = try await service.request("GET", "/metrics").text
         let errorLines = text.split(separator: "\n").filter { $0.hasPrefix("redis_command_errors_total{command=\"FCALL session_get\"") }

@@ -5,7 +5,7 @@ import Testing
 /// Tokens exist only in the caller's hands: nothing in Redis holds one.
 @Suite struct SecurityTests {
     @Test func noTokenIsStoredAnywhereInRedis() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         var tokens: [String] = []
         for index in 0..<5 {

@@ -16,13 +16,11 @@ import Testing
     }
 
     @Test func anACLUserOfTheSentinelsFindsThePrimary() async throws {
-        let primary = try RedisServer.start()
-        defer { primary.kill() }
-        let sentinel = try RedisServer.startSentinel(
+        let primary = try await RedisServer.start()
+        let sentinel = try await RedisServer.startSentinel(
             monitoring: primary, quorum: 1,
             extraConfig: ["user default off", "user sessiond on >sentinel-secret +@all"]
         )
-        defer { sentinel.kill() }
 
         let service = try await Self.service(primary: primary, sentinel: sentinel, username: "sessiond", password: "sentinel-secret")
         let ready = try await service.request("GET", "/readyz")

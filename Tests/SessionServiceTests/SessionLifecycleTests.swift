@@ -30,7 +30,7 @@ import Testing
     }
 
     @Test func createReturnsATokenAndTheSessionWithItsId() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let response = try await service.request("POST", "/v1/sessions", json: #"{"user":"alice","data":{"cart":[1,2]},"idle_timeout":600,"absolute_timeout":3600}"#)
         #expect(response.status == 201)
@@ -63,7 +63,7 @@ import Testing
     }
 
     @Test func theRedisKeyTTLAgreesWithExpiresAt() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
         let (_, short) = try await service.create(#"{"idle_timeout":100,"absolute_timeout":50}"#)
@@ -80,7 +80,7 @@ import Testing
     }
 
     @Test func readsSlideTheIdleDeadlineOnlyAfterTheTouchInterval() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.touchInterval = 1 }
         let (token, created) = try await service.create(#"{"idle_timeout":30}"#)
         let createdSeen = try Self.milliseconds(created["last_seen_at"])
@@ -109,7 +109,7 @@ import Testing
     }
 
     @Test func patchSetsAndDeletesOnlyTheNamedAttributes() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let (token, _) = try await service.create(#"{"data":{"keep":"me","drop":1,"change":true}}"#)
         let response = try await service.patch(token, #"{"change":false,"drop":null,"add":{"nested":[null]}}"#)
@@ -128,7 +128,7 @@ import Testing
     }
 
     @Test func putReplacesTheWholeDataObject() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let (token, _) = try await service.create(#"{"data":{"a":1,"b":2}}"#)
         let response = try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token)], json: #"{"c":3,"d":null}"#)
@@ -142,7 +142,7 @@ import Testing
     }
 
     @Test func valuesComeBackExactlyAsSent() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let values = [
             #""big":12345678901234567890"#, #""decimal":1.10"#, #""exponent":-0.5e+10"#,
@@ -160,7 +160,7 @@ import Testing
     }
 
     @Test func deleteEndsTheSessionAndIsIdempotent() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
         let (token, session) = try await service.create(#"{"user":"dave","data":{"x":1}}"#)
@@ -179,7 +179,7 @@ import Testing
     }
 
     @Test func rotationGivesANewTokenAndKillsTheOldOneAtOnce() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let (oldToken, original) = try await service.create(#"{"user":"erin","data":{"cart":[7]}}"#)
         _ = try await service.patch(oldToken, #"{"step":2}"#)
@@ -207,7 +207,7 @@ import Testing
     }
 
     @Test func adminReadNeverSlidesAndAdminRevokeEndsTheSession() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.touchInterval = 0 }
         let (token, session) = try await service.create()
         let id = try #require(session["id"] as? String)
@@ -225,7 +225,7 @@ import Testing
     }
 
     @Test func aSessionExpiresAfterItsIdleTimeout() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
         // Before the create: its answer can arrive late on a loaded machine, while the idle clock
@@ -243,7 +243,7 @@ import Testing
     }
 
     @Test func activityCannotExtendASessionPastItsAbsoluteDeadline() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.touchInterval = 0 }
         let (token, session) = try await service.create(#"{"idle_timeout":60,"absolute_timeout":2}"#)
         let absolute = try Self.milliseconds(session["absolute_expires_at"])

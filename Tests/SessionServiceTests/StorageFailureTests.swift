@@ -5,10 +5,10 @@ import Testing
 /// Redis going away answers 503 quickly; Redis coming back is served again without a restart.
 @Suite struct StorageFailureTests {
     @Test func redisDownAnswers503FastAndRecoversWithoutRestart() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.redisTimeout = 500 }
         let (token, _) = try await service.create(#"{"data":{"kept":false}}"#)
-        redis.kill()
+        await redis.kill()
 
         for attempt in 0..<3 {
             let started = ContinuousClock.now
@@ -25,7 +25,7 @@ import Testing
         #expect(ready.status == 503 && ready.errorCode == "storage_unavailable")
 
         // A stuck Redis (accepts, never answers) is bounded by the deadline too.
-        let restarted = try redis.restart()
+        let restarted = try await redis.restart()
         #expect(await eventually { try await service.request("GET", "/readyz").status == 200 })
         restarted.pause()
         let started = ContinuousClock.now
@@ -36,7 +36,7 @@ import Testing
 
         #expect(await eventually { try await service.request("POST", "/v1/sessions", json: "{}").status == 201 })
         #expect(try await service.request("GET", "/readyz").status == 200)
-        restarted.stop()
+        await restarted.stop()
         await service.stop()
     }
 }

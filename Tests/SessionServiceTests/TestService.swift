@@ -6,13 +6,22 @@ import SessionService
 
 /// A real sessiond application, in process, serving HTTP on a free loopback port against a real
 /// redis-server. Tests talk to it only over HTTP (``HTTPTestClient``).
+///
+/// It keeps the server it was started with alive, and shuts down when the test lets go of it (a
+/// test that throws before ``stop()`` included), so no test leaves a service running.
 final class TestService: Sendable {
     let port: Int
     private let task: Task<Void, any Error>
+    private let redis: RedisServer
 
-    private init(port: Int, task: Task<Void, any Error>) {
+    private init(port: Int, task: Task<Void, any Error>, redis: RedisServer) {
         self.port = port
         self.task = task
+        self.redis = redis
+    }
+
+    deinit {
+        task.cancel()
     }
 
     static func start(
@@ -46,7 +55,7 @@ final class TestService: Sendable {
             task.cancel()
             throw TestServerError("sessiond did not start listening within 10 s")
         }
-        return TestService(port: port, task: task)
+        return TestService(port: port, task: task, redis: redis)
     }
 
     func stop() async {

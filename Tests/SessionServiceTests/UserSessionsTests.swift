@@ -10,7 +10,7 @@ import Testing
     }
 
     @Test func listsAUsersLiveSessionsOldestFirstWithoutData() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         var created: [String] = []
         for index in 0..<4 {
@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test func revokingAllOfAUsersSessionsTakesEffectOnEveryInstance() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let first = try await TestService.start(redis: redis)
         let second = try await TestService.start(redis: redis)
         var tokens: [String] = []
@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func thePerUserCapRevokesTheOldestSession() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.maxSessionsPerUser = 3 }
         var sessions: [(token: String, id: String)] = []
         for _ in 0..<5 {
@@ -72,7 +72,7 @@ import Testing
     }
 
     @Test func theUserIndexDoesNotGrowAsSessionsExpire() async throws {
-        let redis = try RedisServer.start()
+        let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
         let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
         // Churn: rounds of short-lived sessions. Entries past their absolute deadline are dropped
