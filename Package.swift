@@ -90,6 +90,8 @@ let package = Package(
             name: "RedisClientTests",
             dependencies: [
                 "RedisClient", "RedisTestSupport", "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

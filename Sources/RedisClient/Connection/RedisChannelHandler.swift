@@ -49,7 +49,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        pending.append(Pending(promise: request.promise, deadline: .now() + commandTimeout))
+        pending.append(Pending(promise: request.promise, deadline: context.eventLoop.now + commandTimeout))
         context.write(wrapOutboundOut(request.encoded), promise: promise)
         armDeadlineTimer(context: context)
         if !flushScheduled {
@@ -127,7 +127,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     private func checkDeadline(context: ChannelHandlerContext) {
         guard let oldest = pending.first else { return }
-        guard oldest.deadline <= .now() else {
+        guard oldest.deadline <= context.eventLoop.now else {
             armDeadlineTimer(context: context)
             return
         }
