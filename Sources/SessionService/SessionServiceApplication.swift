@@ -39,7 +39,10 @@ public enum SessionServiceApplication {
             redis: redis,
             settings: .init(
                 idleTimeoutSeconds: configuration.idleTimeout, absoluteTimeoutSeconds: configuration.absoluteTimeout,
-                touchIntervalSeconds: configuration.touchInterval, maxSessionsPerUser: configuration.maxSessionsPerUser
+                touchIntervalSeconds: configuration.touchInterval, maxSessionsPerUser: configuration.maxSessionsPerUser,
+                // A write is retried only within the failover deadline: a minute (or twice the
+                // deadline) outlasts every retry.
+                tombstoneMilliseconds: max(60_000, configuration.failoverTimeout * 2)
             ),
             logger: logger
         )

@@ -9,9 +9,17 @@ import RedisClient
 /// so no write or touch can bring back an expired, deleted or rotated-away session.
 ///
 /// A session is one hash: meta fields `v` (version), `c` (created ms), `l` (last idle slide ms),
-/// `i` (idle timeout ms), `a` (absolute deadline ms), `u` (user, optional); each data attribute is
-/// the field `.<name>` holding the attribute's raw JSON. The key's expiry is always
-/// min(`l` + `i`, `a`).
+/// `i` (idle timeout ms), `a` (absolute deadline ms), `u` (user, optional), `w` (the write ids of
+/// its latest writes); each data attribute is the field `.<name>` holding the attribute's raw JSON.
+/// The key's expiry is always min(`l` + `i`, `a`).
+///
+/// Every write is safe to repeat. Each carries a write id (8 random bytes, one per HTTP request);
+/// the session remembers the ids of its last 8 writes in `w`, and a write whose id is there was
+/// already applied: it answers with the session as it is instead of applying it again. A write that
+/// removes the session key (delete, and the take half of a rotation) leaves a tombstone under the
+/// same hash tag, kept for a retention the caller passes, that holds its write id (and for a take,
+/// the session it took), so its repeat also answers as the first application did. The user-index
+/// functions need no id: adding an id that is there, or removing one that is not, changes nothing.
 enum SessionFunctions {
     static let library = RedisFunctionLibrary(source: #"""
         #!lua name=sessiond
@@ -56,6 +64,34 @@ enum SessionFunctions {
             return fields
         end
 
+        -- Write ids are 8 bytes; a session keeps the newest REMEMBERED_WRITES of them, concatenated.
+        local WRITE_ID_BYTES = 8
+        local REMEMBERED_WRITES = 8
+
+        local function check_write_id(id)
+            if #id ~= WRITE_ID_BYTES then
+                return redis.error_reply('ERR sessiond: a write id is ' .. WRITE_ID_BYTES .. ' bytes')
+            end
+            return nil
+        end
+
+        local function has_write(ids, id)
+            if not ids then return false end
+            for first = 1, #ids - WRITE_ID_BYTES + 1, WRITE_ID_BYTES do
+                if string.sub(ids, first, first + WRITE_ID_BYTES - 1) == id then return true end
+            end
+            return false
+        end
+
+        local function remember_write(ids, id)
+            ids = ids or ''
+            if has_write(ids, id) then return ids end
+            ids = ids .. id
+            local kept = WRITE_ID_BYTES * REMEMBERED_WRITES
+            if #ids > kept then ids = string.sub(ids, #ids - kept + 1) end
+            return ids
+        end
+
         local function version_matches(condition, version)
             if condition == '*' then return true end
             for candidate in string.gmatch(condition, '[^,]+') do
@@ -64,20 +100,24 @@ enum SessionFunctions {
             return false
         end
 
-        -- KEYS: session. ARGV: user ('' for none), idle ms, absolute ms, then name, raw JSON pairs.
+        -- KEYS: session. ARGV: write id, user ('' for none), idle ms, absolute ms, then name, raw
+        -- JSON pairs.
         redis.register_function('session_create', function(keys, args)
-            local now = now_ms()
-            local idle = tonumber(args[2])
-            local absolute = now + tonumber(args[3])
+            local invalid = check_write_id(args[1])
+            if invalid then return invalid end
             if redis.call('EXISTS', keys[1]) == 1 then
+                if has_write(redis.call('HGET', keys[1], 'w'), args[1]) then return redis.call('HGETALL', keys[1]) end
                 return redis.error_reply('SESSIOND_EXISTS session id collision')
             end
-            local fields = {'v', '1', 'c', tostring(now), 'l', tostring(now), 'i', tostring(idle), 'a', tostring(absolute)}
-            if args[1] ~= '' then
+            local now = now_ms()
+            local idle = tonumber(args[3])
+            local absolute = now + tonumber(args[4])
+            local fields = {'v', '1', 'c', tostring(now), 'l', tostring(now), 'i', tostring(idle), 'a', tostring(absolute), 'w', args[1]}
+            if args[2] ~= '' then
                 fields[#fields + 1] = 'u'
-                fields[#fields + 1] = args[1]
+                fields[#fields + 1] = args[2]
             end
-            for index = 4, #args, 2 do
+            for index = 5, #args, 2 do
                 fields[#fields + 1] = '.' .. args[index]
                 fields[#fields + 1] = args[index + 1]
             end
@@ -104,13 +144,15 @@ enum SessionFunctions {
             return fields
         end)
 
-        -- KEYS: session. ARGV: If-Match condition ('' for none, '*', or versions joined by ','),
-        -- 'patch' or 'replace', then name, raw JSON pairs. In 'patch' a raw 'null' deletes the
-        -- attribute; 'replace' first removes every attribute. Slides the idle deadline.
+        -- KEYS: session. ARGV: write id, If-Match condition ('' for none, '*', or versions joined
+        -- by ','), 'patch' or 'replace', then name, raw JSON pairs. In 'patch' a raw 'null' deletes
+        -- the attribute; 'replace' first removes every attribute. Slides the idle deadline.
         redis.register_function('session_write', function(keys, args)
+            local invalid = check_write_id(args[1])
+            if invalid then return invalid end
             local now = now_ms()
             local key = keys[1]
-            local meta = redis.call('HMGET', key, 'v', 'l', 'i', 'a')
+            local meta = redis.call('HMGET', key, 'v', 'l', 'i', 'a', 'w')
             if not meta[1] then return nil end
             local version = tonumber(meta[1])
             local idle = tonumber(meta[3])
@@ -119,18 +161,19 @@ enum SessionFunctions {
                 redis.call('DEL', key)
                 return nil
             end
-            if args[1] ~= '' and not version_matches(args[1], version) then
+            if has_write(meta[5], args[1]) then return redis.call('HGETALL', key) end
+            if args[2] ~= '' and not version_matches(args[2], version) then
                 return redis.error_reply('SESSIOND_VERSION_MISMATCH ' .. version)
             end
             local removals = {}
-            if args[2] == 'replace' then
+            if args[3] == 'replace' then
                 for _, name in ipairs(redis.call('HKEYS', key)) do
                     if string.sub(name, 1, 1) == '.' then removals[#removals + 1] = name end
                 end
             end
-            local updates = {'l', tostring(now)}
-            for index = 3, #args, 2 do
-                if args[2] == 'patch' and args[index + 1] == 'null' then
+            local updates = {'l', tostring(now), 'w', remember_write(meta[5], args[1])}
+            for index = 4, #args, 2 do
+                if args[3] == 'patch' and args[index + 1] == 'null' then
                     removals[#removals + 1] = '.' .. args[index]
                 else
                     updates[#updates + 1] = '.' .. args[index]
@@ -144,37 +187,69 @@ enum SessionFunctions {
             return redis.call('HGETALL', key)
         end)
 
-        -- KEYS: session. Deletes it; returns {1, user or ''} when it existed, {0, ''} otherwise.
+        -- KEYS: session, its tombstone. ARGV: write id, tombstone retention ms. Deletes the session;
+        -- returns {1, user or ''} when it existed (or this very delete already removed it), {0, ''}
+        -- otherwise.
         redis.register_function('session_delete', function(keys, args)
-            local user = redis.call('HGET', keys[1], 'u')
-            local deleted = redis.call('DEL', keys[1])
-            return {deleted, user or ''}
+            local invalid = check_write_id(args[1])
+            if invalid then return invalid end
+            local user = redis.call('HGET', keys[1], 'u') or ''
+            if redis.call('DEL', keys[1]) == 1 then
+                redis.call('HSET', keys[2], 'w', args[1], 'u', user)
+                redis.call('PEXPIRE', keys[2], args[2])
+                return {1, user}
+            end
+            local tombstone = redis.call('HMGET', keys[2], 'w', 'u')
+            if has_write(tombstone[1], args[1]) then return {1, tombstone[2] or ''} end
+            return {0, ''}
         end)
 
-        -- KEYS: session. Removes the session and returns its fields (nil when gone): the first half
-        -- of a rotation, after which the old token is dead.
+        -- KEYS: session, its tombstone. ARGV: write id, tombstone retention ms. The first half of a
+        -- rotation: moves the session to its tombstone (after which the old token is dead) and
+        -- returns its fields, nil when it is gone.
         redis.register_function('session_take', function(keys, args)
+            local invalid = check_write_id(args[1])
+            if invalid then return invalid end
             local fields = load(keys[1], now_ms())
-            if not fields then return nil end
-            redis.call('DEL', keys[1])
-            return fields
+            if not fields then
+                if has_write(redis.call('HGET', keys[2], 'w'), args[1]) and redis.call('HEXISTS', keys[2], 'v') == 1 then
+                    return redis.call('HGETALL', keys[2])
+                end
+                return nil
+            end
+            redis.call('RENAME', keys[1], keys[2])
+            redis.call('HSET', keys[2], 'w', remember_write((field_value(fields, 'w')), args[1]))
+            redis.call('PEXPIRE', keys[2], args[2])
+            return redis.call('HGETALL', keys[2])
         end)
 
-        -- KEYS: the new session key. ARGV: the fields from session_take. The second half of a
-        -- rotation: recreates the session under its new id, sliding the idle deadline.
+        -- KEYS: the new session key. ARGV: write id, then the fields from session_take. The second
+        -- half of a rotation: recreates the session under its new id, sliding the idle deadline.
         redis.register_function('session_import', function(keys, args)
-            local now = now_ms()
+            local invalid = check_write_id(args[1])
+            if invalid then return invalid end
             if redis.call('EXISTS', keys[1]) == 1 then
+                if has_write(redis.call('HGET', keys[1], 'w'), args[1]) then return redis.call('HGETALL', keys[1]) end
                 return redis.error_reply('SESSIOND_EXISTS session id collision')
             end
-            local idle = tonumber((field_value(args, 'i')))
-            local absolute = tonumber((field_value(args, 'a')))
+            local fields = {}
+            for index = 2, #args do fields[#fields + 1] = args[index] end
+            local now = now_ms()
+            local idle = tonumber((field_value(fields, 'i')))
+            local absolute = tonumber((field_value(fields, 'a')))
             if now >= absolute then return nil end
-            local _, position = field_value(args, 'l')
-            args[position] = tostring(now)
-            in_slices('HSET', keys[1], args, 200)
+            local _, last = field_value(fields, 'l')
+            fields[last] = tostring(now)
+            local ids, position = field_value(fields, 'w')
+            if position then
+                fields[position] = remember_write(ids, args[1])
+            else
+                fields[#fields + 1] = 'w'
+                fields[#fields + 1] = args[1]
+            end
+            in_slices('HSET', keys[1], fields, 200)
             redis.call('PEXPIREAT', keys[1], expiry(now, idle, absolute))
-            return args
+            return fields
         end)
 
         -- KEYS: a user's index (sorted set of session ids scored by absolute deadline + 1 s).
@@ -191,4 +266,23 @@ enum SessionFunctions {
             return redis.call('ZCARD', keys[1])
         end)
         """#)
+}
+
+/// The functions of ``SessionFunctions/library`` and the policy each call follows, in one place.
+///
+/// Every one of them may be sent again after a broken connection, a timeout or a failover: the
+/// read and the index upkeep change nothing when repeated, and the session writes recognise their
+/// write id (see ``SessionFunctions``).
+enum SessionFunction: String, Sendable {
+    case create = "session_create"
+    case get = "session_get"
+    case write = "session_write"
+    case delete = "session_delete"
+    case take = "session_take"
+    case `import` = "session_import"
+    case userIndexAdd = "user_index_add"
+
+    /// Whether the function changes Redis: in the replicated mode its acknowledgement waits for
+    /// the replicas.
+    var writes: Bool { self != .get }
 }

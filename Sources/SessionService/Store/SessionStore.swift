@@ -18,6 +18,9 @@ struct SessionStore: Sendable {
         var touchIntervalSeconds: Int
         /// Live sessions a user may hold (0 = no cap); one more revokes the oldest.
         var maxSessionsPerUser: Int
+        /// How long a delete's or a rotation's tombstone keeps its write id: longer than any retry
+        /// of that write can come (see ``SessionFunctions``).
+        var tombstoneMilliseconds: Int
     }
 
     let redis: RedisClient
@@ -29,24 +32,20 @@ struct SessionStore: Sendable {
     /// Creates a session; with a user, the index entry is written first.
     func create(user: String?, data: [Session.Attribute], idleTimeout: Int?, absoluteTimeout: Int?) async throws(SessionStoreError) -> (SessionToken, Session) {
         let token = try newToken()
+        let writeID = WriteID()
         let idleMilliseconds = Int64(idleTimeout ?? settings.idleTimeoutSeconds) * 1000
         let absoluteMilliseconds = Int64(absoluteTimeout ?? settings.absoluteTimeoutSeconds) * 1000
         var indexSize: Int64 = 0
         if let user {
-            let reply = try await call("user_index_add", key: SessionKeys.userIndex(user), [
+            let reply = try await call(.userIndexAdd, keys: [SessionKeys.userIndex(user)], [
                 RedisArgument(token.id.hex), "", RedisArgument(absoluteMilliseconds),
-            ], idempotent: true)
+            ])
             indexSize = reply.integer ?? 0
         }
-        var arguments: [RedisArgument] = [
-            RedisArgument(user ?? ""), RedisArgument(idleMilliseconds), RedisArgument(absoluteMilliseconds),
-        ]
-        arguments.reserveCapacity(3 + data.count * 2)
-        for attribute in data {
-            arguments.append(RedisArgument(attribute.name))
-            arguments.append(RedisArgument(bytes: attribute.raw))
-        }
-        let reply = try await call("session_create", key: SessionKeys.session(token.id), arguments)
+        let arguments: [RedisArgument] = [
+            writeID.argument, RedisArgument(user ?? ""), RedisArgument(idleMilliseconds), RedisArgument(absoluteMilliseconds),
+        ] + data.redisArguments
+        let reply = try await call(.create, keys: [SessionKeys.session(token.id)], arguments)
         let session = try Session(id: token.id, fields: reply)
         if let user, settings.maxSessionsPerUser > 0, indexSize > settings.maxSessionsPerUser {
             try await enforceCap(user: user, keeping: token.id)
@@ -56,9 +55,9 @@ struct SessionStore: Sendable {
 
     /// Reads a session; slides its idle deadline when `touch` and the touch interval has passed.
     func read(_ id: SessionID, touch: Bool) async throws(SessionStoreError) -> Session {
-        let reply = try await call("session_get", key: SessionKeys.session(id), [
+        let reply = try await call(.get, keys: [SessionKeys.session(id)], [
             touch ? "1" : "0", RedisArgument(settings.touchIntervalSeconds * 1000),
-        ], idempotent: true)
+        ])
         guard !reply.isNull else { throw .notFound }
         return try Session(id: id, fields: reply)
     }
@@ -74,13 +73,10 @@ struct SessionStore: Sendable {
     }
 
     private func write(_ id: SessionID, mode: String, attributes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
-        var arguments: [RedisArgument] = [RedisArgument(ifMatch?.functionArgument ?? ""), RedisArgument(mode)]
-        arguments.reserveCapacity(2 + attributes.count * 2)
-        for attribute in attributes {
-            arguments.append(RedisArgument(attribute.name))
-            arguments.append(RedisArgument(bytes: attribute.raw))
-        }
-        let reply = try await call("session_write", key: SessionKeys.session(id), arguments)
+        let arguments: [RedisArgument] = [
+            WriteID().argument, RedisArgument(ifMatch?.functionArgument ?? ""), RedisArgument(mode),
+        ] + attributes.redisArguments
+        let reply = try await call(.write, keys: [SessionKeys.session(id)], arguments)
         guard !reply.isNull else { throw .notFound }
         return try Session(id: id, fields: reply)
     }
@@ -88,7 +84,7 @@ struct SessionStore: Sendable {
     /// Ends a session (idempotent); its index entry is removed after it. Returns whether it existed.
     @discardableResult
     func delete(_ id: SessionID) async throws(SessionStoreError) -> Bool {
-        let reply = try await call("session_delete", key: SessionKeys.session(id), [], idempotent: true)
+        let reply = try await call(.delete, keys: [SessionKeys.session(id), SessionKeys.tombstone(id)], deleteArguments(WriteID()))
         guard let parts = reply.array, parts.count == 2 else { throw .corrupt("unexpected reply to session_delete") }
         if let user = parts[1].string, !user.isEmpty {
             _ = try await send(["ZREM", RedisArgument(SessionKeys.userIndex(user)), RedisArgument(id.hex)])
@@ -100,20 +96,22 @@ struct SessionStore: Sendable {
     /// version, creation time and absolute deadline are kept; the idle deadline slides.
     ///
     /// The session is taken out under its old id, indexed under the new one, put back under the new
-    /// id, and only then is the old index entry removed. If Redis fails midway the session is lost
-    /// rather than duplicated: a rotation fails closed.
+    /// id, and only then is the old index entry removed. Each step may be repeated (one write id for
+    /// all), so a failover in between costs a retry; past the failover deadline the rotation fails
+    /// closed: the session is lost rather than duplicated.
     func rotate(_ id: SessionID) async throws(SessionStoreError) -> (SessionToken, Session) {
         let token = try newToken()
-        let taken = try await call("session_take", key: SessionKeys.session(id), [])
+        let writeID = WriteID()
+        let taken = try await call(.take, keys: [SessionKeys.session(id), SessionKeys.tombstone(id)], deleteArguments(writeID))
         guard !taken.isNull else { throw .notFound }
         let old = try Session(id: id, fields: taken)
         if let user = old.user {
-            _ = try await call("user_index_add", key: SessionKeys.userIndex(user), [
+            _ = try await call(.userIndexAdd, keys: [SessionKeys.userIndex(user)], [
                 RedisArgument(token.id.hex), RedisArgument(old.absoluteExpiresAt), "0",
-            ], idempotent: true)
+            ])
         }
         let fields = (taken.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } }
-        let reply = try await call("session_import", key: SessionKeys.session(token.id), fields)
+        let reply = try await call(.import, keys: [SessionKeys.session(token.id)], [writeID.argument] + fields)
         if let user = old.user {
             _ = try await send(["ZREM", RedisArgument(SessionKeys.userIndex(user)), RedisArgument(id.hex)])
         }
@@ -157,12 +155,15 @@ struct SessionStore: Sendable {
     func revokeAll(ofUser user: String) async throws(SessionStoreError) -> Int {
         let indexKey = SessionKeys.userIndex(user)
         let ids = try await indexedIDs(indexKey)
+        let writeID = WriteID()
         let revoked = try await withSessionStoreErrors {
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for id in ids {
                     group.addTask {
                         guard let sessionID = SessionID(parsing: id) else { return 0 }
-                        let reply = try await call("session_delete", key: SessionKeys.session(sessionID), [], idempotent: true)
+                        let reply = try await call(
+                            .delete, keys: [SessionKeys.session(sessionID), SessionKeys.tombstone(sessionID)], deleteArguments(writeID)
+                        )
                         return reply.array?.first?.integer == 1 ? 1 : 0
                     }
                 }
@@ -210,16 +211,21 @@ struct SessionStore: Sendable {
 
     // MARK: - Redis
 
-    /// - Parameter idempotent: running the function twice has the effect of running it once, so it
-    ///   may be repeated after a broken connection during a failover.
-    ///   Every function but `session_get` writes, and in replicated mode waits for its replicas.
-    private func call(_ function: String, key: String, _ arguments: [RedisArgument], idempotent: Bool = false) async throws(SessionStoreError) -> RESPValue {
+    /// Calls one of the session functions with the policy ``SessionFunction`` gives it: every call
+    /// may be repeated after a failure whose outcome is unknown; writes wait for replicas in the
+    /// replicated mode.
+    private func call(_ function: SessionFunction, keys: [String], _ arguments: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
         try await withSessionStoreErrors {
             try await redis.fcall(
-                function, keys: [RedisArgument(key)], arguments: arguments, idempotent: idempotent,
-                durable: function != "session_get"
+                function.rawValue, keys: keys.map { RedisArgument($0) }, arguments: arguments, idempotent: true,
+                durable: function.writes
             )
         }
+    }
+
+    /// The arguments of `session_delete` and `session_take`.
+    private func deleteArguments(_ writeID: WriteID) -> [RedisArgument] {
+        [writeID.argument, RedisArgument(settings.tombstoneMilliseconds)]
     }
 
     /// Plain commands here are all idempotent (ZRANGE, ZREM, SET of the readiness key); the index
@@ -249,6 +255,32 @@ struct SessionStore: Sendable {
         } catch {
             throw .corrupt("\(error)")
         }
+    }
+}
+
+/// The id of one request's writes: 8 random bytes, so that Redis can tell a repeated write from a
+/// new one (see ``SessionFunctions``). Not a secret: uniqueness among a session's recent writes
+/// is all it needs.
+struct WriteID: Sendable {
+    let argument: RedisArgument
+
+    init() {
+        var generator = SystemRandomNumberGenerator()
+        let value: UInt64 = generator.next()
+        argument = withUnsafeBytes(of: value) { RedisArgument(bytes: Array($0)) }
+    }
+}
+
+extension [Session.Attribute] {
+    /// Name, raw JSON, name, raw JSON, ...: the attributes as the session functions take them.
+    var redisArguments: [RedisArgument] {
+        var arguments: [RedisArgument] = []
+        arguments.reserveCapacity(count * 2)
+        for attribute in self {
+            arguments.append(RedisArgument(attribute.name))
+            arguments.append(RedisArgument(bytes: attribute.raw))
+        }
+        return arguments
     }
 }
 
