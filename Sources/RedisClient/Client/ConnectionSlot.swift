@@ -78,10 +78,23 @@ final class ConnectionSlot: Sendable {
         }
     }
 
-    /// Closes the slot's connection if it talks to another server than `primary`.
-    func dropUnless(connectedTo primary: RedisEndpoint) {
-        if let connection = liveConnection, connection.endpoint != primary {
-            Task { await connection.close() }
+    /// A failover to `primary` was announced: closes the slot's connection if it talks to another
+    /// server, and ends a backoff at once (the failures it follows were the old primary's), so the
+    /// next caller connects to the new primary without waiting.
+    func follow(switchTo primary: RedisEndpoint) {
+        let stale = state.withLock { state -> RedisConnection? in
+            switch state {
+            case .connected(let connection) where connection.endpoint != primary:
+                return connection
+            case .backingOff(_, let failures, _):
+                state = .idle(failures: failures)
+                return nil
+            default:
+                return nil
+            }
+        }
+        if let stale {
+            Task { await stale.close() }
         }
     }
 

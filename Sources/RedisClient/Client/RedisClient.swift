@@ -62,7 +62,7 @@ public final class RedisClient: Sendable {
         self.metrics = metrics
         let slots = self.slots
         resolver.watchSwitches { primary in
-            for slot in slots { slot.dropUnless(connectedTo: primary) }
+            for slot in slots { slot.follow(switchTo: primary) }
         }
     }
 
@@ -73,8 +73,9 @@ public final class RedisClient: Sendable {
     /// In Sentinel mode a command that fails because of a failover is retried until
     /// ``RedisConfiguration/failoverTimeout``, but only when repeating it is safe: always when it was
     /// certainly not applied (no connection to a primary could be made, or the server answered
-    /// `READONLY`, `MASTERDOWN`, `LOADING` or `NOREPLICAS`), and after a broken connection or a
-    /// timeout only when the caller says the command is `idempotent`.
+    /// `READONLY`, `MASTERDOWN`, `LOADING` or `NOREPLICAS`), and after a broken connection, a
+    /// timeout, or a durability timeout on a primary that a failover is leaving, only when the
+    /// caller says the command is `idempotent` (repeating it has the effect of sending it once).
     /// - Throws: ``RedisClientError`` — `serverError` for Redis' error reply (only this command fails),
     ///   `timeout`, `connectionClosed` (the command may or may not have run), `connectionFailed`,
     ///   `notPrimary`, `authenticationFailed`, `protocolError`, `invalidCommand`, `shutDown`; or `CancellationError`.
@@ -139,6 +140,12 @@ public final class RedisClient: Sendable {
             resolver.invalidate(connection.endpoint)
             await connection.close()
             throw error
+        } catch let error as RedisClientError where error.code == .durabilityTimeout && !resolver.isCurrent(connection.endpoint) {
+            // The replicas did not confirm because a failover is leaving this primary: whether the
+            // write survives is unknown, exactly as if the connection had broken (so an idempotent
+            // write is retried on the new primary).
+            await connection.close()
+            throw RedisClientError.connectionClosed("a failover left \(connection.endpoint) while the write waited for its replicas: \(error.message)")
         }
     }
 

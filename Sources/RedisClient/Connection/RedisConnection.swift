@@ -41,7 +41,7 @@ final class RedisConnection: Sendable {
         let commandTimeout = TimeAmount(configuration.commandTimeout)
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: eventLoop)
+            let connecting = ClientBootstrap(group: eventLoop)
                 .connectTimeout(TimeAmount(configuration.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
@@ -50,7 +50,20 @@ final class RedisConnection: Sendable {
                     }
                 }
                 .connect(host: configuration.host, port: configuration.port)
-                .get()
+            // A cancelled caller stops waiting at once (a host that drops SYNs would otherwise hold
+            // it for the whole connect timeout); a connection made after that is closed.
+            let connected = eventLoop.makePromise(of: (any Channel).self)
+            connecting.cascade(to: connected)
+            connecting.whenSuccess { channel in
+                connected.futureResult.whenFailure { _ in channel.close(promise: nil) }
+            }
+            channel = try await withTaskCancellationHandler {
+                try await connected.futureResult.get()
+            } onCancel: {
+                connected.fail(CancellationError())
+            }
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
             throw RedisClientError.connectionFailed(
                 "cannot connect to Redis at \(configuration.host):\(configuration.port): \(error)"
@@ -165,12 +178,5 @@ final class RedisConnection: Sendable {
     /// Closes the connection; pending commands fail with `connectionClosed`.
     func close() async {
         try? await channel.close()
-    }
-}
-
-extension TimeAmount {
-    init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 }

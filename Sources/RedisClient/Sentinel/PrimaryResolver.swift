@@ -12,20 +12,17 @@ import Synchronization
 ///   the like (``invalidate(_:)``); then the sentinels are asked again.
 /// - When no sentinel answers, the last primary a handshake confirmed is used.
 final class PrimaryResolver: Sendable {
+    private typealias Lookup = Task<(RedisEndpoint, String), any Error>
+
     private struct State {
-        var candidate: RedisEndpoint?
-        var candidateSource = ""
-        var lastConfirmed: RedisEndpoint?
-        var inFlight: Task<(RedisEndpoint, String), any Error>?
+        var primary = PrimaryStateMachine<Lookup>()
         var watchers: [Task<Void, Never>] = []
         var isShutDown = false
-        /// A primary being failed over: never used until the fence expires, even if a sentinel
-        /// (or ROLE) still calls it the primary, because writes it takes now would be lost.
-        var fence: (endpoint: RedisEndpoint, until: ContinuousClock.Instant)?
     }
 
-    /// How long a primary stays fenced after a failover away from it was announced.
-    private static let fenceDuration = Duration.seconds(10)
+    /// How long one sentinel may take to connect and answer a query: a sentinel that accepts
+    /// connections but never answers must not hold up a lookup the others can answer.
+    static let sentinelQueryTimeout = Duration.milliseconds(500)
 
     /// Called with the new primary when a sentinel announces `+switch-master`, so that connections
     /// to the old one are dropped at once (an old primary may accept writes for seconds after a
@@ -117,21 +114,22 @@ final class PrimaryResolver: Sendable {
             return
         }
         state.withLock { state in
-            state.candidate = target
-            state.candidateSource = "\(channel) from sentinel \(sentinel)"
-            if let fenced, fenced != target { state.fence = (fenced, .now + Self.fenceDuration) }
+            state.primary.announced(target, leaving: fenced, source: "\(channel) from sentinel \(sentinel)", now: .now)
         }
         logger.notice("following a failover", metadata: ["event": "\(channel)", "target": "\(target)", "sentinel": "\(sentinel)"])
         onSwitch.withLock { $0 }?(target)
     }
 
-    /// How to talk to the sentinel at `address`: its own credentials, database 0, no Sentinel mode.
+    /// How to talk to the sentinel at `address`: its own credentials, database 0, no Sentinel mode,
+    /// and at most ``sentinelQueryTimeout`` for the connect and for each reply.
     private func sentinelConnectionConfiguration(_ sentinel: SentinelConfiguration, at address: RedisEndpoint) -> RedisConfiguration {
         var sentinelConfiguration = configuration.pointing(to: address)
         sentinelConfiguration.sentinel = nil
         sentinelConfiguration.username = sentinel.username
         sentinelConfiguration.password = sentinel.password
         sentinelConfiguration.database = 0
+        sentinelConfiguration.connectTimeout = min(configuration.connectTimeout, Self.sentinelQueryTimeout)
+        sentinelConfiguration.commandTimeout = min(configuration.commandTimeout, Self.sentinelQueryTimeout)
         return sentinelConfiguration
     }
 
@@ -140,41 +138,35 @@ final class PrimaryResolver: Sendable {
         guard let sentinel = configuration.sentinel else {
             return (RedisEndpoint(host: configuration.host, port: configuration.port), "configured")
         }
-        let task = state.withLock { state -> Task<(RedisEndpoint, String), any Error>? in
-            if state.candidate != nil { return nil }
-            if let inFlight = state.inFlight { return inFlight }
-            let task = Task { try await self.askSentinels(sentinel) }
-            state.inFlight = task
-            return task
+        let decision = state.withLock { state in
+            state.primary.primary { Lookup { try await self.lookUp(sentinel) } }
         }
-        guard let task else {
-            return state.withLock { ($0.candidate!, $0.candidateSource) }
+        switch decision {
+        case .use(let endpoint, let source): return (endpoint, source)
+        case .wait(let lookup): return try await lookup.value
         }
+    }
+
+    /// One lookup: asks the sentinels and records the answer. Its waiters get the answer, or the
+    /// error that a failover away from the named primary is under way.
+    private func lookUp(_ sentinel: SentinelConfiguration) async throws -> (RedisEndpoint, String) {
+        let answer: (RedisEndpoint, String)
         do {
-            let (endpoint, source) = try await task.value
-            let fenced = state.withLock { state -> Bool in
-                state.inFlight = nil
-                if let fence = state.fence, fence.until > .now, fence.endpoint == endpoint { return true }
-                state.candidate = endpoint
-                state.candidateSource = source
-                return false
-            }
-            if fenced {
-                throw RedisClientError.connectionFailed("a failover away from \(endpoint) is under way")
-            }
-            return (endpoint, source)
+            answer = try await askSentinels(sentinel)
         } catch {
-            state.withLock { $0.inFlight = nil }
+            state.withLock { $0.primary.lookupFailed() }
             throw error
+        }
+        let outcome = state.withLock { $0.primary.lookupSucceeded(answer.0, source: answer.1, now: .now) }
+        switch outcome {
+        case .use(let endpoint, let source): return (endpoint, source)
+        case .fenced(let endpoint): throw RedisClientError.connectionFailed("a failover away from \(endpoint) is under way")
         }
     }
 
     /// A handshake found `endpoint` to be the primary.
     func confirmed(_ endpoint: RedisEndpoint) {
-        let changed = state.withLock { state -> Bool in
-            defer { state.lastConfirmed = endpoint }
-            return state.lastConfirmed != endpoint
-        }
+        let changed = state.withLock { $0.primary.confirmed(endpoint) }
         if changed {
             metrics?.recordPrimary(endpoint)
             if isSentinelMode { logger.notice("using Redis primary", metadata: ["primary": "\(endpoint)"]) }
@@ -184,15 +176,21 @@ final class PrimaryResolver: Sendable {
     /// `endpoint` is not (or no longer) a usable primary: ask the sentinels again next time.
     func invalidate(_ endpoint: RedisEndpoint) {
         guard isSentinelMode else { return }
-        state.withLock { state in
-            if state.candidate == endpoint { state.candidate = nil }
-        }
+        state.withLock { $0.primary.invalidate(endpoint) }
+    }
+
+    /// Whether commands should still go to `endpoint` (always, without Sentinel).
+    func isCurrent(_ endpoint: RedisEndpoint) -> Bool {
+        guard isSentinelMode else { return true }
+        return state.withLock { $0.primary.isCurrent(endpoint, now: .now) }
     }
 
     private func askSentinels(_ sentinel: SentinelConfiguration) async throws -> (RedisEndpoint, String) {
         // Ask every sentinel at once. A sentinel that missed a failover still names the old primary
         // (which, restarted, even answers ROLE as a master until Sentinel demotes it), so wait for a
-        // majority of them and believe the one with the newest configuration epoch.
+        // majority of them and believe the one with the newest configuration epoch. The others are
+        // cancelled then, and a connect or a query cancelled ends at once: a silent sentinel costs
+        // a lookup nothing once a majority has answered, and at most sentinelQueryTimeout before.
         let majority = sentinel.sentinels.count / 2 + 1
         let (answer, failures) = await withTaskGroup(of: Result<(RedisEndpoint, Int64, RedisEndpoint), SentinelFailure>.self) {
             group -> ((RedisEndpoint, RedisEndpoint)?, [String]) in
@@ -204,8 +202,13 @@ final class PrimaryResolver: Sendable {
                             to: self.sentinelConnectionConfiguration(sentinel, at: address),
                             on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: []
                         )
-                        defer { Task { await connection.close() } }
-                        reply = try await connection.send(["SENTINEL", "MASTER", RedisArgument(sentinel.masterName)])
+                        do {
+                            reply = try await connection.send(["SENTINEL", "MASTER", RedisArgument(sentinel.masterName)])
+                        } catch {
+                            await connection.close()
+                            throw error
+                        }
+                        await connection.close()
                     } catch {
                         return .failure(SentinelFailure(address, error))
                     }
@@ -241,7 +244,7 @@ final class PrimaryResolver: Sendable {
         if let (endpoint, sentinelAddress) = answer {
             return (endpoint, "sentinel \(sentinelAddress)")
         }
-        if let last = state.withLock({ $0.lastConfirmed }) {
+        if let last = state.withLock({ $0.primary.lastConfirmed }) {
             logger.warning("no sentinel answered; keeping the last confirmed primary", metadata: ["primary": "\(last)"])
             return (last, "last confirmed primary (no sentinel answered)")
         }
