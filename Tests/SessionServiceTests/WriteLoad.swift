@@ -1,0 +1,159 @@
+import Foundation
+import RedisTestSupport
+import Synchronization
+
+/// A steady stream of session writes through sessiond's HTTP API, for the failover tests, and the
+/// checks of what became of every write afterwards.
+///
+/// `creators` writers each create sessions one after another; `patchers` writers each patch one
+/// session of their own (`{"n": k}` for k = 1, 2, ...), so that afterwards the session's `version`
+/// says how often a patch was applied: exactly 1 + the patches acknowledged, unless one was lost or
+/// applied twice.
+struct WriteLoad {
+    struct Patcher: Sendable {
+        let token: String
+        /// Patches answered 200.
+        var acknowledged = 0
+        /// The `n` of the last patch answered 200.
+        var lastAcknowledged = 0
+    }
+
+    /// What the writers saw.
+    struct Outcome: Sendable {
+        var created: [String] = []
+        var patchers: [Patcher] = []
+        /// Every answer other than a 2xx, and every request that got no answer, as text.
+        var refused: [String] = []
+        /// When each acknowledged request was sent and answered.
+        var acknowledgements: [(sent: ContinuousClock.Instant, answered: ContinuousClock.Instant)] = []
+
+        /// How long after `instant` the first write sent after it was acknowledged.
+        func firstAcknowledgement(sentAfter instant: ContinuousClock.Instant) -> Duration? {
+            acknowledgements.filter { $0.sent >= instant }.map { $0.answered - instant }.min()
+        }
+    }
+
+    /// What a check of every acknowledged write found.
+    struct Verdict: Sendable, CustomStringConvertible {
+        var acknowledged = 0
+        /// Acknowledged creates whose session is gone, plus acknowledged patches missing.
+        var lost = 0
+        /// Patches applied more often than acknowledged.
+        var doubled = 0
+        /// Reads that did not answer 200 or 404.
+        var unreadable: [String] = []
+
+        var description: String {
+            "\(acknowledged) acknowledged writes: \(lost) lost, \(doubled) applied twice"
+                + (unreadable.isEmpty ? "" : ", \(unreadable.count) unreadable, the first: \(unreadable[0])")
+        }
+    }
+
+    let service: TestService
+    let creators: Int
+    let patchers: Int
+
+    /// Creates the patchers' sessions (before any failure is injected), then writes until `running`
+    /// is cleared.
+    func run(while running: Flag) async throws -> Outcome {
+        var sessions: [String] = []
+        for _ in 0..<patchers {
+            sessions.append(try await service.create(#"{"data":{"n":0}}"#).token)
+        }
+        return await withTaskGroup(of: Outcome.self) { group in
+            for _ in 0..<creators {
+                group.addTask { await self.create(while: running) }
+            }
+            for token in sessions {
+                group.addTask { await self.patch(token, while: running) }
+            }
+            var total = Outcome()
+            for await outcome in group {
+                total.created += outcome.created
+                total.patchers += outcome.patchers
+                total.refused += outcome.refused
+                total.acknowledgements += outcome.acknowledgements
+            }
+            return total
+        }
+    }
+
+    private func create(while running: Flag) async -> Outcome {
+        var outcome = Outcome()
+        while running.isSet {
+            let sent = ContinuousClock.now
+            do {
+                let response = try await service.request("POST", "/v1/sessions", json: #"{"data":{"step":1}}"#)
+                if response.status == 201, let token = response.jsonObject?["token"] as? String {
+                    outcome.created.append(token)
+                    outcome.acknowledgements.append((sent, .now))
+                } else {
+                    outcome.refused.append("create: \(response.status) \(response.text)")
+                }
+            } catch {
+                outcome.refused.append("create: no answer: \(error)")
+            }
+        }
+        return outcome
+    }
+
+    private func patch(_ token: String, while running: Flag) async -> Outcome {
+        var outcome = Outcome()
+        var patcher = Patcher(token: token)
+        var step = 0
+        while running.isSet {
+            step += 1
+            let sent = ContinuousClock.now
+            do {
+                let response = try await service.patch(token, "{\"n\":\(step)}")
+                if response.status == 200 {
+                    patcher.acknowledged += 1
+                    patcher.lastAcknowledged = step
+                    outcome.acknowledgements.append((sent, .now))
+                } else {
+                    outcome.refused.append("patch: \(response.status) \(response.text)")
+                }
+            } catch {
+                outcome.refused.append("patch: no answer: \(error)")
+            }
+        }
+        outcome.patchers = [patcher]
+        return outcome
+    }
+
+    /// Reads back every acknowledged write (without sliding anything).
+    static func verify(_ outcome: Outcome, through service: TestService) async throws -> Verdict {
+        var verdict = Verdict()
+        verdict.acknowledged = outcome.created.count + outcome.patchers.reduce(0) { $0 + $1.acknowledged }
+        for token in outcome.created {
+            let response = try await service.get(token, query: "?touch=false")
+            switch response.status {
+            case 200: break
+            case 404: verdict.lost += 1
+            default: verdict.unreadable.append("\(response.status) \(response.text)")
+            }
+        }
+        for patcher in outcome.patchers {
+            let response = try await service.get(patcher.token, query: "?touch=false")
+            guard response.status == 200, let session = response.jsonObject,
+                let version = session["version"] as? Int, let data = session["data"] as? [String: Any],
+                let last = data["n"] as? Int
+            else {
+                verdict.unreadable.append("\(response.status) \(response.text)")
+                continue
+            }
+            let applied = version - 1
+            if applied < patcher.acknowledged { verdict.lost += patcher.acknowledged - applied }
+            if applied > patcher.acknowledged { verdict.doubled += applied - patcher.acknowledged }
+            if last != patcher.lastAcknowledged { verdict.lost += 1 }
+        }
+        return verdict
+    }
+}
+
+/// A stop signal shared by concurrent writer tasks.
+final class Flag: Sendable {
+    private let value = Atomic(true)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func clear() { value.store(false, ordering: .relaxed) }
+}
