@@ -1,5 +1,5 @@
 # sessiond — every target installs the Debian packages it needs first (only when missing).
-.PHONY: deps build test run bench bench-redis-client contract-test cluster cluster-down demo clean
+.PHONY: deps build test run bench bench-redis-client contract-test cluster cluster-down demo host-crash-demo clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -44,6 +44,11 @@ cluster-down:
 # The scripted demo against the running cluster (make cluster first).
 demo:
 	bash scripts/demo.sh
+
+# What a host crash costs each durability mode (the async loss depends on the machine's speed, so
+# it is a demonstration outside make test; README's failover section quotes its figures).
+host-crash-demo:
+	bash scripts/host-crash-demo.sh
 
 clean:
 	rm -rf .build
