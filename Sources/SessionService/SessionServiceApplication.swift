@@ -28,6 +28,9 @@ public enum SessionServiceApplication {
                 username: configuration.sentinelUsername, password: configuration.sentinelPassword
             )
         }
+        if !configuration.redisCluster.isEmpty {
+            redisConfiguration.cluster = ClusterConfiguration(seeds: configuration.redisCluster)
+        }
         var redisLogger = logger
         redisLogger[metadataKey: "component"] = "redis"
         let metrics = ServiceMetrics()
@@ -54,7 +57,8 @@ public enum SessionServiceApplication {
         HealthController(
             store: store, instance: configuration.instance,
             requiredReplicas: redisConfiguration.durability?.replicas ?? 0,
-            redisAddress: redisConfiguration.sentinel.map { "sentinel master '\($0.masterName)'" }
+            redisAddress: redisConfiguration.cluster.map { "cluster (seeds \($0.seeds.map(\.description).joined(separator: ",")))" }
+                ?? redisConfiguration.sentinel.map { "sentinel master '\($0.masterName)'" }
                 ?? "\(redisConfiguration.host):\(redisConfiguration.port)",
             openAPIDocument: try HealthController.loadOpenAPIDocument(), metrics: metrics
         ).addRoutes(to: router)

@@ -7,17 +7,17 @@ import SessionService
 /// A real sessiond application, in process, serving HTTP on a free loopback port against a real
 /// redis-server. Tests talk to it only over HTTP (``HTTPTestClient``).
 ///
-/// It keeps the server it was started with alive, and shuts down when the test lets go of it (a
+/// It keeps the Redis it was started on alive, and shuts down when the test lets go of it (a
 /// test that throws before ``stop()`` included), so no test leaves a service running.
 final class TestService: Sendable {
     let port: Int
     private let task: Task<Void, any Error>
-    private let redis: RedisServer
+    let backend: Backend
 
-    private init(port: Int, task: Task<Void, any Error>, redis: RedisServer) {
+    private init(port: Int, task: Task<Void, any Error>, backend: Backend) {
         self.port = port
         self.task = task
-        self.redis = redis
+        self.backend = backend
     }
 
     deinit {
@@ -28,9 +28,17 @@ final class TestService: Sendable {
         redis: RedisServer,
         configure: (inout SessionServiceConfiguration) -> Void = { _ in }
     ) async throws -> TestService {
+        try await start(on: .single(redis), configure: configure)
+    }
+
+    /// sessiond on `backend`, configured further by `configure`.
+    static func start(
+        on backend: Backend,
+        configure: (inout SessionServiceConfiguration) -> Void = { _ in }
+    ) async throws -> TestService {
         var configuration = SessionServiceConfiguration()
         configuration.port = 0
-        configuration.redisURL = redis.url
+        backend.configure(&configuration)
         configuration.instance = "test"
         configure(&configuration)
         var logger = Logger(label: "sessiond-test")
@@ -55,7 +63,7 @@ final class TestService: Sendable {
             task.cancel()
             throw TestServerError("sessiond did not start listening within 10 s")
         }
-        return TestService(port: port, task: task, redis: redis)
+        return TestService(port: port, task: task, backend: backend)
     }
 
     func stop() async {

@@ -2,6 +2,19 @@ import Logging
 import NIOCore
 import Synchronization
 
+/// Where a ``ConnectionSlot`` connects, and whom it tells what happened: the primary of the moment
+/// (standalone or Sentinel, through ``PrimaryResolver``) or one cluster node.
+struct ConnectionTarget: Sendable {
+    /// The server to connect to now.
+    let endpoint: @Sendable () async throws -> RedisEndpoint
+    /// Whether the handshake must confirm with `ROLE` that the server is a primary.
+    let confirmsPrimary: Bool
+    /// A handshake succeeded with this server.
+    let connected: @Sendable (RedisEndpoint) -> Void
+    /// A connect to this server failed, or a connection to it closed.
+    let lost: @Sendable (RedisEndpoint) -> Void
+}
+
 /// One of the client's connections: made lazily on first use, shared while it lives, made again
 /// after it breaks, with capped exponential backoff between failed attempts.
 ///
@@ -27,17 +40,17 @@ final class ConnectionSlot: Sendable {
     let eventLoop: any EventLoop
     private let configuration: RedisConfiguration
     private let functionLibraries: [RedisFunctionLibrary]
-    private let resolver: PrimaryResolver
+    private let target: ConnectionTarget
     private let logger: Logger
 
     init(
         eventLoop: any EventLoop, configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary],
-        resolver: PrimaryResolver, logger: Logger
+        target: ConnectionTarget, logger: Logger
     ) {
         self.eventLoop = eventLoop
         self.configuration = configuration
         self.functionLibraries = functionLibraries
-        self.resolver = resolver
+        self.target = target
         self.logger = logger
     }
 
@@ -109,12 +122,12 @@ final class ConnectionSlot: Sendable {
     private func establish(_ promise: EventLoopPromise<RedisConnection>, failures: Int) async {
         var endpoint: RedisEndpoint?
         do {
-            let (primary, _) = try await resolver.primary()
+            let primary = try await target.endpoint()
             endpoint = primary
             let connection = try await RedisConnection.connect(
-                to: configuration.pointing(to: primary), on: eventLoop, functionLibraries: functionLibraries, confirmPrimary: resolver.isSentinelMode
+                to: configuration.pointing(to: primary), on: eventLoop, functionLibraries: functionLibraries, confirmPrimary: target.confirmsPrimary
             )
-            resolver.confirmed(primary)
+            target.connected(primary)
             let accepted = state.withLock { state -> Bool in
                 if case .shutDown = state { return false }
                 state = .connected(connection)
@@ -135,13 +148,13 @@ final class ConnectionSlot: Sendable {
                     return true
                 }
                 if wasCurrent {
-                    self.resolver.invalidate(primary)
+                    self.target.lost(primary)
                     self.logger.warning("connection to Redis closed", metadata: ["redis": "\(primary)"])
                 }
             }
             promise.succeed(connection)
         } catch {
-            if let endpoint { resolver.invalidate(endpoint) }
+            if let endpoint { target.lost(endpoint) }
             let clientError = error as? RedisClientError ?? .connectionFailed("\(error)")
             let delay = backoff(afterFailures: failures)
             state.withLock { state in

@@ -19,6 +19,8 @@ public final class RedisClient: Sendable {
     private let nextSlot = Atomic<Int>(0)
     private let functionLibraries: [RedisFunctionLibrary]
     private let resolver: PrimaryResolver
+    /// Cluster mode: where each command goes (then `slots` is empty).
+    private let cluster: ClusterRouter?
     private let failoverTimeout: Duration
     private let durability: RedisDurability?
     private let metrics: RedisClientMetrics?
@@ -49,11 +51,24 @@ public final class RedisClient: Sendable {
         let count = max(1, configuration.connectionCount ?? loops.count)
         let metrics = metricsFactory.map { RedisClientMetrics(factory: $0) }
         let resolver = PrimaryResolver(configuration: configuration, logger: logger, metrics: metrics)
-        self.slots = (0..<count).map { index in
-            ConnectionSlot(
-                eventLoop: loops[index % loops.count], configuration: configuration,
-                functionLibraries: functionLibraries, resolver: resolver, logger: logger
+        let target = ConnectionTarget(
+            endpoint: { try await resolver.primary().0 }, confirmsPrimary: resolver.isSentinelMode,
+            connected: { resolver.confirmed($0) }, lost: { resolver.invalidate($0) }
+        )
+        if let clusterConfiguration = configuration.cluster {
+            self.cluster = ClusterRouter(
+                configuration: configuration, cluster: clusterConfiguration, loops: (0..<count).map { loops[$0 % loops.count] },
+                functionLibraries: functionLibraries, logger: logger, metrics: metrics
             )
+            self.slots = []
+        } else {
+            self.cluster = nil
+            self.slots = (0..<count).map { index in
+                ConnectionSlot(
+                    eventLoop: loops[index % loops.count], configuration: configuration,
+                    functionLibraries: functionLibraries, target: target, logger: logger
+                )
+            }
         }
         self.functionLibraries = functionLibraries
         self.resolver = resolver
@@ -98,6 +113,7 @@ public final class RedisClient: Sendable {
 
     private func sendRetrying(_ arguments: [RedisArgument], idempotent: Bool, durable: Bool) async throws -> RESPValue {
         let durability = durable ? self.durability : nil
+        if let cluster { return try await cluster.send(arguments, idempotent: idempotent, durability: durability) }
         guard resolver.isSentinelMode else { return try await sendOnce(arguments, durability: durability) }
         let deadline = ContinuousClock.now + failoverTimeout
         var pause = Duration.milliseconds(50)
@@ -154,7 +170,15 @@ public final class RedisClient: Sendable {
         try await send(arguments, idempotent: false)
     }
 
-    /// The server commands go to, how it was found, and what its `ROLE` says now.
+    /// Cluster mode: the slots covered and every primary, with what `ROLE` says on sessiond's own
+    /// connection to it. `nil` in the other modes.
+    /// - Throws: `connectionFailed` when no node gave a slot map within the failover deadline.
+    public func clusterStatus() async throws -> RedisClusterStatus? {
+        try await cluster?.status()
+    }
+
+    /// The server commands go to, how it was found, and what its `ROLE` says now (in Cluster mode:
+    /// one of the primaries; see ``clusterStatus()``).
     public func primaryStatus() async throws -> RedisPrimaryStatus {
         let (endpoint, source) = try await resolver.primary()
         let role = try await send(["ROLE"], idempotent: true).array ?? []
@@ -167,6 +191,7 @@ public final class RedisClient: Sendable {
     /// Closes every connection; later commands fail with `shutDown`.
     public func shutdown() async {
         resolver.shutdown()
+        await cluster?.shutdown()
         for slot in slots {
             await slot.shutdown()
         }
@@ -195,8 +220,10 @@ extension RedisClient {
         }
     }
 
-    /// Loads (or replaces) every library the client was given, on the server.
+    /// Loads (or replaces) every library the client was given, on the server (in Cluster mode, on
+    /// every primary).
     public func loadFunctionLibraries() async throws {
+        if let cluster { return try await cluster.loadFunctionLibrariesEverywhere() }
         for library in functionLibraries {
             _ = try await send(library.loadCommand, idempotent: true)
         }

@@ -8,7 +8,10 @@ import Synchronization
 /// - `redis_command_errors_total{command, code}`: failed commands by ``RedisClientError`` code;
 /// - `redis_primary_changes_total`: times the confirmed primary moved to another server (failovers
 ///   seen; the first primary found does not count);
-/// - `redis_primary{address}`: 1 for the primary in use, 0 for ones used before.
+/// - `redis_primary{address}`: 1 for the primary in use, 0 for ones used before;
+/// - Cluster mode: `redis_cluster_redirects_total{kind="moved"|"ask"}`,
+///   `redis_cluster_topology_refreshes_total{result="ok"|"failed"}` (rounds of the refresh loop),
+///   `redis_cluster_node_commands_total{node}` (commands sent to each node, retries included).
 ///
 /// Metric objects are made once per label set and kept, so a command costs a dictionary lookup.
 final class RedisClientMetrics: Sendable {
@@ -17,10 +20,38 @@ final class RedisClientMetrics: Sendable {
     private let errors = Mutex<[String: Counter]>([:])
     private let primaries = Mutex<(current: RedisEndpoint?, gauges: [RedisEndpoint: Gauge])>((nil, [:]))
     private let primaryChanges: Counter
+    private let redirects: [ClusterRedirect.Kind: Counter]
+    private let refreshes: (ok: Counter, failed: Counter)
+    private let nodeCommands = Mutex<[RedisEndpoint: Counter]>([:])
 
     init(factory: any MetricsFactory) {
         self.factory = factory
         primaryChanges = Counter(label: "redis_primary_changes_total", factory: factory)
+        redirects = [
+            .moved: Counter(label: "redis_cluster_redirects_total", dimensions: [("kind", "moved")], factory: factory),
+            .ask: Counter(label: "redis_cluster_redirects_total", dimensions: [("kind", "ask")], factory: factory),
+        ]
+        refreshes = (
+            Counter(label: "redis_cluster_topology_refreshes_total", dimensions: [("result", "ok")], factory: factory),
+            Counter(label: "redis_cluster_topology_refreshes_total", dimensions: [("result", "failed")], factory: factory)
+        )
+    }
+
+    func recordRedirect(_ kind: ClusterRedirect.Kind) {
+        redirects[kind]?.increment()
+    }
+
+    func recordRefresh(succeeded: Bool) {
+        (succeeded ? refreshes.ok : refreshes.failed).increment()
+    }
+
+    func recordCommand(to node: RedisEndpoint) {
+        nodeCommands.withLock { counters in
+            if let counter = counters[node] { return counter }
+            let counter = Counter(label: "redis_cluster_node_commands_total", dimensions: [("node", node.description)], factory: factory)
+            counters[node] = counter
+            return counter
+        }.increment()
     }
 
     func recordCommand(_ arguments: [RedisArgument], duration: Duration, error: (any Error)?) {

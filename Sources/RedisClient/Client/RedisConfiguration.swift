@@ -28,11 +28,14 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// Sentinel mode: find the primary through these sentinels instead of `host:port` (which are
     /// then ignored); the credentials and database above still apply to the primary.
     public var sentinel: SentinelConfiguration?
+    /// Cluster mode: route each command to the primary of its key's slot, found from these seeds
+    /// (`host:port` are then ignored; the credentials still apply; the database must be 0).
+    public var cluster: ClusterConfiguration?
     /// When set, a command sent with `durable: true` is acknowledged only after `WAIT` confirms that
     /// this many replicas have it (concurrent writes share their waits).
     public var durability: RedisDurability?
-    /// In Sentinel mode, how long a command may wait for a failover to finish (retrying what is safe
-    /// to retry) before its error is returned.
+    /// In Sentinel and Cluster mode, how long a command may wait for a failover (or a slot
+    /// migration) to finish, retrying what is safe to retry, before its error is returned.
     public var failoverTimeout: Duration = .seconds(5)
 
     /// A configuration for `host:port` with no credentials and database 0.

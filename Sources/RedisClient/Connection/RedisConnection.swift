@@ -121,9 +121,18 @@ final class RedisConnection: Sendable {
         return reply
     }
 
-    private func sendNumbered(_ arguments: [RedisArgument]) async throws -> (reply: RESPValue, sequence: UInt64) {
+    /// Sends `ASKING` and the command in one write, so that no other caller's command can come
+    /// between them (Redis forgets `ASKING` after the next command); returns the command's reply,
+    /// once `durability.replicas` replicas have it when `durability` is given.
+    func sendAsking(_ arguments: [RedisArgument], durability: RedisDurability?) async throws -> RESPValue {
+        let (reply, sequence) = try await sendNumbered(arguments, asking: true)
+        if let durability { try await awaitReplication(after: sequence, durability) }
+        return reply
+    }
+
+    private func sendNumbered(_ arguments: [RedisArgument], asking: Bool = false) async throws -> (reply: RESPValue, sequence: UInt64) {
         try Task.checkCancellation()
-        let (promise, sequence) = try enqueue(arguments)
+        let (promise, sequence) = try asking ? enqueue(["ASKING"], then: arguments) : enqueue(arguments)
         let reply = try await withTaskCancellationHandler {
             try await promise.futureResult.get()
         } onCancel: {
@@ -133,24 +142,43 @@ final class RedisConnection: Sendable {
         return (reply, sequence)
     }
 
-    /// Writes the command into the channel and numbers it, atomically.
-    private func enqueue(_ arguments: [RedisArgument]) throws -> (EventLoopPromise<RESPValue>, UInt64) {
-        var buffer = channel.allocator.buffer(capacity: 64)
-        try RESPCommandEncoder.encode(arguments, into: &buffer)
-        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        let request = RedisRequest(encoded: buffer, promise: promise)
-        // A write into a channel that has already closed never reaches the handler, so nothing
-        // would ever complete the reply promise: fail it with the write's own failure.
-        let written = channel.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { error in
-            promise.fail(RedisClientError.connectionClosed("the connection to Redis is closed: \(error)"))
-        }
+    /// Writes the command into the channel and numbers it, atomically; with `first`, that command
+    /// goes immediately before it (its reply is dropped).
+    private func enqueue(_ first: [RedisArgument]? = nil, then arguments: [RedisArgument]) throws -> (EventLoopPromise<RESPValue>, UInt64) {
+        let before = try first.map { try makeRequest($0) }
+        let (command, promise) = try makeRequest(arguments)
         let sequence = sendOrder.withLock { counter -> UInt64 in
+            if let before {
+                counter += 1
+                write(before.request)
+            }
             counter += 1
-            channel.write(request, promise: written)
+            write(command)
             return counter
         }
         return (promise, sequence)
+    }
+
+    private func enqueue(_ arguments: [RedisArgument]) throws -> (EventLoopPromise<RESPValue>, UInt64) {
+        try enqueue(nil, then: arguments)
+    }
+
+    private func makeRequest(_ arguments: [RedisArgument]) throws -> (request: RedisRequest, promise: EventLoopPromise<RESPValue>) {
+        var buffer = channel.allocator.buffer(capacity: 64)
+        try RESPCommandEncoder.encode(arguments, into: &buffer)
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        return (RedisRequest(encoded: buffer, promise: promise), promise)
+    }
+
+    /// A write into a channel that has already closed never reaches the handler, so nothing would
+    /// ever complete the reply promise: the write's own failure fails it.
+    private func write(_ request: RedisRequest) {
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        let promise = request.promise
+        written.futureResult.whenFailure { error in
+            promise.fail(RedisClientError.connectionClosed("the connection to Redis is closed: \(error)"))
+        }
+        channel.write(request, promise: written)
     }
 
     /// Returns once `durability.replicas` replicas have the command numbered `sequence` (and

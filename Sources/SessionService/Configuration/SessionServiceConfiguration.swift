@@ -27,7 +27,9 @@ public struct SessionServiceConfiguration: Sendable {
     public var sentinelMaster = "mymaster"
     public var sentinelUsername: String?
     public var sentinelPassword: String?
-    /// In Sentinel mode, how long a request may wait for a failover (milliseconds).
+    /// Cluster mode: `host:port` of seed nodes of a Redis Cluster (empty = not a cluster).
+    public var redisCluster: [RedisEndpoint] = []
+    /// In Sentinel and Cluster mode, how long a request may wait for a failover (milliseconds).
     public var failoverTimeout = 5000
     /// `replicated`: a write is acknowledged only once `durabilityReplicas` replicas have it.
     public var durability = Durability.async
@@ -119,6 +121,13 @@ public struct SessionServiceConfiguration: Sendable {
                 throw ConfigurationError(setting: "--sentinels / SESSIOND_SENTINELS", reason: (error as? RedisClientError)?.message ?? "\(error)")
             }
         },
+        Setting(name: "redis-cluster", help: "comma-separated host:port of Redis Cluster seed nodes (any one answering is enough); commands then go to the primary of each key's slot (the URL's host and port are not used, its credentials are; its database must be 0)", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
+            do {
+                configuration.redisCluster = try ClusterConfiguration.seeds(parsing: value)
+            } catch {
+                throw ConfigurationError(setting: "--redis-cluster / SESSIOND_REDIS_CLUSTER", reason: (error as? RedisClientError)?.message ?? "\(error)")
+            }
+        },
         Setting(name: "sentinel-master", help: "the master name the sentinels monitor", defaultDescription: "mymaster") { configuration, value throws(ConfigurationError) in
             guard !value.isEmpty, value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
                 throw ConfigurationError(setting: "--sentinel-master / SESSIOND_SENTINEL_MASTER", reason: "must be a name without spaces")
@@ -131,7 +140,7 @@ public struct SessionServiceConfiguration: Sendable {
         Setting(name: "sentinel-password", help: "password of the sentinels (requirepass in sentinel.conf, or the ACL user's)", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
             configuration.sentinelPassword = value.isEmpty ? nil : value
         },
-        Setting(name: "failover-timeout", help: "milliseconds a request may wait for a Sentinel failover before 503", defaultDescription: "5000") { configuration, value throws(ConfigurationError) in
+        Setting(name: "failover-timeout", help: "milliseconds a request may wait for a Sentinel or Cluster failover (or a slot migration) before 503", defaultDescription: "5000") { configuration, value throws(ConfigurationError) in
             configuration.failoverTimeout = try integer(value, "--failover-timeout / SESSIOND_FAILOVER_TIMEOUT", in: 100...600_000)
         },
         Setting(name: "durability", help: "async (acknowledged once on the primary) or replicated (once WAIT confirms the replicas have it)", defaultDescription: "async") { configuration, value throws(ConfigurationError) in
@@ -210,10 +219,23 @@ public struct SessionServiceConfiguration: Sendable {
                 reason: "'\(host)' is not a loopback address and no API keys are configured; set SESSIOND_API_KEYS, or SESSIOND_ALLOW_UNAUTHENTICATED=true to serve unauthenticated on purpose"
             )
         }
+        let redis: RedisConfiguration
         do {
-            _ = try RedisConfiguration(url: redisURL)
+            redis = try RedisConfiguration(url: redisURL)
         } catch {
             throw ConfigurationError(setting: "--redis-url / SESSIOND_REDIS_URL", reason: (error as? RedisClientError)?.message ?? "\(error)")
+        }
+        if !redisCluster.isEmpty && !sentinels.isEmpty {
+            throw ConfigurationError(
+                setting: "--redis-cluster / SESSIOND_REDIS_CLUSTER",
+                reason: "is set together with --sentinels / SESSIOND_SENTINELS; sessiond talks to a Redis Cluster or to a Sentinel-watched primary, not both"
+            )
+        }
+        if !redisCluster.isEmpty && redis.database != 0 {
+            throw ConfigurationError(
+                setting: "--redis-url / SESSIOND_REDIS_URL",
+                reason: "names database \(redis.database), but a Redis Cluster has only database 0"
+            )
         }
     }
 

@@ -30,11 +30,12 @@ struct HealthController {
     /// `GET /healthz`: the process is up and serving HTTP (Redis is not asked).
     static let alive = JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#))
 
-    /// 200 when Redis takes a write now; 503 `storage_unavailable` saying why otherwise.
+    /// 200 when Redis takes a write now (in Cluster mode: every slot is served by a primary that
+    /// answers as one); 503 `storage_unavailable` saying why otherwise.
     @Sendable func ready(_ request: Request, context: Context) async throws -> Response {
-        let primary: RedisPrimaryStatus
+        let topology: SessionStore.Topology
         do {
-            primary = try await store.checkWritable(instance: instance)
+            topology = try await store.checkWritable(instance: instance)
         } catch {
             let reason: String = switch error {
             case .unavailable(let cause): "Redis at \(redisAddress) is not writable: \(cause)"
@@ -42,24 +43,80 @@ struct HealthController {
             }
             throw APIError.storageUnavailable(reason)
         }
-        if primary.connectedReplicas < requiredReplicas {
-            throw APIError.storageUnavailable(
-                "the primary \(primary.endpoint) has \(primary.connectedReplicas) replicas; replicated writes need \(requiredReplicas)"
-            )
-        }
         var writer = JSONWriter()
         writer.raw(#"{"status":"ready","redis":"#)
         writer.string(redisAddress)
-        writer.raw(#","primary":{"address":"#)
-        writer.string(primary.endpoint.description)
-        writer.raw(#","role":"#)
-        writer.string(primary.role)
-        writer.raw(#","connected_replicas":"#)
-        writer.integer(Int64(primary.connectedReplicas))
-        writer.raw(#","found_by":"#)
-        writer.string(primary.foundBy)
-        writer.raw("}}")
+        switch topology {
+        case .primary(let primary):
+            try checkReplicas(primary.connectedReplicas, of: primary.endpoint)
+            writer.raw(#","primary":{"address":"#)
+            writer.string(primary.endpoint.description)
+            writer.raw(#","role":"#)
+            writer.string(primary.role)
+            writer.raw(#","connected_replicas":"#)
+            writer.integer(Int64(primary.connectedReplicas))
+            writer.raw(#","found_by":"#)
+            writer.string(primary.foundBy)
+            writer.raw("}")
+        case .cluster(let cluster):
+            try checkCluster(cluster)
+            writer.raw(#","cluster":{"covered_slots":"#)
+            writer.integer(Int64(cluster.coveredSlots))
+            writer.raw(#","nodes":["#)
+            for (index, node) in cluster.nodes.enumerated() {
+                if index > 0 { writer.raw(",") }
+                writer.raw(#"{"address":"#)
+                writer.string(node.endpoint.description)
+                writer.raw(#","role":"#)
+                writer.string(node.role)
+                writer.raw(#","slots":["#)
+                for (rangeIndex, range) in node.slotRanges.enumerated() {
+                    writer.raw(rangeIndex > 0 ? ",[" : "[")
+                    writer.integer(Int64(range.lowerBound))
+                    writer.raw(",")
+                    writer.integer(Int64(range.upperBound))
+                    writer.raw("]")
+                }
+                writer.raw(#"],"replicas":["#)
+                for (replicaIndex, replica) in node.replicas.enumerated() {
+                    if replicaIndex > 0 { writer.raw(",") }
+                    writer.string(replica.description)
+                }
+                writer.raw(#"],"connected_replicas":"#)
+                writer.integer(Int64(node.connectedReplicas))
+                writer.raw("}")
+            }
+            writer.raw("]}")
+        }
+        writer.raw("}")
         return JSONResponse.make(.ok, writer.buffer).response
+    }
+
+    /// Replicated mode: fewer connected replicas than required means writes cannot succeed.
+    private func checkReplicas(_ connected: Int, of primary: RedisEndpoint) throws {
+        if connected < requiredReplicas {
+            throw APIError.storageUnavailable(
+                "the primary \(primary) has \(connected) replicas; replicated writes need \(requiredReplicas)"
+            )
+        }
+    }
+
+    /// Every slot served, every primary reachable and a master, with enough replicas.
+    private func checkCluster(_ cluster: RedisClusterStatus) throws {
+        for node in cluster.nodes {
+            if let error = node.error {
+                throw APIError.storageUnavailable("the cluster primary \(node.endpoint) is not reachable: \(error)")
+            }
+            if node.role != "master" {
+                throw APIError.storageUnavailable("the cluster node \(node.endpoint) serves slots but is a \(node.role), not a primary")
+            }
+            try checkReplicas(node.connectedReplicas, of: node.endpoint)
+        }
+        if cluster.coveredSlots < HashSlot.count {
+            throw APIError.storageUnavailable(
+                "\(HashSlot.count - cluster.coveredSlots) of \(HashSlot.count) cluster slots are served by no primary"
+            )
+        }
     }
 
     /// The contract shipped with the binary (Resources/openapi.yaml; the repository root links to it).

@@ -203,10 +203,20 @@ struct SessionStore: Sendable {
 
     // MARK: - Health
 
-    /// Proves Redis takes writes (a short-lived key) and describes the primary in use.
-    func checkWritable(instance: String) async throws(SessionStoreError) -> RedisPrimaryStatus {
+    /// What the store runs on: one primary, or a cluster's primaries.
+    enum Topology: Sendable {
+        case primary(RedisPrimaryStatus)
+        case cluster(RedisClusterStatus)
+    }
+
+    /// Proves Redis takes writes (a short-lived key) and describes the primary in use, or every
+    /// primary of the cluster.
+    func checkWritable(instance: String) async throws(SessionStoreError) -> Topology {
         _ = try await send(["SET", RedisArgument(SessionKeys.readinessProbe), RedisArgument(instance), "PX", "10000"])
-        return try await withSessionStoreErrors { try await redis.primaryStatus() }
+        return try await withSessionStoreErrors {
+            if let cluster = try await redis.clusterStatus() { return .cluster(cluster) }
+            return .primary(try await redis.primaryStatus())
+        }
     }
 
     // MARK: - Redis

@@ -1,0 +1,41 @@
+/// A Redis Cluster node's answer that a key's slot is served elsewhere.
+///
+/// - `MOVED <slot> <host>:<port>`: the slot lives on that node now; the map is out of date.
+/// - `ASK <slot> <host>:<port>`: the slot is being migrated and this key may already be on that
+///   node; ask it once, preceded by `ASKING`, and leave the map as it is.
+struct ClusterRedirect: Equatable, Sendable {
+    enum Kind: String, Sendable {
+        case moved
+        case ask
+    }
+
+    let kind: Kind
+    let slot: Int
+    let endpoint: RedisEndpoint
+
+    init(kind: Kind, slot: Int, endpoint: RedisEndpoint) {
+        self.kind = kind
+        self.slot = slot
+        self.endpoint = endpoint
+    }
+
+    /// Parses a server error's message; `nil` when it is not a redirect. An empty host (a node that
+    /// does not know its own address) means the node that answered, `answeredBy`.
+    init?(_ error: RedisClientError, answeredBy: RedisEndpoint) {
+        guard let prefix = error.serverErrorPrefix else { return nil }
+        switch prefix {
+        case "MOVED": kind = .moved
+        case "ASK": kind = .ask
+        default: return nil
+        }
+        let words = error.message.split(separator: " ")
+        guard words.count == 3, let slot = Int(words[1]), (0..<HashSlot.count).contains(slot),
+            let colon = words[2].lastIndex(of: ":"), let port = Int(words[2][words[2].index(after: colon)...]),
+            (1...65535).contains(port)
+        else { return nil }
+        var host = String(words[2][..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        self.slot = slot
+        self.endpoint = RedisEndpoint(host: host.isEmpty ? answeredBy.host : host, port: port)
+    }
+}

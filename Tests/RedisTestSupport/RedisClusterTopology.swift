@@ -1,0 +1,157 @@
+import Foundation
+import NIOPosix
+import RedisClient
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A real Redis Cluster on loopback: primaries with one replica each, `cluster-node-timeout 1000`
+/// and `cluster-require-full-coverage no`, made with `redis-cli --cluster create`. Its processes
+/// live as long as the test holds it (see ``RedisServer``).
+public final class RedisClusterTopology: Sendable {
+    /// Every node, in the order given to `redis-cli --cluster create` (primaries first).
+    public let nodes: [RedisServer]
+
+    private init(nodes: [RedisServer]) {
+        self.nodes = nodes
+    }
+
+    /// The settings every node of a test cluster runs with.
+    public static let nodeArguments = [
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "1000",
+        "--cluster-require-full-coverage", "no", "--repl-diskless-sync-delay", "0",
+    ]
+
+    /// `127.0.0.1:<port>,...` of every node, as SESSIOND_REDIS_CLUSTER takes them.
+    public var seedList: String { nodes.map { "127.0.0.1:\($0.port)" }.joined(separator: ",") }
+
+    /// The nodes as endpoints.
+    public var endpoints: [RedisEndpoint] { nodes.map { RedisEndpoint(host: "127.0.0.1", port: $0.port) } }
+
+    /// Starts `primaries` primaries with `replicasPerPrimary` replicas each, creates the cluster and
+    /// waits (bounded) until every node sees it whole and every replica is in sync.
+    public static func start(primaries: Int = 3, replicasPerPrimary: Int = 1) async throws -> RedisClusterTopology {
+        var nodes: [RedisServer] = []
+        for _ in 0..<(primaries * (1 + replicasPerPrimary)) {
+            nodes.append(try await RedisServer.start(arguments: nodeArguments))
+        }
+        let topology = RedisClusterTopology(nodes: nodes)
+        try await runToCompletion(
+            ["redis-cli", "--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" }
+                + ["--cluster-replicas", String(replicasPerPrimary), "--cluster-yes"]
+        )
+        try await topology.waitUntilHealthy(primaries: primaries, nodeCount: nodes.count)
+        return topology
+    }
+
+    /// Waits until every node reports `cluster_state:ok`, knows every node, and sees `primaries`
+    /// primaries each with an online replica.
+    public func waitUntilHealthy(primaries: Int, nodeCount: Int, timeout: Duration = .seconds(30)) async throws {
+        let ready = await eventually(timeout: timeout, interval: .milliseconds(50)) {
+            for node in self.nodes {
+                let info = try await self.send(["CLUSTER", "INFO"], to: node).string ?? ""
+                guard info.contains("cluster_state:ok"), info.contains("cluster_known_nodes:\(nodeCount)") else { return false }
+            }
+            let slots = try await self.send(["CLUSTER", "SLOTS"], to: self.nodes[0]).array ?? []
+            let withReplicas = nodeCount > primaries
+            guard Set(slots.compactMap { $0.array?[2].array?[1].integer }).count == primaries,
+                !withReplicas || slots.allSatisfy({ ($0.array?.count ?? 0) >= 4 })
+            else { return false }
+            for node in self.nodes where try await self.send(["ROLE"], to: node).array?.first?.string == "slave" {
+                let role = try await self.send(["ROLE"], to: node).array ?? []
+                guard role.count >= 4, role[3].string == "connected" else { return false }
+            }
+            return true
+        }
+        guard ready else { throw TestServerError("the Redis Cluster did not become healthy within \(timeout)") }
+    }
+
+    /// Sends one command to one node (not routed).
+    public func send(_ arguments: [RedisArgument], to node: RedisServer) async throws -> RESPValue {
+        let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: node.port))
+        do {
+            let reply = try await client.send(arguments)
+            await client.shutdown()
+            return reply
+        } catch {
+            await client.shutdown()
+            throw error
+        }
+    }
+
+    /// The node listening on `port`.
+    public func node(port: Int) -> RedisServer? {
+        nodes.first { $0.port == port }
+    }
+
+    /// The node serving `slot` as primary now, as `CLUSTER SLOTS` on `asking` (default: the first
+    /// node still running that answers) says.
+    public func primary(ofSlot slot: Int) async throws -> RedisServer {
+        for source in nodes {
+            guard let slots = try? await send(["CLUSTER", "SLOTS"], to: source).array else { continue }
+            for range in slots {
+                guard let fields = range.array, let start = fields[0].integer, let end = fields[1].integer,
+                    start...end ~= Int64(slot), let port = fields[2].array?[1].integer, let node = node(port: Int(port))
+                else { continue }
+                return node
+            }
+        }
+        throw TestServerError("no node names a primary for slot \(slot)")
+    }
+
+    /// A node's cluster id.
+    public func id(of node: RedisServer) async throws -> String {
+        guard let id = try await send(["CLUSTER", "MYID"], to: node).string else { throw TestServerError("CLUSTER MYID gave no id") }
+        return id
+    }
+
+    /// Moves `slot` from its primary to `target` as `redis-cli --cluster reshard` does: IMPORTING on
+    /// the target, MIGRATING on the source, every key MIGRATEd, then the slot assigned to the target
+    /// everywhere. `whileMigrating` runs after the keys moved and before the slot is reassigned: the
+    /// window in which the source answers ASK.
+    public func migrate(slot: Int, to target: RedisServer, whileMigrating: () async throws -> Void = {}) async throws {
+        let source = try await primary(ofSlot: slot)
+        guard source !== target else { return }
+        let sourceID = try await id(of: source)
+        let targetID = try await id(of: target)
+        _ = try await send(["CLUSTER", "SETSLOT", RedisArgument(slot), "IMPORTING", RedisArgument(sourceID)], to: target)
+        _ = try await send(["CLUSTER", "SETSLOT", RedisArgument(slot), "MIGRATING", RedisArgument(targetID)], to: source)
+        while true {
+            let keys = try await send(["CLUSTER", "GETKEYSINSLOT", RedisArgument(slot), "100"], to: source).array ?? []
+            if keys.isEmpty { break }
+            _ = try await send(
+                ["MIGRATE", "127.0.0.1", RedisArgument(target.port), "", "0", "5000", "KEYS"] + keys.compactMap { $0.bytes.map { RedisArgument(bytes: $0) } },
+                to: source
+            )
+        }
+        try await whileMigrating()
+        for node in [target, source] {
+            _ = try await send(["CLUSTER", "SETSLOT", RedisArgument(slot), "NODE", RedisArgument(targetID)], to: node)
+        }
+        for node in nodes where node !== target && node !== source {
+            _ = try? await send(["CLUSTER", "SETSLOT", RedisArgument(slot), "NODE", RedisArgument(targetID)], to: node)
+        }
+    }
+}
+
+/// Runs `argv` (looked up on PATH) to completion without blocking a thread; throws unless it
+/// exits 0 within `timeout`.
+public func runToCompletion(_ argv: [String], timeout: Duration = .seconds(60)) async throws {
+    let pid = try await NIOThreadPool.singleton.runIfActive { try spawnDyingWithParent(argv) }
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        var status: Int32 = 0
+        if waitpid(pid, &status, WNOHANG) == pid {
+            let exited = status & 0x7f == 0
+            let code = (status >> 8) & 0xff
+            guard exited && code == 0 else { throw TestServerError("\(argv[0]) failed (status \(status)): \(argv.joined(separator: " "))") }
+            return
+        }
+        if ContinuousClock.now >= deadline {
+            Glibc.kill(pid, SIGKILL)
+            throw TestServerError("\(argv[0]) did not finish within \(timeout)")
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
