@@ -85,19 +85,45 @@ public final class RedisClusterTopology: Sendable {
         nodes.first { $0.port == port }
     }
 
-    /// The node serving `slot` as primary now, as `CLUSTER SLOTS` on `asking` (default: the first
-    /// node still running that answers) says.
-    public func primary(ofSlot slot: Int) async throws -> RedisServer {
+    /// The port of the node serving `slot` as primary now, as the first node that answers
+    /// `CLUSTER SLOTS` says (a node added to the cluster included).
+    public func primaryPort(ofSlot slot: Int) async throws -> Int {
         for source in nodes {
             guard let slots = try? await send(["CLUSTER", "SLOTS"], to: source).array else { continue }
             for range in slots {
                 guard let fields = range.array, let start = fields[0].integer, let end = fields[1].integer,
-                    start...end ~= Int64(slot), let port = fields[2].array?[1].integer, let node = node(port: Int(port))
+                    start...end ~= Int64(slot), let port = fields[2].array?[1].integer
                 else { continue }
-                return node
+                return Int(port)
             }
         }
         throw TestServerError("no node names a primary for slot \(slot)")
+    }
+
+    /// The node (of ``nodes``) serving `slot` as primary now.
+    public func primary(ofSlot slot: Int) async throws -> RedisServer {
+        let port = try await primaryPort(ofSlot: slot)
+        guard let node = node(port: port) else { throw TestServerError("slot \(slot) is served by \(port), not one of the cluster's first nodes") }
+        return node
+    }
+
+    /// The nodes serving slots as primaries now, as the first node that answers says.
+    public func primaries() async throws -> [RedisServer] {
+        for source in nodes {
+            guard let slots = try? await send(["CLUSTER", "SLOTS"], to: source).array else { continue }
+            var ports: [Int] = []
+            for range in slots {
+                if let port = range.array?[2].array?[1].integer, !ports.contains(Int(port)) { ports.append(Int(port)) }
+            }
+            return ports.compactMap { node(port: $0) }
+        }
+        throw TestServerError("no node answered CLUSTER SLOTS")
+    }
+
+    /// The nodes that are replicas now.
+    public func replicas() async throws -> [RedisServer] {
+        let primaries = try await primaries()
+        return nodes.filter { node in !primaries.contains { $0 === node } }
     }
 
     /// A node's cluster id.

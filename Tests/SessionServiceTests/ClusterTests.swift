@@ -56,3 +56,136 @@ extension ReplicationSuites {
     }
 }
 }
+
+extension ReplicationSuites.ClusterTests {
+    /// Creates sessions until every primary holds at least `perPrimary`; returns the tokens with
+    /// the port of the primary holding each.
+    static func sessionsOnEveryPrimary(_ service: TestService, _ cluster: RedisClusterTopology, perPrimary: Int) async throws -> [(token: String, primary: Int)] {
+        let primaries = try await cluster.primaries().map(\.port)
+        var sessions: [(token: String, primary: Int)] = []
+        var counts: [Int: Int] = [:]
+        while primaries.contains(where: { counts[$0, default: 0] < perPrimary }) {
+            let (token, session) = try await service.create(#"{"data":{"n":0}}"#)
+            let port = try await cluster.primary(ofSlot: slot(ofSession: try #require(session["id"] as? String))).port
+            guard counts[port, default: 0] < perPrimary else { continue }
+            counts[port, default: 0] += 1
+            sessions.append((token, port))
+        }
+        return sessions
+    }
+
+    @Test func reshardingUnderLoadFailsNothingLosesNothingAndDoublesNothing() async throws {
+        let cluster = try await RedisClusterTopology.start()
+        let service = try await Self.service(cluster)
+        let sessions = try await Self.sessionsOnEveryPrimary(service, cluster, perPrimary: 6)
+        let running = Flag()
+        let load = Task {
+            try await WriteLoad(service: service, creators: 0, patchers: sessions.count, readBack: true, sessions: sessions.map(\.token)).run(while: running)
+        }
+        try await Task.sleep(for: .milliseconds(300))  // a stretch of writing before the first migration
+        // Move the slot of every other session to the next primary, lingering between the keys'
+        // move and the slot's reassignment: the window in which the old owner answers ASK.
+        let primaries = try await cluster.primaries()
+        for (index, session) in sessions.enumerated() where index % 2 == 0 {
+            let slot = Self.slot(ofSession: try await Self.id(ofSessionWith: session.token, service))
+            let current = try #require(primaries.firstIndex { $0.port == session.primary })
+            try await cluster.migrate(slot: slot, to: primaries[(current + 1) % primaries.count]) {
+                try await Task.sleep(for: .milliseconds(150))  // writes keep coming meanwhile
+            }
+        }
+        try await Task.sleep(for: .milliseconds(500))  // a stretch of writing after the last migration
+        running.clear()
+        let outcome = try await load.value
+        let verdict = try await WriteLoad.verify(outcome, through: service)
+        let metrics = try await service.request("GET", "/metrics").text
+        let moved = Self.metric("redis_cluster_redirects_total{kind=\"moved\"}", in: metrics)
+        let asked = Self.metric("redis_cluster_redirects_total{kind=\"ask\"}", in: metrics)
+        print("cluster resharding: \(sessions.count / 2) slots moved under \(sessions.count) writers; \(outcome.refused.count) refused; \(verdict); MOVED \(Int(moved)), ASK \(Int(asked))")
+        #expect(outcome.refused.isEmpty, "\(outcome.refused.prefix(5))")
+        #expect(verdict.lost == 0 && verdict.doubled == 0 && verdict.unreadable.isEmpty, "\(verdict)")
+        #expect(moved > 0, "MOVED was followed")
+        #expect(asked > 0, "ASK was followed")
+        await service.stop()
+    }
+
+    @Test func killingAShardsPrimaryCostsItsSlotsSecondsAndTheOtherShardsNothing() async throws {
+        let cluster = try await RedisClusterTopology.start()
+        let service = try await Self.service(cluster)
+        let created = try await Self.sessionsOnEveryPrimary(service, cluster, perPrimary: 7)
+        let victim = try #require(cluster.node(port: created[0].primary))
+        // One session on the victim's shard stays out of the load: polled to see writes resume.
+        let probe = created[0].token
+        let sessions = Array(created.dropFirst())
+        let running = Flag()
+        let load = Task {
+            try await WriteLoad(service: service, creators: 0, patchers: sessions.count, sessions: sessions.map(\.token)).run(while: running)
+        }
+        try await Task.sleep(for: .milliseconds(500))  // a stretch of writing before the kill
+        let killedAt = ContinuousClock.now
+        await victim.kill()
+        #expect(await eventually(timeout: .seconds(15)) { try await service.patch(probe, #"{"probe":1}"#).status == 200 })
+        let resumed = ContinuousClock.now - killedAt
+        try await Task.sleep(for: .seconds(1))  // a stretch of writing after the failover
+        running.clear()
+        let outcome = try await load.value
+        let verdict = try await WriteLoad.verify(outcome, through: service)
+        let victimTokens = Set(sessions.filter { $0.primary == victim.port }.map(\.token))
+        let others = outcome.patchers.filter { !victimTokens.contains($0.token) }
+        let hit = outcome.patchers.filter { victimTokens.contains($0.token) }
+        let slowestOther = others.map(\.slowest).max() ?? .zero
+        print("cluster kill -9 of a primary: its slots written again \(resumed) after; other shards' slowest request \(slowestOther), refused \(others.reduce(0) { $0 + $1.refused }); its own shard refused \(hit.reduce(0) { $0 + $1.refused }); \(verdict)")
+        #expect(resumed < .seconds(5), "writes to its slots succeeded again \(resumed) after the kill")
+        #expect(others.allSatisfy { $0.refused == 0 }, "the other shards saw no failure")
+        #expect(slowestOther < .seconds(1), "no request to another shard took a second (\(slowestOther))")
+        #expect(outcome.refused.isEmpty, "\(outcome.refused.prefix(5))")
+        #expect(verdict.lost == 0 && verdict.doubled == 0 && verdict.unreadable.isEmpty, "\(verdict)")
+        await service.stop()
+    }
+
+    @Test func aNodeAddedAndGivenSlotsServesSessionsWithTheFunctionsLoaded() async throws {
+        let cluster = try await RedisClusterTopology.start()
+        let service = try await Self.service(cluster)
+        let newcomer = try await RedisServer.start(arguments: RedisClusterTopology.nodeArguments)
+        _ = try await cluster.send(["CLUSTER", "MEET", "127.0.0.1", RedisArgument(newcomer.port)], to: cluster.nodes[0])
+        #expect(await eventually {
+            let info = try await cluster.send(["CLUSTER", "INFO"], to: newcomer).string ?? ""
+            return info.contains("cluster_known_nodes:\(cluster.nodes.count + 1)") && info.contains("cluster_state:ok")
+        })
+        #expect(try await cluster.send(["FUNCTION", "LIST"], to: newcomer).array?.isEmpty == true, "a new node has no functions")
+        let (token, session) = try await service.create(#"{"data":{"n":0}}"#)
+        let slot = Self.slot(ofSession: try #require(session["id"] as? String))
+        try await cluster.migrate(slot: slot, to: newcomer)
+        #expect(await eventually { try await cluster.primaryPort(ofSlot: slot) == newcomer.port })
+        for step in 1...5 {
+            #expect(try await service.patch(token, "{\"n\":\(step)}").status == 200)
+        }
+        #expect((try await service.get(token).jsonObject?["version"] as? Int) == 6)
+        #expect(try await cluster.send(["FUNCTION", "LIST"], to: newcomer).array?.isEmpty == false, "sessiond loaded its library there")
+        // A node that loses the library (FUNCTION FLUSH) gets it again on the next call.
+        _ = try await cluster.send(["FUNCTION", "FLUSH"], to: newcomer)
+        #expect(try await service.patch(token, #"{"n":7}"#).status == 200)
+        await service.stop()
+    }
+
+    @Test func startsWhenOnlyOneSeedAnswersOrTheOnlySeedIsAReplica() async throws {
+        let cluster = try await RedisClusterTopology.start()
+        let dead = [try freeLoopbackPort(), try freeLoopbackPort()].map { RedisEndpoint(host: "127.0.0.1", port: $0) }
+        let live = try await cluster.primaries()[1]
+        let oneOfThree = try await Self.service(cluster) { configuration in
+            configuration.redisCluster = [dead[0], RedisEndpoint(host: "127.0.0.1", port: live.port), dead[1]]
+        }
+        #expect(try await oneOfThree.request("GET", "/readyz").status == 200)
+        let (token, _) = try await oneOfThree.create(#"{"data":{"a":1}}"#)
+        #expect(try await oneOfThree.get(token).status == 200)
+        await oneOfThree.stop()
+
+        let replica = try #require(try await cluster.replicas().first)
+        let replicaOnly = try await Self.service(cluster) { configuration in
+            configuration.redisCluster = [RedisEndpoint(host: "127.0.0.1", port: replica.port)]
+        }
+        #expect(try await replicaOnly.request("GET", "/readyz").status == 200)
+        #expect(try await replicaOnly.get(token).status == 200)
+        #expect(try await replicaOnly.create().token.count == 43)
+        await replicaOnly.stop()
+    }
+}

@@ -16,6 +16,10 @@ struct WriteLoad {
         var acknowledged = 0
         /// The `n` of the last patch answered 200.
         var lastAcknowledged = 0
+        /// Requests of this patcher answered other than 2xx (or not at all), reads included.
+        var refused = 0
+        /// The longest any of its requests took.
+        var slowest = Duration.zero
     }
 
     /// What the writers saw.
@@ -52,12 +56,17 @@ struct WriteLoad {
     let service: TestService
     let creators: Int
     let patchers: Int
+    /// Patchers read their session back after each acknowledged patch and count a read that does
+    /// not show it as refused.
+    var readBack = false
+    /// Patchers work on these sessions (tokens) instead of creating their own.
+    var sessions: [String] = []
 
     /// Creates the patchers' sessions (before any failure is injected), then writes until `running`
     /// is cleared.
     func run(while running: Flag) async throws -> Outcome {
-        var sessions: [String] = []
-        for _ in 0..<patchers {
+        var sessions = self.sessions
+        while sessions.count < patchers {
             sessions.append(try await service.create(#"{"data":{"n":0}}"#).token)
         }
         return await withTaskGroup(of: Outcome.self) { group in
@@ -101,20 +110,32 @@ struct WriteLoad {
         var outcome = Outcome()
         var patcher = Patcher(token: token)
         var step = 0
+        func refuse(_ reason: String) {
+            outcome.refused.append(reason)
+            patcher.refused += 1
+        }
         while running.isSet {
             step += 1
             let sent = ContinuousClock.now
             do {
                 let response = try await service.patch(token, "{\"n\":\(step)}")
+                patcher.slowest = max(patcher.slowest, .now - sent)
                 if response.status == 200 {
                     patcher.acknowledged += 1
                     patcher.lastAcknowledged = step
                     outcome.acknowledgements.append((sent, .now))
                 } else {
-                    outcome.refused.append("patch: \(response.status) \(response.text)")
+                    refuse("patch: \(response.status) \(response.text)")
+                    continue
                 }
+                guard readBack else { continue }
+                let readAt = ContinuousClock.now
+                let read = try await service.get(token, query: "?touch=false")
+                patcher.slowest = max(patcher.slowest, .now - readAt)
+                let seen = (read.jsonObject?["data"] as? [String: Any])?["n"] as? Int
+                if read.status != 200 || seen != step { refuse("read: \(read.status) n=\(seen.map(String.init) ?? "none") after patch \(step)") }
             } catch {
-                outcome.refused.append("patch: no answer: \(error)")
+                refuse("patch: no answer: \(error)")
             }
         }
         outcome.patchers = [patcher]
