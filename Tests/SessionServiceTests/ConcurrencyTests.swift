@@ -4,9 +4,9 @@ import Testing
 
 /// Concurrent writers of one session: no lost updates, no torn values, exactly one If-Match winner.
 @Suite struct ConcurrencyTests {
-    @Test func fiftyConcurrentPatchesOfDistinctAttributesAllSurvive() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func fiftyConcurrentPatchesOfDistinctAttributesAllSurvive(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create(#"{"data":{"base":0}}"#)
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
             for index in 0..<50 {
@@ -25,9 +25,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func concurrentPatchesOfOneAttributeLeaveOneWrittenValueWhole() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func concurrentPatchesOfOneAttributeLeaveOneWrittenValueWhole(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create()
         let written = (0..<20).map { index in
             "{\"writer\":\(index),\"items\":[\((0..<50).map { "\"\(index)-\($0)\"" }.joined(separator: ","))]}"
@@ -44,9 +44,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func anIfMatchRaceHasExactlyOneWinner() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func anIfMatchRaceHasExactlyOneWinner(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create()
         let responses = try await withThrowingTaskGroup(of: HTTPTestResponse.self) { group in
             for index in 0..<20 {
@@ -62,9 +62,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func ifMatchAcceptsTheCurrentVersionAStarOrAListAndRefusesGarbage() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func ifMatchAcceptsTheCurrentVersionAStarOrAListAndRefusesGarbage(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create()
         #expect(try await service.patch(token, #"{"a":1}"#, ifMatch: "\"1\"").status == 200)
         #expect(try await service.patch(token, #"{"a":2}"#, ifMatch: "\"7\", \"2\"").status == 200)

@@ -4,7 +4,8 @@ import RedisClient
 import RedisTestSupport
 import Testing
 
-/// Create, read, patch, replace, delete and rotate through real HTTP against a real Redis.
+/// Create, read, patch, replace, delete and rotate through real HTTP, on each topology sessiond
+/// runs on: one Redis, a Sentinel-watched primary, a Redis Cluster.
 @Suite struct SessionLifecycleTests {
     static var timestampPattern: Regex<Substring> { #/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/# }
 
@@ -29,9 +30,9 @@ import Testing
         return digest.prefix(16).map { String(format: "%02x", $0) }.joined()
     }
 
-    @Test func createReturnsATokenAndTheSessionWithItsId() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func createReturnsATokenAndTheSessionWithItsId(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         let response = try await service.request("POST", "/v1/sessions", json: #"{"user":"alice","data":{"cart":[1,2]},"idle_timeout":600,"absolute_timeout":3600}"#)
         #expect(response.status == 201)
         #expect(response.header("ETag") == "\"1\"")
@@ -62,10 +63,10 @@ import Testing
         await service.stop()
     }
 
-    @Test func theRedisKeyTTLAgreesWithExpiresAt() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
-        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+    @Test(arguments: Topology.allCases) func theRedisKeyTTLAgreesWithExpiresAt(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
+        let inspector = backend.inspector()
         let (_, short) = try await service.create(#"{"idle_timeout":100,"absolute_timeout":50}"#)
         let (_, long) = try await service.create(#"{"idle_timeout":100,"absolute_timeout":5000}"#)
         for session in [short, long] {
@@ -79,9 +80,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func readsSlideTheIdleDeadlineOnlyAfterTheTouchInterval() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis) { $0.touchInterval = 1 }
+    @Test(arguments: Topology.allCases) func readsSlideTheIdleDeadlineOnlyAfterTheTouchInterval(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend) { $0.touchInterval = 1 }
         let (token, created) = try await service.create(#"{"idle_timeout":30}"#)
         let createdSeen = try Self.milliseconds(created["last_seen_at"])
 
@@ -108,9 +109,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func patchSetsAndDeletesOnlyTheNamedAttributes() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func patchSetsAndDeletesOnlyTheNamedAttributes(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create(#"{"data":{"keep":"me","drop":1,"change":true}}"#)
         let response = try await service.patch(token, #"{"change":false,"drop":null,"add":{"nested":[null]}}"#)
         #expect(response.status == 200)
@@ -127,9 +128,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func putReplacesTheWholeDataObject() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func putReplacesTheWholeDataObject(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create(#"{"data":{"a":1,"b":2}}"#)
         let response = try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token)], json: #"{"c":3,"d":null}"#)
         #expect(response.status == 200)
@@ -141,9 +142,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func valuesComeBackExactlyAsSent() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func valuesComeBackExactlyAsSent(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         let values = [
             #""big":12345678901234567890"#, #""decimal":1.10"#, #""exponent":-0.5e+10"#,
             #""unicode":"żółć 🦊 \u00e9 \ud83d\ude00""#, #""escapes":"line\nbreak \"quoted\" \\ \/""#,
@@ -159,10 +160,10 @@ import Testing
         await service.stop()
     }
 
-    @Test func deleteEndsTheSessionAndIsIdempotent() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
-        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+    @Test(arguments: Topology.allCases) func deleteEndsTheSessionAndIsIdempotent(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
+        let inspector = backend.inspector()
         let (token, session) = try await service.create(#"{"user":"dave","data":{"x":1}}"#)
         let id = try #require(session["id"] as? String)
         #expect(try await service.request("DELETE", "/v1/session", headers: [("X-Session-Token", token)]).status == 204)
@@ -178,9 +179,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func rotationGivesANewTokenAndKillsTheOldOneAtOnce() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func rotationGivesANewTokenAndKillsTheOldOneAtOnce(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         let (oldToken, original) = try await service.create(#"{"user":"erin","data":{"cart":[7]}}"#)
         _ = try await service.patch(oldToken, #"{"step":2}"#)
         let rotated = try await service.request("POST", "/v1/session/rotate", headers: [("X-Session-Token", oldToken)])
@@ -206,9 +207,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func adminReadNeverSlidesAndAdminRevokeEndsTheSession() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis) { $0.touchInterval = 0 }
+    @Test(arguments: Topology.allCases) func adminReadNeverSlidesAndAdminRevokeEndsTheSession(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend) { $0.touchInterval = 0 }
         let (token, session) = try await service.create()
         let id = try #require(session["id"] as? String)
         #expect(await eventually { Int64(Date().timeIntervalSince1970 * 1000) > (try Self.milliseconds(session["last_seen_at"])) + 20 })
@@ -224,10 +225,10 @@ import Testing
         await service.stop()
     }
 
-    @Test func aSessionExpiresAfterItsIdleTimeout() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
-        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+    @Test(arguments: Topology.allCases) func aSessionExpiresAfterItsIdleTimeout(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
+        let inspector = backend.inspector()
         // Before the create: its answer can arrive late on a loaded machine, while the idle clock
         // started when Redis ran it.
         let started = ContinuousClock.now
@@ -242,9 +243,9 @@ import Testing
         await service.stop()
     }
 
-    @Test func activityCannotExtendASessionPastItsAbsoluteDeadline() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis) { $0.touchInterval = 0 }
+    @Test(arguments: Topology.allCases) func activityCannotExtendASessionPastItsAbsoluteDeadline(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend) { $0.touchInterval = 0 }
         let (token, session) = try await service.create(#"{"idle_timeout":60,"absolute_timeout":2}"#)
         let absolute = try Self.milliseconds(session["absolute_expires_at"])
         var lastExpiry: Int64 = 0

@@ -9,9 +9,9 @@ import Testing
         (response.jsonObject?["sessions"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
     }
 
-    @Test func listsAUsersLiveSessionsOldestFirstWithoutData() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func listsAUsersLiveSessionsOldestFirstWithoutData(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
         var created: [String] = []
         for index in 0..<4 {
             let (_, session) = try await service.create("{\"user\":\"frank\",\"data\":{\"n\":\(index)}}")
@@ -31,10 +31,10 @@ import Testing
         await service.stop()
     }
 
-    @Test func revokingAllOfAUsersSessionsTakesEffectOnEveryInstance() async throws {
-        let redis = try await RedisServer.start()
-        let first = try await TestService.start(redis: redis)
-        let second = try await TestService.start(redis: redis)
+    @Test(arguments: Topology.allCases) func revokingAllOfAUsersSessionsTakesEffectOnEveryInstance(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let first = try await TestService.start(on: backend)
+        let second = try await TestService.start(on: backend)
         var tokens: [String] = []
         for _ in 0..<3 { tokens.append(try await first.create(#"{"user":"grace"}"#).token) }
         let other = try await second.create(#"{"user":"heidi"}"#).token
@@ -54,9 +54,9 @@ import Testing
         await second.stop()
     }
 
-    @Test func thePerUserCapRevokesTheOldestSession() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis) { $0.maxSessionsPerUser = 3 }
+    @Test(arguments: Topology.allCases) func thePerUserCapRevokesTheOldestSession(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend) { $0.maxSessionsPerUser = 3 }
         var sessions: [(token: String, id: String)] = []
         for _ in 0..<5 {
             let (token, session) = try await service.create(#"{"user":"ivan"}"#)
@@ -71,10 +71,10 @@ import Testing
         await service.stop()
     }
 
-    @Test func theUserIndexDoesNotGrowAsSessionsExpire() async throws {
-        let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis)
-        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+    @Test(arguments: Topology.allCases) func theUserIndexDoesNotGrowAsSessionsExpire(_ topology: Topology) async throws {
+        let backend = try await Backend.start(topology)
+        let service = try await TestService.start(on: backend)
+        let inspector = backend.inspector()
         // Churn: rounds of short-lived sessions. Entries past their absolute deadline are dropped
         // whenever the index is written (one second after the deadline), so it holds about two rounds.
         var largest: Int64 = 0
