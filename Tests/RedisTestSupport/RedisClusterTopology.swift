@@ -12,9 +12,13 @@ import Glibc
 public final class RedisClusterTopology: Sendable {
     /// Every node, in the order given to `redis-cli --cluster create` (primaries first).
     public let nodes: [RedisServer]
+    /// With ``start(primaries:replicasPerPrimary:firstPrimaryBehindDelayMilliseconds:)``: the proxy
+    /// everybody reaches the first primary through.
+    public let proxy: RedisServer?
 
-    private init(nodes: [RedisServer]) {
+    private init(nodes: [RedisServer], proxy: RedisServer? = nil) {
         self.nodes = nodes
+        self.proxy = proxy
     }
 
     /// The settings every node of a test cluster runs with.
@@ -31,15 +35,32 @@ public final class RedisClusterTopology: Sendable {
 
     /// Starts `primaries` primaries with `replicasPerPrimary` replicas each, creates the cluster and
     /// waits (bounded) until every node sees it whole and every replica is in sync.
-    public static func start(primaries: Int = 3, replicasPerPrimary: Int = 1) async throws -> RedisClusterTopology {
+    /// - Parameter firstPrimaryBehindDelayMilliseconds: the first primary announces, and is reached
+    ///   by everyone (its replica, sessiond) through, a proxy delaying every byte this long each way:
+    ///   its host, whose crash (``crashFirstPrimaryHost()``) loses the bytes in flight.
+    public static func start(
+        primaries: Int = 3, replicasPerPrimary: Int = 1, firstPrimaryBehindDelayMilliseconds delay: Int? = nil
+    ) async throws -> RedisClusterTopology {
         var nodes: [RedisServer] = []
-        for _ in 0..<(primaries * (1 + replicasPerPrimary)) {
+        var proxy: RedisServer?
+        if let delay {
+            // The proxy's port is announced as the node's, while gossip (the bus) goes direct.
+            let port = try freeLoopbackPort()
+            let proxyPort = try freeLoopbackPort()
+            let first = try await RedisServer.start(
+                arguments: nodeArguments + ["--cluster-announce-port", String(proxyPort), "--cluster-announce-bus-port", String(port + 10000)],
+                port: port
+            )
+            nodes.append(first)
+            proxy = try await RedisServer.startDelayProxy(to: first, delayMilliseconds: delay, port: proxyPort)
+        }
+        while nodes.count < primaries * (1 + replicasPerPrimary) {
             nodes.append(try await RedisServer.start(arguments: nodeArguments))
         }
-        let topology = RedisClusterTopology(nodes: nodes)
+        let topology = RedisClusterTopology(nodes: nodes, proxy: proxy)
+        let addresses = nodes.enumerated().map { index, node in "127.0.0.1:\(index == 0 ? proxy?.port ?? node.port : node.port)" }
         try await runToCompletion(
-            ["redis-cli", "--cluster", "create"] + nodes.map { "127.0.0.1:\($0.port)" }
-                + ["--cluster-replicas", String(replicasPerPrimary), "--cluster-yes"]
+            ["redis-cli", "--cluster", "create"] + addresses + ["--cluster-replicas", String(replicasPerPrimary), "--cluster-yes"]
         )
         try await topology.waitUntilHealthy(primaries: primaries, nodeCount: nodes.count)
         return topology
@@ -67,6 +88,11 @@ public final class RedisClusterTopology: Sendable {
         guard ready else { throw TestServerError("the Redis Cluster did not become healthy within \(timeout)") }
     }
 
+    /// The first primary's host crashes: it and the bytes in flight through its proxy die together.
+    public func crashFirstPrimaryHost() async {
+        await RedisServer.killTogether([proxy, nodes[0]].compactMap { $0 })
+    }
+
     /// Sends one command to one node (not routed).
     public func send(_ arguments: [RedisArgument], to node: RedisServer) async throws -> RESPValue {
         let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: node.port))
@@ -82,7 +108,8 @@ public final class RedisClusterTopology: Sendable {
 
     /// The node listening on `port`.
     public func node(port: Int) -> RedisServer? {
-        nodes.first { $0.port == port }
+        if let proxy, proxy.port == port { return nodes[0] }
+        return nodes.first { $0.port == port }
     }
 
     /// The port of the node serving `slot` as primary now, as the first node that answers

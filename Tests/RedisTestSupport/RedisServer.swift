@@ -78,11 +78,14 @@ public final class RedisServer: Sendable {
     /// Starts a TCP proxy on a free port that forwards to `target` delaying every byte by
     /// `delayMilliseconds` each way (Resources/delay-proxy.py), and waits until it answers.
     /// Killing it loses the bytes in flight, like a crashed host.
-    public static func startDelayProxy(to target: RedisServer, delayMilliseconds: Int, timeout: Duration = .seconds(10)) async throws -> RedisServer {
+    /// - Parameter port: the port to listen on (default: a free one).
+    public static func startDelayProxy(
+        to target: RedisServer, delayMilliseconds: Int, port: Int? = nil, timeout: Duration = .seconds(10)
+    ) async throws -> RedisServer {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
             .appendingPathComponent("Resources/delay-proxy.py").path
-        return try await retryingOnPortClash(attempts: 5) {
-            let port = try freeLoopbackPort()
+        return try await retryingOnPortClash(attempts: port == nil ? 5 : 1) {
+            let port = try port ?? freeLoopbackPort()
             let directory = try makeDirectory(port: port)
             return try await launch(
                 argv: ["python3", script, String(port), String(target.port), String(delayMilliseconds)],

@@ -189,3 +189,40 @@ extension ReplicationSuites.ClusterTests {
         await replicaOnly.stop()
     }
 }
+
+extension ReplicationSuites.ClusterTests {
+    @Test func aShardsHostCrashInReplicatedModeLosesNoAcknowledgedWrite() async throws {
+        // The first primary sits behind 20 ms of network (each way): what its replica has not
+        // received when the host dies is gone, so only the WAIT before each acknowledgement saves it.
+        let cluster = try await RedisClusterTopology.start(firstPrimaryBehindDelayMilliseconds: 20)
+        let service = try await Self.service(cluster) { configuration in
+            configuration.durability = .replicated
+            configuration.durabilityReplicas = 1
+            configuration.durabilityTimeout = 500
+        }
+        #expect(await eventually { try await service.request("GET", "/readyz").status == 200 })
+        let sessions = try await Self.sessionsOnEveryPrimary(service, cluster, perPrimary: 8)
+        let running = Flag()
+        let load = Task {
+            try await WriteLoad(service: service, creators: 0, patchers: sessions.count, sessions: sessions.map(\.token)).run(while: running)
+        }
+        try await Task.sleep(for: .milliseconds(1000))  // a fixed stretch of writing before the crash
+        await cluster.crashFirstPrimaryHost()
+        let probe = try #require(sessions.first { $0.primary == cluster.nodes[0].port }).token
+        #expect(await eventually(timeout: .seconds(15)) { try await service.get(probe, query: "?touch=false").status == 200 })
+        try await Task.sleep(for: .seconds(1))  // a stretch of writing after the failover
+        running.clear()
+        let outcome = try await load.value
+        let verdict = try await WriteLoad.verify(outcome, through: service)
+        let onCrashed = outcome.patchers.filter { patcher in sessions.contains { $0.token == patcher.token && $0.primary == cluster.nodes[0].port } }
+        let others = outcome.patchers.filter { patcher in !onCrashed.contains { $0.token == patcher.token } }
+        print("cluster host crash, replicated: \(onCrashed.reduce(0) { $0 + $1.acknowledged }) writes acknowledged on the crashed shard, \(onCrashed.reduce(0) { $0 + $1.refused }) refused there; other shards refused \(others.reduce(0) { $0 + $1.refused }); \(verdict)")
+        #expect(verdict.lost == 0 && verdict.doubled == 0 && verdict.unreadable.isEmpty, "\(verdict)")
+        #expect(onCrashed.allSatisfy { $0.acknowledged > 0 })
+        #expect(others.allSatisfy { $0.refused == 0 }, "the other shards saw no failure")
+        // The promoted replica has no replica of its own: a replicated write there cannot be made
+        // durable, and says so (never a false success).
+        #expect(outcome.refused.allSatisfy { $0.contains("durability_timeout") }, "\(outcome.refused.prefix(5))")
+        await service.stop()
+    }
+}

@@ -80,12 +80,34 @@ import Testing
         ("SESSIOND_DURABILITY", "eventual", "--durability / SESSIOND_DURABILITY"),
         ("SESSIOND_DURABILITY_REPLICAS", "0", "--durability-replicas / SESSIOND_DURABILITY_REPLICAS"),
         ("SESSIOND_DURABILITY_TIMEOUT", "-5", "--durability-timeout / SESSIOND_DURABILITY_TIMEOUT"),
+        ("SESSIOND_REDIS_CLUSTER", "10.0.0.1", "--redis-cluster / SESSIOND_REDIS_CLUSTER"),
+        ("SESSIOND_REDIS_CLUSTER", " , ", "--redis-cluster / SESSIOND_REDIS_CLUSTER"),
     ])
     func badValuesStopStartUpNamingTheSetting(variable: String, value: String, setting: String) {
         #expect {
             try Self.configuration([], [variable: value])
         } throws: { error in
             (error as? ConfigurationError)?.setting == setting
+        }
+    }
+
+    @Test func clusterSeedsAreParsedAndSettingsThatCannotWorkTogetherAreRefused() throws {
+        let cluster = try Self.configuration([], ["SESSIOND_REDIS_CLUSTER": "10.0.0.1:7000,10.0.0.2:7001"])
+        #expect(cluster.redisCluster.map(\.description) == ["10.0.0.1:7000", "10.0.0.2:7001"])
+        for (environment, setting, says) in [
+            (["SESSIOND_REDIS_CLUSTER": "10.0.0.1:7000", "SESSIOND_SENTINELS": "10.0.0.1:26379"],
+             "--redis-cluster / SESSIOND_REDIS_CLUSTER", "SESSIOND_SENTINELS"),
+            (["SESSIOND_REDIS_CLUSTER": "10.0.0.1:7000", "SESSIOND_REDIS_URL": "redis://127.0.0.1/3"],
+             "--redis-url / SESSIOND_REDIS_URL", "database 3"),
+            (["SESSIOND_DURABILITY": "replicated", "SESSIOND_DURABILITY_TIMEOUT": "2000"],
+             "--durability-timeout / SESSIOND_DURABILITY_TIMEOUT", "--redis-timeout"),
+        ] {
+            #expect {
+                try Self.configuration([], environment)
+            } throws: { error in
+                guard let error = error as? ConfigurationError else { return false }
+                return error.setting == setting && error.reason.contains(says)
+            }
         }
     }
 

@@ -163,10 +163,12 @@ struct WriteLoad {
                 verdict.unreadable.append("\(response.status) \(response.text)")
                 continue
             }
+            // A refused patch may or may not have been applied (once): only what no refusal can
+            // explain is counted. Patches are sequential, so the last one applied is the value seen.
             let applied = version - 1
             if applied < patcher.acknowledged { verdict.lost += patcher.acknowledged - applied }
-            if applied > patcher.acknowledged { verdict.doubled += applied - patcher.acknowledged }
-            if last != patcher.lastAcknowledged { verdict.lost += 1 }
+            if applied > patcher.acknowledged + patcher.refused { verdict.doubled += applied - patcher.acknowledged - patcher.refused }
+            if last < patcher.lastAcknowledged || (patcher.refused == 0 && last != patcher.lastAcknowledged) { verdict.lost += 1 }
         }
         return verdict
     }

@@ -225,6 +225,12 @@ public struct SessionServiceConfiguration: Sendable {
         } catch {
             throw ConfigurationError(setting: "--redis-url / SESSIOND_REDIS_URL", reason: (error as? RedisClientError)?.message ?? "\(error)")
         }
+        if durability == .replicated && durabilityTimeout >= redisTimeout {
+            throw ConfigurationError(
+                setting: "--durability-timeout / SESSIOND_DURABILITY_TIMEOUT",
+                reason: "\(durabilityTimeout) ms is not shorter than --redis-timeout (\(redisTimeout) ms): the WAIT for replicas would be cut off as a Redis timeout"
+            )
+        }
         if !redisCluster.isEmpty && !sentinels.isEmpty {
             throw ConfigurationError(
                 setting: "--redis-cluster / SESSIOND_REDIS_CLUSTER",
