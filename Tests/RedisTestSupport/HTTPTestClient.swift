@@ -67,8 +67,9 @@ extension HTTPTestClient {
     }
 
     /// Writes all `requests` on one keep-alive connection at once (pipelined: none waits for an
-    /// answer), the last with `Connection: close`, and returns every response read until the server
-    /// closes the connection.
+    /// answer), the last with `Connection: close`, and returns the responses once each request has
+    /// one (as any HTTP client, it does not wait for the server to close), or whatever came before
+    /// the server closed the connection.
     public static func exchange(port: Int, requests: [Request], timeout: Duration = .seconds(15)) async throws -> [HTTPTestResponse] {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let promise = eventLoop.makePromise(of: [HTTPTestResponse].self)
@@ -79,7 +80,7 @@ extension HTTPTestClient {
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHTTPClientHandlers()
-                        try channel.pipeline.syncOperations.addHandler(ResponsesUntilClose(promise: promise))
+                        try channel.pipeline.syncOperations.addHandler(ResponsesToRequests(expected: requests.count, promise: promise))
                     }
                 }
                 .connect(host: "127.0.0.1", port: port)
@@ -118,15 +119,17 @@ public enum HTTPTestClientError: Error {
     case closedBeforeResponse
 }
 
-/// Collects every response on a connection until it closes.
-private final class ResponsesUntilClose: ChannelInboundHandler {
+/// Collects the responses on a connection until every request has one, or the connection closes.
+private final class ResponsesToRequests: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
+    private let expected: Int
     private let promise: EventLoopPromise<[HTTPTestResponse]>
     private var responses: [HTTPTestResponse] = []
     private var head: HTTPResponseHead?
     private var body: [UInt8] = []
 
-    init(promise: EventLoopPromise<[HTTPTestResponse]>) {
+    init(expected: Int, promise: EventLoopPromise<[HTTPTestResponse]>) {
+        self.expected = expected
         self.promise = promise
     }
 
@@ -143,6 +146,10 @@ private final class ResponsesUntilClose: ChannelInboundHandler {
                 status: Int(head.status.code), headers: head.headers.map { ($0.name, $0.value) }, body: body
             ))
             self.head = nil
+            if responses.count == expected {
+                promise.succeed(responses)
+                context.close(promise: nil)
+            }
         }
     }
 

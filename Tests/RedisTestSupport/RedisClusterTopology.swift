@@ -45,7 +45,7 @@ public final class RedisClusterTopology: Sendable {
         var proxy: RedisServer?
         if let delay {
             // The proxy's port is announced as the node's, while gossip (the bus) goes direct.
-            let port = try freeLoopbackPort()
+            let port = try freeLoopbackPort(clusterNode: true)
             let proxyPort = try freeLoopbackPort()
             let first = try await RedisServer.start(
                 arguments: nodeArguments + ["--cluster-announce-port", String(proxyPort), "--cluster-announce-bus-port", String(port + 10000)],
@@ -55,7 +55,7 @@ public final class RedisClusterTopology: Sendable {
             proxy = try await RedisServer.startDelayProxy(to: first, delayMilliseconds: delay, port: proxyPort)
         }
         while nodes.count < primaries * (1 + replicasPerPrimary) {
-            nodes.append(try await RedisServer.start(arguments: nodeArguments))
+            nodes.append(try await startNode())
         }
         let topology = RedisClusterTopology(nodes: nodes, proxy: proxy)
         let addresses = nodes.enumerated().map { index, node in "127.0.0.1:\(index == 0 ? proxy?.port ?? node.port : node.port)" }
@@ -64,6 +64,19 @@ public final class RedisClusterTopology: Sendable {
         )
         try await topology.waitUntilHealthy(primaries: primaries, nodeCount: nodes.count)
         return topology
+    }
+
+    /// Starts one cluster-enabled node (not yet part of any cluster) on a port whose bus port is free.
+    public static func startNode() async throws -> RedisServer {
+        var lastError: (any Error)?
+        for _ in 0..<5 {
+            do {
+                return try await RedisServer.start(arguments: nodeArguments, port: try freeLoopbackPort(clusterNode: true))
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError ?? TestServerError("no cluster node started")
     }
 
     /// Waits until every node reports `cluster_state:ok`, knows every node, and sees `primaries`

@@ -279,16 +279,26 @@ func spawn(_ argv: [String]) throws -> pid_t {
     return pid
 }
 
-/// Ports this process has handed out: never handed out twice, so a test that restarts its server
-/// on the same port cannot find another test's server there.
+/// Ports this process has handed out, and the cluster bus port (+10000) of each: never handed out
+/// twice, so a test that restarts its server on the same port cannot find another test's server
+/// there, and no server gets the bus port of a cluster node (whose peers keep calling it after the
+/// node died, and would hold a connection open to the newcomer).
 private let handedOutPorts = Mutex<Set<Int>>([])
 
 /// A TCP port on 127.0.0.1 that nothing listens on right now and that this process has not
-/// handed out before.
-public func freeLoopbackPort() throws -> Int {
-    for _ in 0..<100 {
+/// handed out before (nor the bus port of one it has). With `clusterNode`, one whose bus port
+/// (+10000) is a valid port too.
+public func freeLoopbackPort(clusterNode: Bool = false) throws -> Int {
+    for _ in 0..<200 {
         let port = try probeFreePort()
-        if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
+        if clusterNode && port + 10000 > 65535 { continue }
+        let fresh = handedOutPorts.withLock { ports -> Bool in
+            guard !ports.contains(port), !ports.contains(port + 10000) else { return false }
+            ports.insert(port)
+            ports.insert(port + 10000)
+            return true
+        }
+        if fresh { return port }
     }
     throw TestServerError("no unused loopback port found")
 }
@@ -329,10 +339,13 @@ func answersPing(port: Int) async -> Bool {
             }
             .connect(host: "127.0.0.1", port: port)
             .get()
-        defer { channel.close(promise: nil) }
-        channel.writeAndFlush(ByteBuffer(string: "PING\r\n"), promise: nil)
-        try await answered.futureResult.get()
-        return true
+        // QUIT: the server itself ends the probe's connection once it has answered, so the probe
+        // is never left among the clients of the server a test is handed, however late it answers.
+        channel.writeAndFlush(ByteBuffer(string: "PING\r\nQUIT\r\n"), promise: nil)
+        let answeredInTime = (try? await answered.futureResult.get()) != nil
+        // Closed before the server is handed to the test, so the probe is never one of its clients.
+        try? await channel.close()
+        return answeredInTime
     } catch {
         answered.fail(error)
         return false

@@ -76,3 +76,36 @@ final class Backend: Sendable {
         return RedisClient(configuration: configuration)
     }
 }
+
+extension Backend {
+    /// The backends of the suite being run, when it has the ``SharedBackends`` trait.
+    @TaskLocal static var shared: [Topology: Backend] = [:]
+
+    /// The suite's shared backend for `topology`, or a new one for this test alone.
+    static func forTest(_ topology: Topology) async throws -> Backend {
+        if let backend = shared[topology] { return backend }
+        return try await start(topology)
+    }
+}
+
+/// One backend of each topology for a whole suite, started before its first test and stopped
+/// after its last: for suites whose tests only create their own sessions (each test uses users
+/// of its own), so they can share Redis instead of starting a cluster per test.
+struct SharedBackends: SuiteTrait, TestScoping {
+    var isRecursive: Bool { false }
+
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+        async let single = Backend.start(.single)
+        async let sentinel = Backend.start(.sentinel)
+        async let cluster = Backend.start(.cluster)
+        let backends: [Topology: Backend] = [.single: try await single, .sentinel: try await sentinel, .cluster: try await cluster]
+        try await Backend.$shared.withValue(backends) {
+            try await function()
+        }
+    }
+}
+
+extension Trait where Self == SharedBackends {
+    /// One backend per topology shared by the suite's tests (see ``SharedBackends``).
+    static var sharedBackends: Self { Self() }
+}

@@ -145,7 +145,7 @@ extension ReplicationSuites.ClusterTests {
     @Test func aNodeAddedAndGivenSlotsServesSessionsWithTheFunctionsLoaded() async throws {
         let cluster = try await RedisClusterTopology.start()
         let service = try await Self.service(cluster)
-        let newcomer = try await RedisServer.start(arguments: RedisClusterTopology.nodeArguments)
+        let newcomer = try await RedisClusterTopology.startNode()
         _ = try await cluster.send(["CLUSTER", "MEET", "127.0.0.1", RedisArgument(newcomer.port)], to: cluster.nodes[0])
         #expect(await eventually {
             let info = try await cluster.send(["CLUSTER", "INFO"], to: newcomer).string ?? ""

@@ -3,9 +3,9 @@ import RedisTestSupport
 import Testing
 
 /// Concurrent writers of one session: no lost updates, no torn values, exactly one If-Match winner.
-@Suite struct ConcurrencyTests {
+@Suite(.sharedBackends) struct ConcurrencyTests {
     @Test(arguments: Topology.allCases) func fiftyConcurrentPatchesOfDistinctAttributesAllSurvive(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create(#"{"data":{"base":0}}"#)
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
@@ -26,7 +26,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func concurrentPatchesOfOneAttributeLeaveOneWrittenValueWhole(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create()
         let written = (0..<20).map { index in
@@ -45,7 +45,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func anIfMatchRaceHasExactlyOneWinner(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create()
         let responses = try await withThrowingTaskGroup(of: HTTPTestResponse.self) { group in
@@ -63,7 +63,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func ifMatchAcceptsTheCurrentVersionAStarOrAListAndRefusesGarbage(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create()
         #expect(try await service.patch(token, #"{"a":1}"#, ifMatch: "\"1\"").status == 200)

@@ -6,7 +6,7 @@ import Testing
 
 /// Create, read, patch, replace, delete and rotate through real HTTP, on each topology sessiond
 /// runs on: one Redis, a Sentinel-watched primary, a Redis Cluster.
-@Suite struct SessionLifecycleTests {
+@Suite(.sharedBackends) struct SessionLifecycleTests {
     static var timestampPattern: Regex<Substring> { #/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/# }
 
     static func milliseconds(_ timestamp: Any?) throws -> Int64 {
@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func createReturnsATokenAndTheSessionWithItsId(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let response = try await service.request("POST", "/v1/sessions", json: #"{"user":"alice","data":{"cart":[1,2]},"idle_timeout":600,"absolute_timeout":3600}"#)
         #expect(response.status == 201)
@@ -64,7 +64,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func theRedisKeyTTLAgreesWithExpiresAt(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let inspector = backend.inspector()
         let (_, short) = try await service.create(#"{"idle_timeout":100,"absolute_timeout":50}"#)
@@ -81,7 +81,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func readsSlideTheIdleDeadlineOnlyAfterTheTouchInterval(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend) { $0.touchInterval = 1 }
         let (token, created) = try await service.create(#"{"idle_timeout":30}"#)
         let createdSeen = try Self.milliseconds(created["last_seen_at"])
@@ -110,7 +110,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func patchSetsAndDeletesOnlyTheNamedAttributes(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create(#"{"data":{"keep":"me","drop":1,"change":true}}"#)
         let response = try await service.patch(token, #"{"change":false,"drop":null,"add":{"nested":[null]}}"#)
@@ -129,7 +129,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func putReplacesTheWholeDataObject(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let (token, _) = try await service.create(#"{"data":{"a":1,"b":2}}"#)
         let response = try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token)], json: #"{"c":3,"d":null}"#)
@@ -143,7 +143,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func valuesComeBackExactlyAsSent(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let values = [
             #""big":12345678901234567890"#, #""decimal":1.10"#, #""exponent":-0.5e+10"#,
@@ -161,7 +161,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func deleteEndsTheSessionAndIsIdempotent(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let inspector = backend.inspector()
         let (token, session) = try await service.create(#"{"user":"dave","data":{"x":1}}"#)
@@ -180,7 +180,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func rotationGivesANewTokenAndKillsTheOldOneAtOnce(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let (oldToken, original) = try await service.create(#"{"user":"erin","data":{"cart":[7]}}"#)
         _ = try await service.patch(oldToken, #"{"step":2}"#)
@@ -208,7 +208,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func adminReadNeverSlidesAndAdminRevokeEndsTheSession(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend) { $0.touchInterval = 0 }
         let (token, session) = try await service.create()
         let id = try #require(session["id"] as? String)
@@ -226,7 +226,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func aSessionExpiresAfterItsIdleTimeout(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let inspector = backend.inspector()
         // Before the create: its answer can arrive late on a loaded machine, while the idle clock
@@ -244,7 +244,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func activityCannotExtendASessionPastItsAbsoluteDeadline(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend) { $0.touchInterval = 0 }
         let (token, session) = try await service.create(#"{"idle_timeout":60,"absolute_timeout":2}"#)
         let absolute = try Self.milliseconds(session["absolute_expires_at"])

@@ -4,13 +4,13 @@ import RedisTestSupport
 import Testing
 
 /// The per-user index: listing, revoke-all across instances, the per-user cap, bounded growth.
-@Suite struct UserSessionsTests {
+@Suite(.sharedBackends) struct UserSessionsTests {
     static func ids(_ response: HTTPTestResponse) -> [String] {
         (response.jsonObject?["sessions"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
     }
 
     @Test(arguments: Topology.allCases) func listsAUsersLiveSessionsOldestFirstWithoutData(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         var created: [String] = []
         for index in 0..<4 {
@@ -32,7 +32,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func revokingAllOfAUsersSessionsTakesEffectOnEveryInstance(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let first = try await TestService.start(on: backend)
         let second = try await TestService.start(on: backend)
         var tokens: [String] = []
@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func thePerUserCapRevokesTheOldestSession(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend) { $0.maxSessionsPerUser = 3 }
         var sessions: [(token: String, id: String)] = []
         for _ in 0..<5 {
@@ -72,7 +72,7 @@ import Testing
     }
 
     @Test(arguments: Topology.allCases) func theUserIndexDoesNotGrowAsSessionsExpire(_ topology: Topology) async throws {
-        let backend = try await Backend.start(topology)
+        let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
         let inspector = backend.inspector()
         // Churn: rounds of short-lived sessions. Entries past their absolute deadline are dropped
