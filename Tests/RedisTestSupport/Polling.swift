@@ -1,3 +1,5 @@
+import RedisClient
+
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 /// Use this instead of sleeping: it waits exactly as long as the condition needs.
 ///
@@ -25,4 +27,16 @@ public func eventually(
         }
         try? await Task.sleep(for: interval)
     }
+}
+
+/// Whether `replicas` replicas of the primary `client` talks to are streaming: online, and each
+/// acknowledging a write made after that. Online alone is not enough: after a sync Redis 7.0
+/// streams nothing to a replica until its first REPLCONF ACK, up to a second later, and a WAIT in
+/// that window times out.
+public func replicasAreStreaming(_ client: RedisClient, replicas: Int) async throws -> Bool {
+    let info = try await client.send("INFO", "replication").string ?? ""
+    guard info.components(separatedBy: "state=online").count - 1 == replicas else { return false }
+    // Written after the sync, so not part of the snapshot the replicas loaded.
+    _ = try await client.send("SET", "replication-probe", "1")
+    return try await client.send("WAIT", RedisArgument(replicas), "100") == .integer(Int64(replicas))
 }

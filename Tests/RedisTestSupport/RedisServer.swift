@@ -135,7 +135,17 @@ public final class RedisServer: Sendable {
                 let log = (try? String(contentsOf: directory.appendingPathComponent("redis.log"), encoding: .utf8)) ?? ""
                 throw TestServerError("\(argv[0]) on port \(port) exited during start-up: \(log.suffix(500))")
             }
-            if await answersPing(port: port) { return server }
+            switch await probe(port: port) {
+            case .none:
+                break
+            case .answered(let pid):
+                // Someone else's server on the port (ours failed to bind it) must not pass for ours.
+                if let pid, pid != Int(server.pid), argv[0] != "python3" {
+                    await server.kill()
+                    throw TestServerError("port \(port) is served by process \(pid), not by the \(argv[0]) just started (\(server.pid))")
+                }
+                return server
+            }
             try await Task.sleep(for: .milliseconds(10))  // polling interval of a bounded wait, not a fixed delay
         }
         await server.kill()
@@ -321,52 +331,64 @@ private func probeFreePort() throws -> Int {
     return Int(UInt16(bigEndian: address.sin_port))
 }
 
-/// Whether something on 127.0.0.1:`port` accepts a connection and answers `PING` (any reply counts,
-/// `-NOAUTH` included) within 200 ms. Asynchronous: no thread waits for the answer.
-func answersPing(port: Int) async -> Bool {
+/// What a readiness probe of a port found.
+enum ProbeAnswer {
+    /// Nothing answered (yet).
+    case none
+    /// Something answered; `pid` is the `process_id` it reported (`nil` when it would not say,
+    /// for example `-NOAUTH`, or when it is a proxy in front of another server).
+    case answered(pid: Int?)
+}
+
+/// Whether something on 127.0.0.1:`port` answers within 200 ms, and which process it says it is
+/// (`INFO server`). Asynchronous: no thread waits for the answer.
+func probe(port: Int) async -> ProbeAnswer {
     let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
-    let answered = eventLoop.makePromise(of: Void.self)
+    let answered = eventLoop.makePromise(of: [UInt8].self)
     // Whatever happens, the promise is completed (a later completion is ignored).
-    let timer = eventLoop.scheduleTask(in: .milliseconds(200)) { answered.fail(TestServerError("no answer to PING")) }
+    let timer = eventLoop.scheduleTask(in: .milliseconds(200)) { answered.fail(TestServerError("no answer")) }
     defer { timer.cancel() }
     do {
         let channel = try await ClientBootstrap(group: eventLoop)
             .connectTimeout(.milliseconds(200))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(FirstByte(answered))
+                    try channel.pipeline.syncOperations.addHandler(EveryByteUntilClose(answered))
                 }
             }
             .connect(host: "127.0.0.1", port: port)
             .get()
         // QUIT: the server itself ends the probe's connection once it has answered, so the probe
         // is never left among the clients of the server a test is handed, however late it answers.
-        channel.writeAndFlush(ByteBuffer(string: "PING\r\nQUIT\r\n"), promise: nil)
-        let answeredInTime = (try? await answered.futureResult.get()) != nil
-        // Closed before the server is handed to the test, so the probe is never one of its clients.
+        channel.writeAndFlush(ByteBuffer(string: "INFO server\r\nQUIT\r\n"), promise: nil)
+        let reply = try? await answered.futureResult.get()
         try? await channel.close()
-        return answeredInTime
+        guard let reply, !reply.isEmpty else { return .none }
+        let text = String(decoding: reply, as: UTF8.self)
+        let pid = text.firstMatch(of: /process_id:(\d+)/).flatMap { Int($0.1) }
+        return .answered(pid: pid)
     } catch {
         answered.fail(error)
-        return false
+        return .none
     }
 }
 
-/// Completes its promise when the first byte arrives (or fails it when the connection ends first).
-private final class FirstByte: ChannelInboundHandler {
+/// Collects what the server sends until it closes the connection.
+private final class EveryByteUntilClose: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    private let promise: EventLoopPromise<Void>
+    private let promise: EventLoopPromise<[UInt8]>
+    private var bytes: [UInt8] = []
 
-    init(_ promise: EventLoopPromise<Void>) {
+    init(_ promise: EventLoopPromise<[UInt8]>) {
         self.promise = promise
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        promise.succeed()
+        bytes.append(contentsOf: unwrapInboundIn(data).readableBytesView)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        promise.fail(TestServerError("closed before answering"))
+        promise.succeed(bytes)
         context.fireChannelInactive()
     }
 

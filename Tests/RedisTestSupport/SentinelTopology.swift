@@ -53,9 +53,8 @@ public final class SentinelTopology: Sendable {
         let topology = SentinelTopology(primary: primary, replicas: replicas, sentinels: sentinels, proxies: proxies)
         let primaryClient = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: primary.port))
         let ready = await eventually(timeout: .seconds(30), interval: .milliseconds(100)) {
-            // Every replica online (ROLE lists replicas that are still syncing too)...
-            let replication = try await primaryClient.send("INFO", "replication").string ?? ""
-            guard replication.components(separatedBy: "state=online").count - 1 == replicaCount else { return false }
+            // Every replica online and streaming (ROLE lists replicas that are still syncing too)...
+            guard try await replicasAreStreaming(primaryClient, replicas: replicaCount) else { return false }
             // ...and every sentinel knowing every replica and the other sentinels.
             for sentinel in sentinels {
                 let state = try await topology.masterState(sentinel)
