@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The demo cluster of docker-compose.yml as plain processes on 127.0.0.1 (no Docker needed):
 # a Redis primary with two replicas, three sentinels, three sessiond instances and HAProxy in front,
-# all configured from deploy/ (the same files the compose file uses).
+# all configured from deploy/ (the same files the compose file uses). With REDIS=cluster, the
+# topology of docker-compose.cluster.yml instead: a Redis Cluster of three primaries with two
+# replicas each under the same three sessiond instances and HAProxy.
 #
 #   scripts/cluster.sh up      starts it in the background, prints the URL and the API key
 #   scripts/cluster.sh down    stops everything it started (by PID) and removes its files
@@ -49,38 +51,20 @@ up() {
     local started=()
     trap 'stop_pids "${started[@]}"; rm -rf "$cluster_dir"' ERR
 
-    local primary_port replica_ports=() redis_pids=()
-    primary_port=$(free_port)
-    start_redis_from_config "$primary_port" "$cluster_dir/redis-primary"
-    redis_pids+=("$started_pid"); started+=("$started_pid")
-    for index in 1 2; do
-        local port
-        port=$(free_port)
-        start_redis_from_config "$port" "$cluster_dir/redis-replica-$index" --replicaof 127.0.0.1 "$primary_port"
-        replica_ports+=("$port"); redis_pids+=("$started_pid"); started+=("$started_pid")
-    done
-    for port in "$primary_port" "${replica_ports[@]}"; do wait_for_redis "$port"; done
+    local redis_mode=${REDIS:-sentinel} redis_env=() redis_summary redis_pids=() redis_ports=() sentinel_pids=() sentinel_ports=()
+    case $redis_mode in
+        sentinel) start_sentinel_redis ;;
+        cluster) start_cluster_redis ;;
+        *) echo "REDIS must be sentinel or cluster, not '$redis_mode'" >&2; false ;;
+    esac
 
-    local sentinel_ports=() sentinel_pids=()
-    for index in 1 2 3; do
-        local port dir
-        port=$(free_port)
-        dir=$cluster_dir/sentinel-$index
-        mkdir -p "$dir"
-        render_sentinel_config "$port" 127.0.0.1 "$dir" 127.0.0.1 "$primary_port" >"$dir/sentinel.conf"
-        redis-sentinel "$dir/sentinel.conf" --logfile "$dir/sentinel.log" --daemonize no >/dev/null 2>&1 &
-        sentinel_ports+=("$port"); sentinel_pids+=("$!"); started+=("$!")
-    done
-    for port in "${sentinel_ports[@]}"; do wait_for_redis "$port"; done
-
-    local api_key sentinels sessiond_ports=() sessiond_pids=()
+    local api_key sessiond_ports=() sessiond_pids=()
     api_key=$(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')
-    sentinels=$(printf '127.0.0.1:%s,' "${sentinel_ports[@]}")
     for index in 1 2 3; do
         local port
         port=$(free_port)
-        SESSIOND_HOST=127.0.0.1 SESSIOND_PORT=$port SESSIOND_INSTANCE=sessiond-$index \
-            SESSIOND_SENTINELS=${sentinels%,} SESSIOND_API_KEYS=$api_key \
+        env SESSIOND_HOST=127.0.0.1 SESSIOND_PORT="$port" SESSIOND_INSTANCE="sessiond-$index" \
+            SESSIOND_API_KEYS="$api_key" "${redis_env[@]}" \
             "$binary" >"$cluster_dir/sessiond-$index.log" 2>&1 &
         sessiond_ports+=("$port"); sessiond_pids+=("$!"); started+=("$!")
     done
@@ -98,6 +82,7 @@ up() {
     wait_for_url "http://127.0.0.1:$lb_port/readyz" 30
 
     cat >"$state" <<EOF
+REDIS_MODE=$redis_mode
 CLUSTER_URL=http://127.0.0.1:$lb_port
 CLUSTER_API_KEY=$api_key
 HAPROXY_PID=$haproxy_pid
@@ -106,13 +91,74 @@ SESSIOND_PORTS="${sessiond_ports[*]}"
 SENTINEL_PIDS="${sentinel_pids[*]}"
 SENTINEL_PORTS="${sentinel_ports[*]}"
 REDIS_PIDS="${redis_pids[*]}"
-REDIS_PORTS="$primary_port ${replica_ports[*]}"
+REDIS_PORTS="${redis_ports[*]}"
 EOF
     trap - ERR
     echo "cluster up: http://127.0.0.1:$lb_port (HAProxy, round robin over 3 sessiond)"
     echo "  API key:   $api_key   (send it as: Authorization: Bearer <key>)"
-    echo "  Redis:     primary 127.0.0.1:$primary_port, replicas ${replica_ports[*]}; sentinels ${sentinel_ports[*]} (master '$SESSIOND_SENTINEL_MASTER')"
+    echo "  Redis:     $redis_summary"
     echo "  logs and state in $cluster_dir; stop with: make cluster-down"
+}
+
+# A primary with two replicas and three sentinels; fills redis_pids, redis_ports, sentinel_pids,
+# sentinel_ports, redis_env (sessiond's settings) and redis_summary.
+start_sentinel_redis() {
+    local primary_port replica_ports=()
+    primary_port=$(free_port)
+    start_redis_from_config "$primary_port" "$cluster_dir/redis-primary"
+    redis_pids+=("$started_pid"); started+=("$started_pid")
+    for index in 1 2; do
+        local port
+        port=$(free_port)
+        start_redis_from_config "$port" "$cluster_dir/redis-replica-$index" --replicaof 127.0.0.1 "$primary_port"
+        replica_ports+=("$port"); redis_pids+=("$started_pid"); started+=("$started_pid")
+    done
+    redis_ports=("$primary_port" "${replica_ports[@]}")
+    for port in "${redis_ports[@]}"; do wait_for_redis "$port"; done
+
+    for index in 1 2 3; do
+        local port dir
+        port=$(free_port)
+        dir=$cluster_dir/sentinel-$index
+        mkdir -p "$dir"
+        render_sentinel_config "$port" 127.0.0.1 "$dir" 127.0.0.1 "$primary_port" >"$dir/sentinel.conf"
+        redis-sentinel "$dir/sentinel.conf" --logfile "$dir/sentinel.log" --daemonize no >/dev/null 2>&1 &
+        sentinel_ports+=("$port"); sentinel_pids+=("$!"); started+=("$!")
+    done
+    for port in "${sentinel_ports[@]}"; do wait_for_redis "$port"; done
+    local sentinels
+    sentinels=$(printf '127.0.0.1:%s,' "${sentinel_ports[@]}")
+    redis_env=("SESSIOND_SENTINELS=${sentinels%,}")
+    redis_summary="primary 127.0.0.1:$primary_port, replicas ${replica_ports[*]}; sentinels ${sentinel_ports[*]} (master '$SESSIOND_SENTINEL_MASTER')"
+}
+
+# A Redis Cluster of three primaries with two replicas each (a shard whose primary dies keeps a
+# replica, as replicated writes need), made with redis-cli --cluster create; fills redis_pids,
+# redis_ports, redis_env and redis_summary.
+start_cluster_redis() {
+    for index in $(seq 1 9); do
+        local port
+        port=$(free_cluster_port)
+        start_redis_from_config "$port" "$cluster_dir/redis-node-$index" \
+            --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$CLUSTER_NODE_TIMEOUT" \
+            --cluster-require-full-coverage no
+        redis_ports+=("$port"); redis_pids+=("$started_pid"); started+=("$started_pid")
+    done
+    for port in "${redis_ports[@]}"; do wait_for_redis "$port"; done
+    # shellcheck disable=SC2046
+    redis-cli --cluster create $(printf '127.0.0.1:%s ' "${redis_ports[@]}") --cluster-replicas 2 --cluster-yes \
+        >"$cluster_dir/cluster-create.log" 2>&1
+    local deadline=$((SECONDS + 30))
+    for port in "${redis_ports[@]}"; do
+        until redis-cli -p "$port" cluster info 2>/dev/null | grep -q cluster_state:ok; do
+            ((SECONDS < deadline)) || { echo "the Redis Cluster did not form within 30 s" >&2; return 1; }
+            sleep 0.1
+        done
+    done
+    local seeds
+    seeds=$(printf '127.0.0.1:%s,' "${redis_ports[@]}")
+    redis_env=("SESSIOND_REDIS_CLUSTER=${seeds%,}")
+    redis_summary="Redis Cluster of 3 primaries x 2 replicas on ${redis_ports[*]}"
 }
 
 # start_redis_from_config PORT DIR [ARGS...]: redis-server on 127.0.0.1:PORT from its own copy of

@@ -6,7 +6,8 @@
 #   1. create sessions;
 #   2. read one several times: different instances answer (round robin, no stickiness);
 #   3. stop one sessiond: every session is still served;
-#   4. kill -9 the Redis primary: after the failover every session is still there;
+#   4. kill -9 the Redis primary (on a Redis Cluster: the primary of the shard holding bob's
+#      session): after the failover every session is still there;
 #   5. revoke a user's sessions: every instance refuses them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -51,6 +52,7 @@ done
 read -r status instance body < <(request POST /v1/sessions "" "{\"user\":\"$bob\",\"data\":{\"cart\":[42]}}")
 [[ $status == 201 ]] || fail "create answered $status: $body"
 bob_token=$(json_field "$body" token)
+bob_id=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["session"]["id"])' "$body")
 echo "  created bob's on $instance"
 
 step "2. Read bob's session six times: the load balancer spreads the reads"
@@ -75,16 +77,38 @@ for token in "$bob_token" "${alice_tokens[@]}"; do
     echo "  200 from $instance"
 done
 
-step "4. kill -9 the Redis primary: Sentinel fails over, sessiond follows, nothing is lost"
 read -r -a redis_pids <<<"$REDIS_PIDS"
-kill -9 "${redis_pids[0]}"
-killed=$SECONDS
-echo "  primary killed; writing until writes are accepted again"
-until read -r status instance body < <(request POST /v1/sessions "" '{"data":{"after":"failover"}}') && [[ $status == 201 ]]; do
-    ((SECONDS - killed < 30)) || fail "writes were not accepted again within 30 s of the kill (last: $status $body)"
-    echo "  $status (waiting for the failover)"
-done
-echo "  writes accepted again after about $((SECONDS - killed)) s (answered by $instance)"
+read -r -a redis_ports <<<"$REDIS_PORTS"
+if [[ ${REDIS_MODE:-sentinel} == cluster ]]; then
+    step "4. kill -9 the primary of the shard holding bob's session: its replica takes over, sessiond follows, nothing is lost"
+    slot=$(redis-cli -p "${redis_ports[0]}" cluster keyslot "sd:s:{$bob_id}")
+    victim=""
+    for index in "${!redis_ports[@]}"; do
+        port=${redis_ports[$index]}
+        if [[ $(redis-cli -p "$port" role | head -1) == master && $(redis-cli -p "$port" cluster countkeysinslot "$slot") -gt 0 ]]; then
+            victim=$index
+        fi
+    done
+    [[ -n $victim ]] || fail "no primary holds slot $slot"
+    kill -9 "${redis_pids[$victim]}"
+    killed=$SECONDS
+    echo "  primary 127.0.0.1:${redis_ports[$victim]} (slot $slot) killed; patching bob's session until it is accepted again"
+    until read -r status instance body < <(request PATCH /v1/session "$bob_token" '{"after":"failover"}') && [[ $status == 200 ]]; do
+        ((SECONDS - killed < 30)) || fail "bob's session was not writable again within 30 s of the kill (last: $status $body)"
+        echo "  $status (waiting for the replica's promotion)"
+    done
+    echo "  bob's shard written again after about $((SECONDS - killed)) s (answered by $instance)"
+else
+    step "4. kill -9 the Redis primary: Sentinel fails over, sessiond follows, nothing is lost"
+    kill -9 "${redis_pids[0]}"
+    killed=$SECONDS
+    echo "  primary killed; writing until writes are accepted again"
+    until read -r status instance body < <(request POST /v1/sessions "" '{"data":{"after":"failover"}}') && [[ $status == 201 ]]; do
+        ((SECONDS - killed < 30)) || fail "writes were not accepted again within 30 s of the kill (last: $status $body)"
+        echo "  $status (waiting for the failover)"
+    done
+    echo "  writes accepted again after about $((SECONDS - killed)) s (answered by $instance)"
+fi
 for token in "$bob_token" "${alice_tokens[@]}"; do
     read -r status instance body < <(request GET /v1/session "$token")
     [[ $status == 200 ]] || fail "after the failover a session answered $status: $body"

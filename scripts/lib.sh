@@ -5,6 +5,21 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
+# free_cluster_port: a free port below 55536 whose cluster bus port (+10000) is free too.
+free_cluster_port() {
+    python3 -c '
+import socket
+while True:
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]
+    if port + 10000 < 65536:
+        b = socket.socket()
+        try:
+            b.bind(("127.0.0.1", port + 10000)); b.close(); s.close(); print(port); break
+        except OSError:
+            pass
+    s.close()'
+}
+
 # wait_for_redis PORT [SECONDS]: polls until redis on 127.0.0.1:PORT answers PING, or fails.
 wait_for_redis() {
     local port=$1 deadline=$((SECONDS + ${2:-10}))

@@ -12,21 +12,27 @@ timeout --signal=KILL 1200 swift test 2>&1 | tee "$log"
 swift_tests=$(sed -nE 's/.*Test run with ([0-9]+) tests? .* passed.*/\1/p' "$log" | tail -1)
 bash scripts/contract-test.sh
 
-# docker-compose.yml is valid (no Docker engine here to run it) and refuses to start without API keys.
-echo "checking docker-compose.yml"
-SESSIOND_API_KEYS=compose-check-key-0123456789 docker-compose config -q
-if docker-compose config -q 2>/dev/null; then
-    echo "docker-compose.yml accepted a configuration without SESSIOND_API_KEYS" >&2
-    exit 1
-fi
+# The compose files are valid (no Docker engine here to run them) and refuse to start without API keys.
+for compose in docker-compose.yml docker-compose.cluster.yml; do
+    echo "checking $compose"
+    SESSIOND_API_KEYS=compose-check-key-0123456789 docker-compose -f "$compose" config -q
+    if docker-compose -f "$compose" config -q 2>/dev/null; then
+        echo "$compose accepted a configuration without SESSIOND_API_KEYS" >&2
+        exit 1
+    fi
+done
 
-# The same topology as plain processes, and the demo against it (the debug build made above).
-echo "running the demo cluster and its demo"
+# The same topologies as plain processes, and the demo against each (the debug build made above):
+# Sentinel (docker-compose.yml), then Redis Cluster (docker-compose.cluster.yml).
 export CLUSTER_DIR=$PWD/.build/test-cluster CLUSTER_PORT=${CLUSTER_PORT:-18090}
 trap 'bash scripts/cluster.sh down >/dev/null; rm -f "$log"' EXIT
 bash scripts/cluster.sh down >/dev/null  # a cluster left by an interrupted run
-SESSIOND_BINARY=.build/debug/sessiond bash scripts/cluster.sh up
-timeout 300 bash scripts/demo.sh
+for redis in sentinel cluster; do
+    echo "running the demo cluster (REDIS=$redis) and its demo"
+    REDIS=$redis SESSIOND_BINARY=.build/debug/sessiond bash scripts/cluster.sh up
+    timeout 300 bash scripts/demo.sh
+    bash scripts/cluster.sh down
+done
 
-echo "tests: ${swift_tests:-0} swift tests, the schemathesis contract run, the compose check and the cluster demo"
-echo "$((${swift_tests:-0} + 3)) passed, 0 failed"
+echo "tests: ${swift_tests:-0} swift tests, the schemathesis contract run, the compose checks and the demo on Sentinel and on Cluster"
+echo "$((${swift_tests:-0} + 4)) passed, 0 failed"
