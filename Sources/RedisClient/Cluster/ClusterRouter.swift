@@ -312,8 +312,18 @@ final class ClusterRouter: Sendable {
     }
 
     /// Every primary of the map, with its slots, replicas and what `ROLE` says over sessiond's own
-    /// connection to it.
+    /// connection to it. While a primary does not answer (a shard failing over), it asks again with
+    /// the newest map until the failover deadline, as commands for that shard wait.
     func status() async throws -> RedisClusterStatus {
+        let deadline = ContinuousClock.now + configuration.failoverTimeout
+        while true {
+            let status = try await statusOnce()
+            guard !status.isHealthy, ContinuousClock.now + .milliseconds(200) < deadline else { return status }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+    }
+
+    private func statusOnce() async throws -> RedisClusterStatus {
         let map = try await currentMap()
         let nodes = await withTaskGroup(of: RedisClusterStatus.Node.self) { group in
             for primary in map.primaries {
