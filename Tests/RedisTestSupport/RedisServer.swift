@@ -353,7 +353,7 @@ func probe(port: Int) async -> ProbeAnswer {
             .connectTimeout(.milliseconds(200))
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(EveryByteUntilClose(answered))
+                    try channel.pipeline.syncOperations.addHandler(FirstReply(answered))
                 }
             }
             .connect(host: "127.0.0.1", port: port)
@@ -373,8 +373,9 @@ func probe(port: Int) async -> ProbeAnswer {
     }
 }
 
-/// Collects what the server sends until it closes the connection.
-private final class EveryByteUntilClose: ChannelInboundHandler {
+/// Collects the server's first reply: an error or status line, or a whole bulk string (`INFO`).
+/// Sentinels know no `QUIT`, so the probe cannot wait for the server to close the connection.
+private final class FirstReply: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
     private let promise: EventLoopPromise<[UInt8]>
     private var bytes: [UInt8] = []
@@ -385,6 +386,11 @@ private final class EveryByteUntilClose: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         bytes.append(contentsOf: unwrapInboundIn(data).readableBytesView)
+        guard let lineEnd = bytes.firstRange(of: [13, 10]) else { return }
+        if bytes.first == UInt8(ascii: "$"), let length = Int(String(decoding: bytes[1..<lineEnd.lowerBound], as: UTF8.self)) {
+            guard bytes.count >= lineEnd.upperBound + max(length, 0) + 2 else { return }
+        }
+        promise.succeed(bytes)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
