@@ -2,8 +2,8 @@
 # sessiond over HTTP next to its peers, in one run, on one private Redis (see BENCHMARKS.md).
 #
 # Starts on 127.0.0.1 only: a redis-server primary with one replica, webdis (a C HTTP front end to
-# Redis) on that primary, and two release-built sessiond instances on it (async and replicated
-# durability). Then, RUNS times and interleaved so drift hits every scenario alike, drives each
+# Redis) on that primary, two release-built sessiond instances on it (async and replicated
+# durability), and a third sessiond on a 3-shard Redis Cluster (no replicas). Then, RUNS times and interleaved so drift hits every scenario alike, drives each
 # scenario with `wrk -t2 -c64` for DURATION seconds, and prints one table of medians: req/s, p50/p99,
 # CPU µs per request of each process, with the target ratios. Everything started is stopped by PID.
 #
@@ -61,13 +61,33 @@ start_sessiond() {  # start_sessiond NAME [FLAGS...]: sets started_pid and start
     started_pid=$!
     pids+=("$started_pid")
 }
+# A Redis Cluster of three primaries (redis-cli --cluster create) for the cluster rows.
+cluster_ports=() cluster_pids=()
+for _ in 1 2 3; do
+    port=$(free_cluster_port)
+    start_redis "$port" "$work/cluster-$port" --hash-max-listpack-value 1024 --cluster-enabled yes \
+        --cluster-config-file nodes.conf --cluster-node-timeout 1000 --cluster-require-full-coverage no
+    cluster_ports+=("$port") cluster_pids+=("$started_pid")
+    pids+=("$started_pid")
+done
+for port in "${cluster_ports[@]}"; do wait_for_redis "$port"; done
+# shellcheck disable=SC2046
+redis-cli --cluster create $(printf '127.0.0.1:%s ' "${cluster_ports[@]}") --cluster-replicas 0 --cluster-yes >"$work/cluster-create.log" 2>&1
+for port in "${cluster_ports[@]}"; do
+    until redis-cli -p "$port" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+done
+cluster_seeds=$(printf '127.0.0.1:%s,' "${cluster_ports[@]}")
+
 start_sessiond bench-async
 async_pid=$started_pid async_port=$started_port
 start_sessiond bench-replicated --durability replicated --durability-replicas 1 --durability-timeout 1000
 replicated_pid=$started_pid replicated_port=$started_port
+start_sessiond bench-cluster --redis-cluster "${cluster_seeds%,}"
+cluster_pid=$started_pid cluster_port=$started_port
 
 wait_for_url "http://127.0.0.1:$async_port/readyz"
 wait_for_url "http://127.0.0.1:$replicated_port/readyz"  # 503 until the replica is in sync
+wait_for_url "http://127.0.0.1:$cluster_port/readyz"
 wait_for_url "http://127.0.0.1:$webdis_port/PING"
 if ss -ltnp | grep "pid=$webdis_pid," | grep -qv "127.0.0.1:$webdis_port"; then
     echo "webdis listens beyond 127.0.0.1:$webdis_port; refusing to go on" >&2
@@ -85,6 +105,7 @@ create_session() {  # create_session PORT: prints the token of a new session wit
 }
 async_token=$(create_session "$async_port")
 replicated_token=$(create_session "$replicated_port")
+cluster_token=$(create_session "$cluster_port")
 
 # Memory the stored sessions take: used_memory without the replication backlog and the replica's
 # output buffer, fixed-size buffers (1 MiB by default) that fill up with the first megabyte written
@@ -107,12 +128,20 @@ results=${BENCH_RESULTS:-$work/results.tsv}
 : >"$results"
 max_rss_kb=0
 
+# redis_ticks: CPU ticks of the Redis processes a scenario uses (REDIS_CPU_PIDS, default the primary),
+# summed: a cluster's shards together.
+redis_ticks() {
+    local total=0 pid
+    for pid in ${REDIS_CPU_PIDS:-$primary_pid}; do total=$((total + $(cpu_ticks "$pid"))); done
+    echo "$total"
+}
+
 # measure NAME SESSIOND_PID -- COMMAND...: runs a wrk command, appends one line of figures.
 measure() {
     local name=$1 server_pid=$2
     shift 3
     local before_server before_webdis before_redis output
-    before_server=$(cpu_ticks "$server_pid") before_webdis=$(cpu_ticks "$webdis_pid") before_redis=$(cpu_ticks "$primary_pid")
+    before_server=$(cpu_ticks "$server_pid") before_webdis=$(cpu_ticks "$webdis_pid") before_redis=$(redis_ticks)
     output=$("$@")
     if grep -q "Non-2xx" <<<"$output"; then
         echo "$name: some answers were not 2xx:" >&2
@@ -124,7 +153,7 @@ measure() {
     awk -v name="$name" -v requests="$requests" -v tps="$ticks_per_second" \
         -v server="$(($(cpu_ticks "$server_pid") - before_server))" \
         -v webdis="$(($(cpu_ticks "$webdis_pid") - before_webdis))" \
-        -v redis="$(($(cpu_ticks "$primary_pid") - before_redis))" '
+        -v redis="$(($(redis_ticks) - before_redis))" '
         function ms(text) {
             if (text ~ /us$/) return substr(text, 1, length(text) - 2) / 1000
             if (text ~ /ms$/) return substr(text, 1, length(text) - 2) + 0
@@ -160,6 +189,10 @@ for run in $(seq "$runs"); do
     BENCH_TOKEN=$replicated_token measure "sessiond PATCH, replicated" "$replicated_pid" -- wrk_run -s "$wrk_dir/session-patch.lua" "$replicated"
     measure "sessiond POST /v1/sessions" "$async_pid" -- wrk_run -s "$wrk_dir/session-create.lua" "$async"
     measure "sessiond 90% GET / 10% PATCH" "$async_pid" -- wrk_run -s "$wrk_dir/session-mix.lua" "$async"
+    BENCH_TOKEN=$cluster_token REDIS_CPU_PIDS="${cluster_pids[*]}" \
+        measure "sessiond GET, 3-shard cluster" "$cluster_pid" -- wrk_run -s "$wrk_dir/session-get.lua" "http://127.0.0.1:$cluster_port"
+    BENCH_TOKEN=$cluster_token REDIS_CPU_PIDS="${cluster_pids[*]}" \
+        measure "sessiond PATCH, 3-shard cluster" "$cluster_pid" -- wrk_run -s "$wrk_dir/session-patch.lua" "http://127.0.0.1:$cluster_port"
     # redis-benchmark: Redis's own ceiling for the same value size (its CPU is all in redis-server).
     for test in get set; do
         before_redis=$(cpu_ticks "$primary_pid")
@@ -209,6 +242,10 @@ for name, value, op, target in targets:
     met = value >= target if op == ">=" else value <= target
     print(f"{name:44} {value:8.2f}  target {op} {target:<5} {'met' if met else 'MISSED'}")
 print(f"\nRedis memory per stored session (3 attributes, 300 bytes of data): {bytes_per_session} bytes")
+for verb, single in (("GET", "sessiond GET /v1/session"), ("PATCH", "sessiond PATCH /v1/session")):
+    cluster = f"sessiond {verb}, 3-shard cluster"
+    print(f"3-shard cluster {verb}: {ratio(cluster, single):.2f}x the single-Redis req/s; Redis CPU per request "
+          f"summed over the shards {median(cluster, 5):.1f} µs (single Redis {median(single, 5):.1f} µs)")
 PY
 
 # --- optional soak: resident memory over a long mixed load ---------------------------------------
