@@ -29,13 +29,17 @@ struct ClusterRedirect: Equatable, Sendable {
         default: return nil
         }
         let words = error.message.split(separator: " ")
-        guard words.count == 3, let slot = Int(words[1]), (0..<HashSlot.count).contains(slot),
-            let colon = words[2].lastIndex(of: ":"), let port = Int(words[2][words[2].index(after: colon)...]),
-            (1...65535).contains(port)
-        else { return nil }
-        var host = String(words[2][..<colon])
-        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard words.count == 3, let slot = Int(words[1]), (0..<HashSlot.count).contains(slot) else { return nil }
+        let address = words[2]
+        let endpoint: RedisEndpoint
+        if address.hasPrefix(":") {
+            guard let port = Int(address.dropFirst()), (1...65535).contains(port) else { return nil }
+            endpoint = RedisEndpoint(host: answeredBy.host, port: port)
+        } else {
+            guard let parsed = try? RedisEndpoint(parsing: address) else { return nil }
+            endpoint = parsed
+        }
         self.slot = slot
-        self.endpoint = RedisEndpoint(host: host.isEmpty ? answeredBy.host : host, port: port)
+        self.endpoint = endpoint
     }
 }
