@@ -11,8 +11,6 @@ public struct ClusterConfiguration: Sendable, Hashable {
     /// Parses a comma-separated `host:port` list.
     /// - Throws: ``RedisClientError`` `invalidURL` naming the bad entry, or saying the list is empty.
     public static func seeds(parsing list: String) throws -> [RedisEndpoint] {
-        let entries = list.split(separator: ",").filter { !$0.allSatisfy(\.isWhitespace) }
-        guard !entries.isEmpty else { throw RedisClientError.invalidURL("no cluster seed node given") }
-        return try entries.map { try RedisEndpoint(parsing: $0) }
+        try RedisEndpoint.list(parsing: list, missing: "cluster seed node")
     }
 }

@@ -26,6 +26,13 @@ public struct RedisEndpoint: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// Parses a comma-separated `host:port` list; `missing` names what an empty list lacks.
+    static func list(parsing list: String, missing: String) throws -> [RedisEndpoint] {
+        let entries = list.split(separator: ",").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        guard !entries.isEmpty else { throw RedisClientError.invalidURL("no \(missing) given") }
+        return try entries.map { try RedisEndpoint(parsing: $0) }
+    }
 }
 
 /// Where to find the primary through Redis Sentinel.
@@ -48,8 +55,6 @@ public struct SentinelConfiguration: Sendable, Hashable {
 
     /// Parses a comma-separated `host:port` list.
     public static func endpoints(parsing list: String) throws -> [RedisEndpoint] {
-        let entries = list.split(separator: ",").filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
-        guard !entries.isEmpty else { throw RedisClientError.invalidURL("no sentinel given") }
-        return try entries.map { try RedisEndpoint(parsing: $0) }
+        try RedisEndpoint.list(parsing: list, missing: "sentinel")
     }
 }
