@@ -1,7 +1,10 @@
 import Hummingbird
+import HummingbirdCore
 import Logging
+import NIOPosix
 import RedisClient
 import ServiceLifecycle
+import UnixSignals
 
 /// Builds the sessiond HTTP application from a configuration: the Redis client, the session store
 /// and the routes. The executable only parses configuration and runs what this returns.
@@ -11,7 +14,7 @@ public enum SessionServiceApplication {
         configuration: SessionServiceConfiguration,
         logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
-    ) throws -> some ApplicationProtocol {
+    ) throws -> SessionServer {
         try configuration.validate()
         var redisConfiguration = try RedisConfiguration(url: configuration.redisURL)
         redisConfiguration.commandTimeout = .milliseconds(configuration.redisTimeout)
@@ -51,9 +54,10 @@ public enum SessionServiceApplication {
         )
 
         let router = Router(context: SessionRequestContext.self)
-        router.add(middleware: InstanceHeaderMiddleware(instance: configuration.instance))
+        router.add(middleware: ResponseHeadersMiddleware(instance: configuration.instance))
         router.add(middleware: MetricsMiddleware(metrics: metrics))
-        router.add(middleware: ErrorMiddleware())
+        let routes = APIRoutes()
+        router.add(middleware: ErrorMiddleware(routes: routes))
         HealthController(
             store: store, instance: configuration.instance,
             requiredReplicas: redisConfiguration.durability?.replicas ?? 0,
@@ -64,28 +68,39 @@ public enum SessionServiceApplication {
         ).addRoutes(to: router)
 
         let v1 = router.group("v1")
-        let apiKeys = configuration.apiKeys.isEmpty ? nil : APIKeyMiddleware(keys: configuration.apiKeys)
-        if let apiKeys {
-            v1.add(middleware: apiKeys)
+        if !configuration.apiKeys.isEmpty {
+            v1.add(middleware: APIKeyMiddleware(keys: configuration.apiKeys))
         }
-        let sessions = SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes))
-        sessions.addRoutes(to: v1)
+        SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes)).addRoutes(to: v1)
         AdminController(store: store).addRoutes(to: v1)
+        routes.load(from: router)
 
-        let serverName = "sessiond"
-        let eventLoopRoutes = EventLoopRoutes(
-            sessions: sessions, apiKeys: apiKeys, metrics: metrics, instance: configuration.instance, logger: logger
-        )
-        return Application(
-            router: router,
-            server: .http1(configuration: .init(additionalChannelHandlers: [
-                EventLoopRouteHandler(routes: eventLoopRoutes, serverName: serverName)
-            ])),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: serverName),
-            services: [RedisClientService(client: redis)],
+        let server = SessionHTTPChannel(
+            responder: router.buildResponder(), serverName: "sessiond", bodyLimit: configuration.maxBodyBytes,
+            idleTimeout: .seconds(configuration.connectionIdleTimeout)
+        ).server(
+            configuration: ServerConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
-            logger: logger
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger
         )
+        return SessionServer(services: [RedisClientService(client: redis), server], logger: logger)
+    }
+}
+
+/// A built sessiond: its HTTP server and its Redis client, run together until a graceful shutdown.
+public struct SessionServer: Sendable {
+    /// In start order; they stop in the reverse order (the server stops taking requests, then the
+    /// Redis connections close).
+    let services: [any Service]
+    let logger: Logger
+
+    /// Serves until one of `gracefulShutdownSignals` arrives (or the task is cancelled), then stops
+    /// taking connections, lets the requests in progress finish, and closes Redis.
+    public func runService(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        let group = ServiceGroup(
+            configuration: .init(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
+        )
+        try await group.run()
     }
 }
 

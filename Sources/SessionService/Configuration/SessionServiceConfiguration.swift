@@ -14,6 +14,8 @@ public struct SessionServiceConfiguration: Sendable {
     public var absoluteTimeout = 86400
     public var touchInterval = 60
     public var maxBodyBytes = 65536
+    /// Seconds an HTTP connection may stay open with no request in progress before it is closed.
+    public var connectionIdleTimeout = 60
     public var maxSessionsPerUser = 0
     public var apiKeys: [String] = []
     /// The Redis command deadline, in milliseconds.
@@ -87,6 +89,9 @@ public struct SessionServiceConfiguration: Sendable {
         },
         Setting(name: "max-body-bytes", help: "largest request body accepted", defaultDescription: "65536") { configuration, value throws(ConfigurationError) in
             configuration.maxBodyBytes = try integer(value, "--max-body-bytes / SESSIOND_MAX_BODY_BYTES", in: 256...(64 << 20))
+        },
+        Setting(name: "connection-idle-timeout", help: "seconds a keep-alive HTTP connection may wait for its next request before it is closed (one with a request in progress never is)", defaultDescription: "60") { configuration, value throws(ConfigurationError) in
+            configuration.connectionIdleTimeout = try integer(value, "--connection-idle-timeout / SESSIOND_CONNECTION_IDLE_TIMEOUT", in: 1...86_400)
         },
         Setting(name: "max-sessions-per-user", help: "live sessions per user; one more revokes the oldest (0 = no cap)", defaultDescription: "0") { configuration, value throws(ConfigurationError) in
             configuration.maxSessionsPerUser = try integer(value, "--max-sessions-per-user / SESSIOND_MAX_SESSIONS_PER_USER", in: 0...1_000_000)

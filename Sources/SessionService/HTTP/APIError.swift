@@ -11,19 +11,13 @@ struct APIError: HTTPResponseError {
     var headers: HTTPFields = [:]
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
-        bufferedResponse.response
-    }
-
-    var bufferedResponse: BufferedResponse {
         var writer = JSONWriter(capacity: 96 + message.utf8.count)
         writer.raw(#"{"error":{"code":"#)
         writer.string(code)
         writer.raw(#","message":"#)
         writer.string(message)
         writer.raw("}}")
-        var headers = self.headers
-        headers[.contentType] = "application/json"
-        return BufferedResponse(status: status, headers: headers, body: writer.buffer)
+        return JSONResponse.make(status, writer.buffer, headers: headers)
     }
 
     static func invalidJSON(_ message: String) -> APIError {

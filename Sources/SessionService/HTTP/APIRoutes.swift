@@ -1,28 +1,33 @@
 import Hummingbird
+import Synchronization
 
-/// Every path the API serves and the methods each allows, so that any other method on a known path
-/// (TRACE, OPTIONS, PUT where only GET exists, ...) is answered 405 `method_not_allowed` with `Allow`,
-/// not 404. Keep in step with the controllers' `addRoutes` and with openapi.yaml.
-enum APIRoutes {
-    static let allowedMethods: [(pattern: [Substring], methods: [HTTPRequest.Method])] = [
-        ("/v1/sessions", [.post]),
-        ("/v1/session", [.get, .patch, .delete]),
-        ("/v1/session/data", [.put]),
-        ("/v1/session/rotate", [.post]),
-        ("/v1/sessions/:id", [.get, .delete]),
-        ("/v1/users/:user/sessions", [.get, .delete]),
-        ("/healthz", [.get]),
-        ("/readyz", [.get]),
-        ("/metrics", [.get]),
-        ("/openapi.yaml", [.get]),
-    ].map { (path, methods) in (path.split(separator: "/"), methods) }
+/// The methods each path of the router allows, read from the router itself once every route is
+/// registered, so that any other method on a known path (TRACE, OPTIONS, PUT where only GET
+/// exists, ...) is answered 405 `method_not_allowed` with `Allow`, not 404.
+final class APIRoutes: Sendable {
+    private let routes = Mutex<[(path: RouterPath, methods: [HTTPRequest.Method])]>([])
 
-    /// The methods a path allows, or `nil` for a path the API does not have.
-    static func allowedMethods(forPath path: String) -> [HTTPRequest.Method]? {
-        let segments = path.split(separator: "/")
-        for (pattern, methods) in allowedMethods where pattern.count == segments.count {
-            if zip(pattern, segments).allSatisfy({ $0.hasPrefix(":") || $0 == $1 }) { return methods }
+    /// Takes the routes of `router`; call it after the last route is added.
+    func load(from router: Router<SessionRequestContext>) {
+        var byPath: [(path: RouterPath, methods: [HTTPRequest.Method])] = []
+        for route in router.routes {
+            if let index = byPath.firstIndex(where: { $0.path == route.path }) {
+                byPath[index].methods.append(route.method)
+            } else {
+                byPath.append((route.path, [route.method]))
+            }
         }
-        return nil
+        routes.withLock { $0 = byPath }
+    }
+
+    /// The methods a path allows, or `nil` for a path the API does not have. Paths match by their
+    /// non-empty segments, as the router matches them.
+    func allowedMethods(forPath path: String) -> [HTTPRequest.Method]? {
+        let segments = path.split(separator: "/")
+        return routes.withLock { routes in
+            routes.first { route in
+                route.path.components.count == segments.count && zip(route.path.components, segments).allSatisfy { $0 ~= $1 }
+            }?.methods
+        }
     }
 }

@@ -18,7 +18,7 @@ struct AdminController {
         guard let id = context.parameters.get("id").flatMap(SessionID.init(parsing:)) else {
             throw APIError.sessionNotFound
         }
-        return JSONResponse.session(try await store.read(id, touch: false)).response
+        return JSONResponse.session(try await store.read(id, touch: false))
     }
 
     @Sendable func revoke(_ request: Request, context: Context) async throws -> Response {
@@ -37,7 +37,7 @@ struct AdminController {
             session.writeJSON(to: &writer, includeData: false)
         }
         writer.raw("]}")
-        return JSONResponse.make(.ok, writer.buffer).response
+        return JSONResponse.make(.ok, writer.buffer)
     }
 
     @Sendable func revokeAll(_ request: Request, context: Context) async throws -> Response {
@@ -46,7 +46,7 @@ struct AdminController {
         writer.raw(#"{"revoked":"#)
         writer.integer(Int64(revoked))
         writer.raw("}")
-        return JSONResponse.make(.ok, writer.buffer).response
+        return JSONResponse.make(.ok, writer.buffer)
     }
 
     /// The `{user}` path segment, percent-decoded (a user name may hold `/`, spaces, any UTF-8).

@@ -5,6 +5,8 @@ import Logging
 /// so never a token or API key).
 struct ErrorMiddleware: RouterMiddleware {
     typealias Context = SessionRequestContext
+    /// What a path allows, for answering 405 rather than 404.
+    let routes: APIRoutes
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let started = ContinuousClock.now
@@ -12,7 +14,7 @@ struct ErrorMiddleware: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch {
-            let apiError = Self.apiError(for: error, path: request.uri.path, logger: context.logger)
+            let apiError = Self.apiError(for: error, path: request.uri.path, routes: routes, logger: context.logger)
             response = try apiError.response(from: request, context: context)
         }
         Self.logRequest(
@@ -43,7 +45,7 @@ struct ErrorMiddleware: RouterMiddleware {
     }
 
     /// The API error a failure is answered with; failures of the server are logged here.
-    static func apiError(for error: any Error, path: String, logger: Logger) -> APIError {
+    static func apiError(for error: any Error, path: String, routes: APIRoutes, logger: Logger) -> APIError {
         switch error {
         case let error as APIError:
             return error
@@ -65,7 +67,7 @@ struct ErrorMiddleware: RouterMiddleware {
             switch error.status {
             case .notFound:
                 // The router found no route: a known path with another method is 405, not 404.
-                if let allowed = APIRoutes.allowedMethods(forPath: path) {
+                if let allowed = routes.allowedMethods(forPath: path) {
                     return .methodNotAllowed(allowed: allowed)
                 }
                 return .notFound

@@ -2,8 +2,7 @@ import Foundation
 import Hummingbird
 import RedisClient
 
-/// Readiness, metrics and the contract. Liveness (`GET /healthz`) is answered from the event loop
-/// by ``EventLoopRoutes``.
+/// Liveness, readiness, metrics and the contract.
 struct HealthController {
     typealias Context = SessionRequestContext
     let store: SessionStore
@@ -15,6 +14,7 @@ struct HealthController {
     let metrics: ServiceMetrics
 
     func addRoutes(to router: Router<Context>) {
+        router.get("healthz") { _, _ in Self.alive }
         router.get("readyz", use: ready)
         router.get("metrics") { _, _ in
             Response(
@@ -28,7 +28,7 @@ struct HealthController {
     }
 
     /// `GET /healthz`: the process is up and serving HTTP (Redis is not asked).
-    static let alive = JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#))
+    static var alive: Response { JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#)) }
 
     /// 200 when Redis takes a write now (in Cluster mode: every slot is served by a primary that
     /// answers as one); 503 `storage_unavailable` saying why otherwise.
@@ -89,7 +89,7 @@ struct HealthController {
             writer.raw("]}")
         }
         writer.raw("}")
-        return JSONResponse.make(.ok, writer.buffer).response
+        return JSONResponse.make(.ok, writer.buffer)
     }
 
     /// Replicated mode: fewer connected replicas than required means writes cannot succeed.

@@ -9,7 +9,14 @@ struct JSONBody {
     /// - Parameter allowEmpty: an absent or empty body means `{}` (every member optional).
     /// - Throws: ``APIError``: `payload_too_large`, `unsupported_media_type`, `invalid_json`, `invalid_request`.
     func members(of request: Request, allowEmpty: Bool = false) async throws -> [JSONScanner.Member] {
-        try checkHeaders(request.headers)
+        // Refused by the headers alone, before reading: a declared length over the limit, or a
+        // media type other than JSON.
+        if let length = request.headers[.contentLength].flatMap({ Int($0) }), length > limit {
+            throw APIError.payloadTooLarge(limit: limit)
+        }
+        if let contentType = request.headers[.contentType], !Self.isJSON(contentType) {
+            throw APIError.unsupportedMediaType
+        }
         var request = request
         let buffer: ByteBuffer
         do {
@@ -17,27 +24,11 @@ struct JSONBody {
         } catch let error as HTTPError where error.status == .contentTooLarge {
             throw APIError.payloadTooLarge(limit: limit)
         }
-        return try members(ofBody: buffer, headers: request.headers, allowEmpty: allowEmpty)
-    }
-
-    /// Refuses a body by its headers alone, before reading it: a declared length over the limit, or
-    /// a media type other than JSON.
-    func checkHeaders(_ headers: HTTPFields) throws {
-        if let length = headers[.contentLength].flatMap({ Int($0) }), length > limit {
-            throw APIError.payloadTooLarge(limit: limit)
-        }
-        if let contentType = headers[.contentType], !Self.isJSON(contentType) {
-            throw APIError.unsupportedMediaType
-        }
-    }
-
-    /// The members of a body read whole (within the limit) whose headers passed ``checkHeaders(_:)``.
-    func members(ofBody buffer: ByteBuffer, headers: HTTPFields, allowEmpty: Bool = false) throws -> [JSONScanner.Member] {
         if buffer.readableBytes == 0 {
             if allowEmpty { return [] }
             throw APIError.invalidJSON("the request body is empty; a JSON object is required")
         }
-        guard headers[.contentType] != nil else { throw APIError.unsupportedMediaType }
+        guard request.headers[.contentType] != nil else { throw APIError.unsupportedMediaType }
         do {
             return try JSONScanner.members(of: Array(buffer.readableBytesView))
         } catch {

@@ -34,33 +34,22 @@ extension Session {
     var eTag: String { "\"\(version)\"" }
 }
 
-/// A response whole in memory. Hummingbird's routes return it as a ``Response``; the event-loop
-/// routes (``EventLoopRoutes``) write it to the channel themselves.
-struct BufferedResponse: Sendable {
-    var status: HTTPResponse.Status
-    var headers: HTTPFields
-    var body: ByteBuffer
-
-    var response: Response { Response(status: status, headers: headers, body: .init(byteBuffer: body)) }
-}
-
-/// JSON responses of the API. Everything under /v1 is private to its caller: never cached.
+/// JSON responses of the API (``ResponseHeadersMiddleware`` adds what every response carries).
 enum JSONResponse {
-    static func make(_ status: HTTPResponse.Status = .ok, _ body: ByteBuffer, headers: HTTPFields = [:]) -> BufferedResponse {
+    static func make(_ status: HTTPResponse.Status = .ok, _ body: ByteBuffer, headers: HTTPFields = [:]) -> Response {
         var headers = headers
         headers[.contentType] = "application/json"
-        headers[.cacheControl] = "no-store"
-        return BufferedResponse(status: status, headers: headers, body: body)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
     }
 
-    static func session(_ session: Session, status: HTTPResponse.Status = .ok) -> BufferedResponse {
+    static func session(_ session: Session, status: HTTPResponse.Status = .ok) -> Response {
         var writer = JSONWriter(capacity: 512)
         session.writeJSON(to: &writer)
         return make(status, writer.buffer, headers: [.eTag: session.eTag])
     }
 
     /// `{"token": …, "session": …}` for creation and rotation.
-    static func tokenAndSession(_ token: SessionToken, _ session: Session, status: HTTPResponse.Status) -> BufferedResponse {
+    static func tokenAndSession(_ token: SessionToken, _ session: Session, status: HTTPResponse.Status) -> Response {
         var writer = JSONWriter(capacity: 600)
         writer.raw(#"{"token":"#)
         writer.string(token.text)

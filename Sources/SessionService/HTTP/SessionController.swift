@@ -2,10 +2,6 @@ import HTTPTypes
 import Hummingbird
 
 /// The end user's side of the API: everything addressed by the `X-Session-Token` header.
-///
-/// `GET` and `PATCH /v1/session`, the requests a session store serves most, are answered from the
-/// event loop by ``EventLoopRoutes`` (which calls ``read(headers:touchParameter:)`` and
-/// ``patch(headers:body:bodyTooLarge:)``); the rest go through Hummingbird's router.
 struct SessionController {
     typealias Context = SessionRequestContext
     static let tokenHeader = HTTPField.Name("X-Session-Token")!
@@ -19,6 +15,8 @@ struct SessionController {
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.post("sessions", use: create)
+        group.get("session", use: read)
+        group.patch("session", use: patch)
         group.put("session/data", use: replaceData)
         group.delete("session", use: delete)
         group.post("session/rotate", use: rotate)
@@ -48,28 +46,26 @@ struct SessionController {
         let (token, session) = try await store.create(
             user: user, data: data, idleTimeout: idleTimeout, absoluteTimeout: absoluteTimeout
         )
-        return JSONResponse.tokenAndSession(token, session, status: .created).response
+        return JSONResponse.tokenAndSession(token, session, status: .created)
     }
 
     /// `GET /v1/session[?touch=false]`.
-    func read(headers: HTTPFields, touchParameter: Substring?) async throws -> BufferedResponse {
+    @Sendable func read(_ request: Request, context: Context) async throws -> Response {
         let touch: Bool
-        switch touchParameter {
+        switch request.uri.query == nil ? nil : request.uri.queryParameters["touch"] {
         case nil, "true", "1": touch = true
         case "false", "0": touch = false
         case let other?: throw APIError.invalidRequest("touch must be true or false, not '\(other)'")
         }
-        let id = try Self.sessionID(headers)
+        let id = try Self.sessionID(request.headers)
         return JSONResponse.session(try await store.read(id, touch: touch))
     }
 
-    /// `PATCH /v1/session`, with the body read whole, or `bodyTooLarge` when it was over the limit.
-    func patch(headers: HTTPFields, body buffer: ByteBuffer, bodyTooLarge: Bool) async throws -> BufferedResponse {
-        let id = try Self.sessionID(headers)
-        let ifMatch = try Self.ifMatch(headers)
-        try body.checkHeaders(headers)
-        if bodyTooLarge { throw APIError.payloadTooLarge(limit: body.limit) }
-        let changes = try body.members(ofBody: buffer, headers: headers).map { Session.Attribute(name: $0.name, raw: $0.raw) }
+    /// `PATCH /v1/session`: sets or deletes (`null`) the attributes named, leaves the rest.
+    @Sendable func patch(_ request: Request, context: Context) async throws -> Response {
+        let id = try Self.sessionID(request.headers)
+        let ifMatch = try Self.ifMatch(request.headers)
+        let changes = try await body.members(of: request).map { Session.Attribute(name: $0.name, raw: $0.raw) }
         return JSONResponse.session(try await store.patch(id, changes: changes, ifMatch: ifMatch))
     }
 
@@ -77,7 +73,7 @@ struct SessionController {
         let id = try Self.sessionID(request.headers)
         let ifMatch = try Self.ifMatch(request.headers)
         let data = try await body.members(of: request).map { Session.Attribute(name: $0.name, raw: $0.raw) }
-        return JSONResponse.session(try await store.replaceData(id, data: data, ifMatch: ifMatch)).response
+        return JSONResponse.session(try await store.replaceData(id, data: data, ifMatch: ifMatch))
     }
 
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
@@ -92,7 +88,7 @@ struct SessionController {
     @Sendable func rotate(_ request: Request, context: Context) async throws -> Response {
         let id = try Self.sessionID(request.headers)
         let (token, session) = try await store.rotate(id)
-        return JSONResponse.tokenAndSession(token, session, status: .ok).response
+        return JSONResponse.tokenAndSession(token, session, status: .ok)
     }
 
     // MARK: - Input

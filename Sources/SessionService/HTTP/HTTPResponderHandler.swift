@@ -1,0 +1,329 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+
+/// sessiond's one HTTP/1.1 transport: hands each request, read whole, to Hummingbird's router (and
+/// so to its middleware chain) as a task that runs on the connection's own event loop, and writes
+/// the answer. Every route goes through here.
+///
+/// Why not Hummingbird's own connection loop: it costs ~15–20 µs of CPU more per request on the
+/// project's 2-core machine (its async inbound stream and outbound writer, and the thread hops
+/// they cause), more than Redis spends on a session read. Here a request's task runs on the loop
+/// that owns its socket (``EventLoopTaskExecutor``), and the Redis client answers on that same
+/// loop's connection, so a request never changes thread. BENCHMARKS.md has the figures.
+///
+/// What it guarantees:
+/// - Answers leave in the order their requests came (HTTP/1.1 pipelining). While a request is being
+///   answered, what arrives after it is held; once something is held, the socket is not read further
+///   until the held requests are answered, and nothing is answered while the channel is not writable,
+///   so neither a pipelining client nor one that stops reading makes it buffer without bound.
+/// - A client that half-closes (`shutdown(SHUT_WR)`) after its requests gets every answer, then the
+///   connection is closed.
+/// - `Connection: close` is answered, then the connection is closed; so is a malformed request
+///   (400 `invalid_request`), after the answers owed before it.
+/// - A body is kept up to `bodyLimit` + 1 bytes: the route that reads it then refuses it as too
+///   large, and nothing beyond that is buffered.
+///
+/// Idle and graceful-shutdown closing are `HTTPConnectionStateHandler`'s, in front of this one.
+///
+/// Not generic over the responder on purpose: concrete types spare each request the runtime's
+/// generic-metadata lookups (measured at ~3% of a GET's CPU).
+final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias Responder = RouterResponder<SessionRequestContext>
+    typealias InboundIn = HTTPRequestPart
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private enum State {
+        /// Between requests.
+        case idle
+        /// A request's head has come; its body is being read.
+        case receiving(HTTPRequest, body: ByteBuffer)
+        /// A whole request is with the router; nothing else is answered until its answer is written.
+        case responding(HTTPRequest)
+        /// The connection is closing: nothing more is read or answered.
+        case closing
+
+        var isClosing: Bool {
+            if case .closing = self { return true }
+            return false
+        }
+
+        /// Between requests or reading one: the next part of the input may be handled now.
+        var takesInput: Bool {
+            switch self {
+            case .idle, .receiving: true
+            case .responding, .closing: false
+            }
+        }
+    }
+
+    /// Something that arrived while an earlier request was unanswered, kept to be handled in order.
+    private enum Held {
+        case part(HTTPRequestPart)
+        case malformed
+    }
+
+    private let responder: Responder
+    private let logger: Logger
+    private let serverName: String
+    private let bodyLimit: Int
+    private var state = State.idle
+    private var held = CircularBuffer<Held>()
+    private var inputClosed = false
+    private var readWithheld = false
+    private var executor: EventLoopTaskExecutor?
+    private var inFlight: Task<Void, Never>?
+    private var date = (second: Int64.min, text: "")
+
+    /// - Parameter bodyLimit: the largest body any route accepts.
+    init(responder: Responder, logger: Logger, serverName: String, bodyLimit: Int) {
+        self.responder = responder
+        self.logger = logger
+        self.serverName = serverName
+        self.bodyLimit = bodyLimit
+    }
+
+    /// While answering, or with requests held, further input waits.
+    private var isBusy: Bool {
+        switch state {
+        case .responding, .closing: true
+        case .idle, .receiving: !held.isEmpty
+        }
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        executor = EventLoopTaskExecutor(context.eventLoop)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        state = .closing
+        held.removeAll()
+        inFlight?.cancel()
+        inFlight = nil
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let part = unwrapInboundIn(data)
+        if isBusy {
+            held.append(.part(part))
+        } else {
+            process(part, context: context)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        guard error is HTTPParserError else {
+            logger.debug("connection failed", metadata: ["error": "\(error)"])
+            close(context: context)
+            return
+        }
+        if isBusy {
+            held.append(.malformed)
+        } else {
+            answerMalformed(context: context)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard case ChannelEvent.inputClosed = event else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        inputClosed = true
+        resume(context: context)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { resume(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        // Only a client that sent more while waiting (pipelining), or one that does not read its
+        // answers, is held back: stopping and restarting reads around every request would cost two
+        // epoll_ctl calls a request.
+        if !held.isEmpty || !context.channel.isWritable {
+            readWithheld = true
+        } else {
+            context.read()
+        }
+    }
+
+    // MARK: - Requests
+
+    private func process(_ part: HTTPRequestPart, context: ChannelHandlerContext) {
+        switch (state, part) {
+        case (.idle, .head(let head)):
+            state = .receiving(head, body: ByteBuffer())
+        case (.receiving(let head, var body), .body(var chunk)):
+            // Past the limit by one byte is enough for the route to refuse it; the rest is dropped.
+            let room = bodyLimit + 1 - body.readableBytes
+            if room > 0, let kept = chunk.readSlice(length: min(room, chunk.readableBytes)) {
+                state = .idle  // so that `body` grows in place instead of being copied
+                body.writeImmutableBuffer(kept)
+                state = .receiving(head, body: body)
+            }
+        case (.receiving(let head, let body), .end):
+            state = .responding(head)
+            respond(to: head, body: body, context: context)
+        case (.closing, _):
+            break
+        default:
+            // The decoder never produces another order; treat it as a malformed request.
+            answerMalformed(context: context)
+        }
+    }
+
+    private func respond(to head: HTTPRequest, body: ByteBuffer, context: ChannelHandlerContext) {
+        // The connection's logger as it is: giving each request its own metadata would cost more
+        // CPU than the rest of a /healthz answer, and the request log line names the request.
+        let requestLogger = logger
+        let requestContext = SessionRequestContext(source: .init(channel: context.channel, logger: requestLogger))
+        let request = Request(head: head, body: RequestBody(buffer: body))
+        let responder = self.responder
+        let loop = context.eventLoop
+        let handler = NIOLoopBound((self, context), eventLoop: loop)
+        inFlight = Task(executorPreference: executor) {
+            let answer: Answer
+            do {
+                answer = try await Answer(try await responder.respond(to: request, context: requestContext))
+            } catch {
+                requestLogger.error("a route failed outside the error middleware", metadata: ["error": "\(error)"])
+                answer = Answer(status: .internalServerError)
+            }
+            if loop.inEventLoop {
+                let (handler, context) = handler.value
+                handler.send(answer, context: context)
+            } else {
+                loop.execute {
+                    let (handler, context) = handler.value
+                    handler.send(answer, context: context)
+                }
+            }
+        }
+    }
+
+    /// A response with its body read whole (every route's body is a buffer made in memory).
+    private struct Answer: Sendable {
+        var status: HTTPResponse.Status
+        var headers: HTTPFields = [:]
+        var body = ByteBuffer()
+
+        init(status: HTTPResponse.Status) {
+            self.status = status
+        }
+
+        init(_ response: Response) async throws {
+            status = response.status
+            headers = response.headers
+            let collector = BodyCollector()
+            try await response.body.write(collector)
+            body = collector.buffer
+        }
+    }
+
+    /// Writes the answer of the request being answered, then goes on with what was held.
+    private func send(_ answer: Answer, context: ChannelHandlerContext) {
+        guard case .responding(let request) = state else { return }
+        inFlight = nil
+        let closeAfterwards = Self.asksToClose(request)
+        var headers = answer.headers
+        headers[.contentLength] = String(answer.body.readableBytes)
+        headers[.date] = currentDate()
+        headers[.server] = serverName
+        if closeAfterwards { headers[.connection] = "close" }
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: answer.status, headerFields: headers))), promise: nil)
+        if answer.body.readableBytes > 0, request.method != .head {
+            context.write(wrapOutboundOut(.body(answer.body)), promise: nil)
+        }
+        if closeAfterwards {
+            state = .closing
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        state = .idle
+        resume(context: context)
+    }
+
+    /// Goes on with what was held while a request was unanswered, as far as it can now.
+    private func resume(context: ChannelHandlerContext) {
+        while state.takesInput, context.channel.isWritable, let next = held.popFirst() {
+            switch next {
+            case .part(let part): process(part, context: context)
+            case .malformed: answerMalformed(context: context)
+            }
+        }
+        switch state {
+        case .idle, .receiving:
+            if held.isEmpty, inputClosed {
+                // Half-closed: no further request can come, and none is owed an answer.
+                close(context: context)
+            } else if readWithheld, held.isEmpty, context.channel.isWritable {
+                readWithheld = false
+                context.read()
+            }
+        case .responding, .closing:
+            break
+        }
+    }
+
+    /// 400 for bytes that are not HTTP, then close: the stream cannot be trusted past them.
+    private func answerMalformed(context: ChannelHandlerContext) {
+        guard !state.isClosing else { return }
+        state = .closing
+        held.removeAll()
+        var headers: HTTPFields = [.contentType: "application/json", .connection: "close"]
+        let body = ByteBuffer(string: #"{"error":{"code":"invalid_request","message":"the request is not valid HTTP/1.1"}}"#)
+        headers[.contentLength] = String(body.readableBytes)
+        headers[.date] = currentDate()
+        headers[.server] = serverName
+        context.write(wrapOutboundOut(.head(HTTPResponse(status: .badRequest, headerFields: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(body)), promise: nil)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    private func close(context: ChannelHandlerContext) {
+        guard !state.isClosing else { return }
+        state = .closing
+        held.removeAll()
+        context.close(promise: nil)
+    }
+
+    /// `Connection: close` among the request's connection options (a comma-separated list).
+    private static func asksToClose(_ request: HTTPRequest) -> Bool {
+        request.headerFields[values: .connection].contains { value in
+            value.split(separator: ",").contains { $0.trimmingWhitespace().lowercased() == "close" }
+        }
+    }
+
+    /// The `Date` header, made at most once a second per connection.
+    private func currentDate() -> String {
+        let now = Int64(Date().timeIntervalSince1970)
+        if now != date.second { date = (now, Timestamp.httpDate(secondsSinceEpoch: now)) }
+        return date.text
+    }
+}
+
+/// Collects a response body in memory.
+private final class BodyCollector: ResponseBodyWriter {
+    var buffer = ByteBuffer()
+
+    func write(_ buffer: ByteBuffer) async throws {
+        if self.buffer.readableBytes == 0 {
+            self.buffer = buffer
+        } else {
+            self.buffer.writeImmutableBuffer(buffer)
+        }
+    }
+
+    func finish(_ trailingHeaders: HTTPFields?) async throws {}
+}
