@@ -9,6 +9,11 @@ import Testing
 @Suite(.sharedBackends) struct SessionLifecycleTests {
     static var timestampPattern: Regex<Substring> { #/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/# }
 
+    /// The `data` object of a session answer, as the bytes sent.
+    static func rawData(_ response: HTTPTestResponse) -> String? {
+        response.text.components(separatedBy: #""data":"#).dropFirst().first?.components(separatedBy: #","version":"#).first
+    }
+
     static func milliseconds(_ timestamp: Any?) throws -> Int64 {
         let text = try #require(timestamp as? String)
         #expect(text.wholeMatch(of: timestampPattern) != nil, "\(text) is RFC 3339 UTC with milliseconds")
@@ -109,6 +114,48 @@ import Testing
         await service.stop()
     }
 
+    /// A read is a plain HGETALL, so the deadline is the key's: it expires 1 ms before the session's
+    /// `expires_at`, and Redis returns nothing at or after it. Read in a tight loop across the
+    /// deadline, each answer compared with Redis' clock taken just before the request.
+    @Test(arguments: Topology.allCases) func aReadAtTheDeadlineFindsNothing(_ topology: Topology) async throws {
+        let backend = try await Backend.forTest(topology)
+        let service = try await TestService.start(on: backend)
+        let redis = backend.inspector()
+        defer { Task { await redis.shutdown() } }
+        let (token, created) = try await service.create(#"{"idle_timeout":1}"#)
+        let key = "sd:s:{\(try #require(created["id"] as? String))}"
+        var deadline = try Self.milliseconds(created["expires_at"])
+        #expect(try await redis.send("PEXPIRETIME", RedisArgument(key)).integer == deadline - 1, "the key ends with the session")
+        let patched = try #require(try await service.patch(token, #"{"a":1}"#).jsonObject)
+        deadline = try Self.milliseconds(patched["expires_at"])
+        #expect(try await redis.send("PEXPIRETIME", RedisArgument(key)).integer == deadline - 1, "a write moves both")
+
+        func redisNow() async throws -> Int64 {
+            let parts = try #require(try await redis.send("TIME").array)
+            return try #require(Int64(parts[0].string ?? "")) * 1000 + (try #require(Int64(parts[1].string ?? ""))) / 1000
+        }
+        var latestFound = Int64.min
+        var firstGone: Int64?
+        let giveUp = ContinuousClock.now + .seconds(10)
+        while firstGone == nil, ContinuousClock.now < giveUp {
+            let before = try await redisNow()
+            switch try await service.get(token).status {
+            case 200:
+                #expect(before < deadline, "found although Redis' clock read \(before) before the request, at or past the deadline \(deadline)")
+                latestFound = max(latestFound, before)
+            case 404:
+                firstGone = before
+            case let status:
+                Issue.record("unexpected status \(status)")
+                return
+            }
+        }
+        #expect(latestFound >= deadline - 500, "read up to the deadline (last found \(deadline - latestFound) ms before it)")
+        let gone = try #require(firstGone)
+        #expect(gone <= deadline + 500, "gone at its deadline, not later (\(gone - deadline) ms after)")
+        await service.stop()
+    }
+
     @Test(arguments: Topology.allCases) func patchSetsAndDeletesOnlyTheNamedAttributes(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
@@ -125,6 +172,7 @@ import Testing
         let read = try await service.get(token)
         #expect(read.jsonObject?["version"] as? Int == 2)
         #expect((read.jsonObject?["data"] as? [String: Any])?.keys.sorted() == ["add", "change", "keep"])
+        #expect(Self.rawData(read) == Self.rawData(response), "the write's answer is the session as stored, attribute order included")
         await service.stop()
     }
 
@@ -136,9 +184,12 @@ import Testing
         #expect(response.status == 200)
         #expect(response.text.contains(#""data":{"c":3,"d":null}"#))
         #expect(response.jsonObject?["version"] as? Int == 2)
-        let cleared = try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token), ("If-Match", "\"2\"")], json: "{}")
+        let again = try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token)], json: #"{"e":5,"c":4}"#)
+        #expect(Self.rawData(again) == #"{"c":4,"e":5}"#, "a kept attribute keeps its place")
+        #expect(Self.rawData(try await service.get(token)) == Self.rawData(again))
+        let cleared = try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token), ("If-Match", "\"3\"")], json: "{}")
         #expect(cleared.text.contains(#""data":{}"#))
-        #expect(cleared.header("ETag") == "\"3\"")
+        #expect(cleared.header("ETag") == "\"4\"")
         await service.stop()
     }
 

@@ -41,7 +41,7 @@ extension Session {
                 data.append(Attribute(name: String(decoding: name.dropFirst(), as: UTF8.self), raw: value))
             } else if name == [UInt8(ascii: "u")] {
                 user = String(decoding: value, as: UTF8.self)
-            } else if name.count == 1 {
+            } else if name.count == 1, first != UInt8(ascii: "w") {  // `w`: write ids, binary
                 meta[first] = Int64(String(decoding: value, as: UTF8.self))
             }
             index += 2

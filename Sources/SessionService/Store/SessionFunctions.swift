@@ -11,7 +11,9 @@ import RedisClient
 /// A session is one hash: meta fields `v` (version), `c` (created ms), `l` (last idle slide ms),
 /// `i` (idle timeout ms), `a` (absolute deadline ms), `u` (user, optional), `w` (the write ids of
 /// its latest writes); each data attribute is the field `.<name>` holding the attribute's raw JSON.
-/// The key's expiry is always min(`l` + `i`, `a`).
+/// The key's expiry is always min(`l` + `i`, `a`) − 1 ms, so Redis itself never returns a session
+/// at or past its deadline and a read needs no script: it is one plain `HGETALL`
+/// (see ``SessionStore/read(_:touch:)``).
 ///
 /// Every write is safe to repeat. Each carries a write id (8 random bytes, one per HTTP request);
 /// the session remembers the ids of its last 8 writes in `w`, and a write whose id is there was
@@ -33,8 +35,20 @@ enum SessionFunctions {
             return math.min(last + idle, absolute)
         end
 
+        -- Redis returns a key while its clock is at or before the key's expiry time, so the key
+        -- expires 1 ms before the session's deadline: at the deadline itself a plain read already
+        -- finds nothing.
+        local function expire_at(key, deadline)
+            redis.call('PEXPIREAT', key, deadline - 1)
+        end
+
         -- HSET / HDEL in slices: Lua's unpack cannot spread thousands of arguments at once.
         local function in_slices(command, key, items, width)
+            if #items == 0 then return end
+            if #items <= width then
+                redis.call(command, key, unpack(items))
+                return
+            end
             for first = 1, #items, width do
                 local slice = {}
                 for index = first, math.min(first + width - 1, #items) do slice[#slice + 1] = items[index] end
@@ -75,12 +89,16 @@ enum SessionFunctions {
             return nil
         end
 
+        -- A plain substring search (no pattern, no substrings made), aligned to whole ids.
         local function has_write(ids, id)
             if not ids then return false end
-            for first = 1, #ids - WRITE_ID_BYTES + 1, WRITE_ID_BYTES do
-                if string.sub(ids, first, first + WRITE_ID_BYTES - 1) == id then return true end
+            local from = 1
+            while true do
+                local at = string.find(ids, id, from, true)
+                if not at then return false end
+                if (at - 1) % WRITE_ID_BYTES == 0 then return true end
+                from = at + 1
             end
-            return false
         end
 
         local function remember_write(ids, id)
@@ -122,24 +140,24 @@ enum SessionFunctions {
                 fields[#fields + 1] = args[index + 1]
             end
             in_slices('HSET', keys[1], fields, 200)
-            redis.call('PEXPIREAT', keys[1], expiry(now, idle, absolute))
+            expire_at(keys[1], expiry(now, idle, absolute))
             return fields
         end)
 
-        -- KEYS: session. ARGV: '1' to slide the idle deadline, minimum ms since the last slide.
-        redis.register_function('session_get', function(keys, args)
+        -- KEYS: session. ARGV: minimum ms since the last slide. Slides the idle deadline when that
+        -- much has passed by Redis' clock (sessiond asks only when its estimate of that clock says
+        -- so; this is the check that counts). Returns the session, nil when it is gone.
+        redis.register_function('session_touch', function(keys, args)
             local now = now_ms()
             local fields = load(keys[1], now)
             if not fields then return nil end
-            if args[1] == '1' then
-                local last, position = field_value(fields, 'l')
-                if now - tonumber(last) >= tonumber(args[2]) then
-                    local idle = tonumber((field_value(fields, 'i')))
-                    local absolute = tonumber((field_value(fields, 'a')))
-                    redis.call('HSET', keys[1], 'l', tostring(now))
-                    redis.call('PEXPIREAT', keys[1], expiry(now, idle, absolute))
-                    fields[position] = tostring(now)
-                end
+            local last, position = field_value(fields, 'l')
+            if now - tonumber(last) >= tonumber(args[1]) then
+                local idle = tonumber((field_value(fields, 'i')))
+                local absolute = tonumber((field_value(fields, 'a')))
+                redis.call('HSET', keys[1], 'l', tostring(now))
+                expire_at(keys[1], expiry(now, idle, absolute))
+                fields[position] = tostring(now)
             end
             return fields
         end)
@@ -147,31 +165,27 @@ enum SessionFunctions {
         -- KEYS: session. ARGV: write id, If-Match condition ('' for none, '*', or versions joined
         -- by ','), 'patch' or 'replace', then name, raw JSON pairs. In 'patch' a raw 'null' deletes
         -- the attribute; 'replace' first removes every attribute. Slides the idle deadline.
+        -- Reads only the meta fields it needs: a key that exists is a live session, since the key
+        -- expires with it (a script sees time stand still at its start, so it cannot pass mid-way).
         redis.register_function('session_write', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
-            local now = now_ms()
             local key = keys[1]
-            local meta = redis.call('HMGET', key, 'v', 'l', 'i', 'a', 'w')
+            local meta = redis.call('HMGET', key, 'v', 'i', 'a', 'w')
             if not meta[1] then return nil end
+            if has_write(meta[4], args[1]) then return redis.call('HGETALL', key) end
             local version = tonumber(meta[1])
-            local idle = tonumber(meta[3])
-            local absolute = tonumber(meta[4])
-            if now >= expiry(tonumber(meta[2]), idle, absolute) then
-                redis.call('DEL', key)
-                return nil
-            end
-            if has_write(meta[5], args[1]) then return redis.call('HGETALL', key) end
             if args[2] ~= '' and not version_matches(args[2], version) then
                 return redis.error_reply('SESSIOND_VERSION_MISMATCH ' .. version)
             end
+            local now = now_ms()
             local removals = {}
             if args[3] == 'replace' then
                 for _, name in ipairs(redis.call('HKEYS', key)) do
                     if string.sub(name, 1, 1) == '.' then removals[#removals + 1] = name end
                 end
             end
-            local updates = {'l', tostring(now), 'w', remember_write(meta[5], args[1])}
+            local updates = {'v', tostring(version + 1), 'l', tostring(now), 'w', remember_write(meta[4], args[1])}
             for index = 4, #args, 2 do
                 if args[3] == 'patch' and args[index + 1] == 'null' then
                     removals[#removals + 1] = '.' .. args[index]
@@ -182,8 +196,7 @@ enum SessionFunctions {
             end
             in_slices('HDEL', key, removals, 400)
             in_slices('HSET', key, updates, 200)
-            redis.call('HINCRBY', key, 'v', 1)
-            redis.call('PEXPIREAT', key, expiry(now, idle, absolute))
+            expire_at(key, expiry(now, tonumber(meta[2]), tonumber(meta[3])))
             return redis.call('HGETALL', key)
         end)
 
@@ -248,7 +261,7 @@ enum SessionFunctions {
                 fields[#fields + 1] = args[1]
             end
             in_slices('HSET', keys[1], fields, 200)
-            redis.call('PEXPIREAT', keys[1], expiry(now, idle, absolute))
+            expire_at(keys[1], expiry(now, idle, absolute))
             return fields
         end)
 
@@ -271,18 +284,15 @@ enum SessionFunctions {
 /// The functions of ``SessionFunctions/library`` and the policy each call follows, in one place.
 ///
 /// Every one of them may be sent again after a broken connection, a timeout or a failover: the
-/// read and the index upkeep change nothing when repeated, and the session writes recognise their
-/// write id (see ``SessionFunctions``).
+/// touch and the index upkeep change nothing that matters when repeated, and the session writes
+/// recognise their write id (see ``SessionFunctions``). Every one of them writes, so in the
+/// replicated mode its acknowledgement waits for the replicas; reads are plain commands.
 enum SessionFunction: String, Sendable {
     case create = "session_create"
-    case get = "session_get"
+    case touch = "session_touch"
     case write = "session_write"
     case delete = "session_delete"
     case take = "session_take"
     case `import` = "session_import"
     case userIndexAdd = "user_index_add"
-
-    /// Whether the function changes Redis: in the replicated mode its acknowledgement waits for
-    /// the replicas.
-    var writes: Bool { self != .get }
 }

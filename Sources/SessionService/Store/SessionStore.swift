@@ -26,6 +26,14 @@ struct SessionStore: Sendable {
     let redis: RedisClient
     let settings: Settings
     let logger: Logger
+    let clock: RedisClock
+
+    init(redis: RedisClient, settings: Settings, logger: Logger) {
+        self.redis = redis
+        self.settings = settings
+        self.logger = logger
+        self.clock = RedisClock(redis: redis)
+    }
 
     // MARK: - One session
 
@@ -53,13 +61,28 @@ struct SessionStore: Sendable {
         return (token, session)
     }
 
-    /// Reads a session; slides its idle deadline when `touch` and the touch interval has passed.
+    /// Reads a session with one plain `HGETALL`: Redis never returns a key at or past its expiry,
+    /// which is the session's deadline (see ``SessionFunctions``). When `touch` and the touch
+    /// interval has passed since the last slide, `session_touch` then slides the idle deadline
+    /// (a write: in the replicated mode it waits for the replicas).
     func read(_ id: SessionID, touch: Bool) async throws(SessionStoreError) -> Session {
-        let reply = try await call(.get, keys: [SessionKeys.session(id)], [
-            touch ? "1" : "0", RedisArgument(settings.touchIntervalSeconds * 1000),
-        ])
-        guard !reply.isNull else { throw .notFound }
-        return try Session(id: id, fields: reply)
+        let key = SessionKeys.session(id)
+        let interval = Int64(settings.touchIntervalSeconds) * 1000
+        if touch, interval == 0 {
+            // Every read slides: the function reads too, in one round trip.
+            let touched = try await call(.touch, keys: [key], ["0"])
+            guard !touched.isNull else { throw .notFound }
+            return try Session(id: id, fields: touched)
+        }
+        let reply = try await send(["HGETALL", RedisArgument(key)])
+        guard let fields = reply.array, !fields.isEmpty else { throw .notFound }
+        let session = try Session(id: id, fields: reply)
+        guard touch else { return session }
+        let now = try await withSessionStoreErrors { try await clock.now() }
+        guard now - session.lastSeenAt >= interval else { return session }
+        let touched = try await call(.touch, keys: [key], [RedisArgument(interval)])
+        guard !touched.isNull else { throw .notFound }
+        return try Session(id: id, fields: touched)
     }
 
     /// Sets each named attribute (a raw `null` deletes it), atomically; version + 1.
@@ -222,13 +245,12 @@ struct SessionStore: Sendable {
     // MARK: - Redis
 
     /// Calls one of the session functions with the policy ``SessionFunction`` gives it: every call
-    /// may be repeated after a failure whose outcome is unknown; writes wait for replicas in the
+    /// may be repeated after a failure whose outcome is unknown, and waits for replicas in the
     /// replicated mode.
     private func call(_ function: SessionFunction, keys: [String], _ arguments: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
         try await withSessionStoreErrors {
             try await redis.fcall(
-                function.rawValue, keys: keys.map { RedisArgument($0) }, arguments: arguments, idempotent: true,
-                durable: function.writes
+                function.rawValue, keys: keys.map { RedisArgument($0) }, arguments: arguments, idempotent: true, durable: true
             )
         }
     }
@@ -238,8 +260,8 @@ struct SessionStore: Sendable {
         [writeID.argument, RedisArgument(settings.tombstoneMilliseconds)]
     }
 
-    /// Plain commands here are all idempotent (ZRANGE, ZREM, SET of the readiness key); the index
-    /// removals wait for replicas in replicated mode.
+    /// Plain commands here are all idempotent (HGETALL, ZRANGE, ZREM, SET of the readiness key);
+    /// the index removals wait for replicas in replicated mode.
     private func send(_ command: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
         try await withSessionStoreErrors {
             try await redis.send(command, idempotent: true, durable: command.first == RedisArgument("ZREM"))
