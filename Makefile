@@ -22,10 +22,12 @@ contract-test: deps
 	swift build
 	bash scripts/contract-test.sh
 
-# sessiond over HTTP next to webdis and redis-benchmark in one run (see BENCHMARKS.md; ~7 minutes).
+# sessiond over HTTP next to webdis, redis-benchmark and the session stores people deploy instead
+# (Benchmarks/peers: Go redistore, Flask-Session, starsessions), in one run (see BENCHMARKS.md; ~12 minutes).
 # SOAK_SECONDS=600 adds the 10-minute memory soak.
 bench:
-	bash scripts/install-deps.sh wrk webdis
+	bash scripts/install-deps.sh wrk webdis python3-venv golang-go golang-github-gorilla-sessions-dev \
+		golang-github-boj-redistore-dev golang-github-gomodule-redigo-dev
 	bash scripts/bench-http.sh
 
 # The Redis client alone next to redis-benchmark.

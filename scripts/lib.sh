@@ -74,6 +74,15 @@ wait_for_url() {
     done
 }
 
+# wait_for_answer URL [SECONDS]: polls until URL answers with any HTTP status, or fails (default 30 s).
+wait_for_answer() {
+    local deadline=$((SECONDS + ${2:-30}))
+    until curl -s -o /dev/null --max-time 2 "$1"; do
+        if ((SECONDS >= deadline)); then echo "$1 did not answer within ${2:-30} s" >&2; return 1; fi
+        sleep 0.1
+    done
+}
+
 # seed_sessions URL COUNT DIR: creates COUNT sessions (300 bytes of data each) through URL with
 # Benchmarks/wrk/seed.lua and leaves their tokens in DIR/tokens-*.txt; fails if fewer were made.
 # BENCH_API_KEY, when set, is sent as the bearer key.
