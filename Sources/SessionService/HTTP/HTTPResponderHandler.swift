@@ -165,8 +165,12 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
             // Past the limit by one byte is enough for the route to refuse it; the rest is dropped.
             let room = bodyLimit + 1 - body.readableBytes
             if room > 0, let kept = chunk.readSlice(length: min(room, chunk.readableBytes)) {
-                state = .idle  // so that `body` grows in place instead of being copied
-                body.writeImmutableBuffer(kept)
+                if body.readableBytes == 0 {
+                    body = kept  // a body in one piece (the usual case) is kept as read, not copied
+                } else {
+                    state = .idle  // so that `body` grows in place instead of being copied
+                    body.writeImmutableBuffer(kept)
+                }
                 state = .receiving(head, body: body)
             }
         case (.receiving(let head, let body), .end):

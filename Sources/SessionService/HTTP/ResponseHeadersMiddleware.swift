@@ -25,8 +25,14 @@ struct ResponseHeadersMiddleware: RouterMiddleware {
     /// A request target (path and query, as sent) whose first path segment is `v1`. Segments are
     /// the non-empty parts between slashes, as the router matches them (`//v1/session` is `/v1/session`).
     static func isAPITarget(_ target: String) -> Bool {
-        let path = target.utf8.prefix { $0 != UInt8(ascii: "?") }
-        let segment = path.drop { $0 == UInt8(ascii: "/") }.prefix { $0 != UInt8(ascii: "/") }
-        return segment.elementsEqual("v1".utf8)
+        var target = target
+        return target.withUTF8 { bytes in
+            var index = 0
+            while index < bytes.count, bytes[index] == UInt8(ascii: "/") { index += 1 }
+            guard index + 2 <= bytes.count, bytes[index] == UInt8(ascii: "v"), bytes[index + 1] == UInt8(ascii: "1") else {
+                return false
+            }
+            return index + 2 == bytes.count || bytes[index + 2] == UInt8(ascii: "/") || bytes[index + 2] == UInt8(ascii: "?")
+        }
     }
 }
