@@ -4,7 +4,7 @@ import Synchronization
 /// What a ``RedisClient`` reports through swift-metrics, when given a factory:
 ///
 /// - `redis_command_duration_seconds{command}`: each command's round trip (FCALL named with its
-///   function, e.g. `FCALL session_get`), retries during a failover included;
+///   function, e.g. `FCALL session_write`), retries during a failover included;
 /// - `redis_command_errors_total{command, code}`: failed commands by ``RedisClientError`` code;
 /// - `redis_primary_changes_total`: times the confirmed primary moved to another server (failovers
 ///   seen; the first primary found does not count);
