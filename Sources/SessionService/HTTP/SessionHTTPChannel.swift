@@ -38,8 +38,14 @@ struct SessionHTTPChannel: ServerChildChannel {
         }
     }
 
-    /// The server tracks each connection until this returns: at its close.
+    /// The server tracks each connection until this returns: at its close. Cancelled (the server
+    /// stopped without a graceful shutdown), it closes the connection's input, as Hummingbird's own
+    /// connection loop does: the answers owed are written, then the connection closes.
     func handle(value: Value, logger: Logger) async {
-        try? await value.channel.closeFuture.get()
+        await withTaskCancellationHandler {
+            try? await value.channel.closeFuture.get()
+        } onCancel: {
+            value.channel.close(mode: .input, promise: nil)
+        }
     }
 }
