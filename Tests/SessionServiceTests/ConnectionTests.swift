@@ -145,4 +145,29 @@ import Testing
         await reader.close()
         await service.stop()
     }
+
+    @Test func stoppingTheServerClosesTheConnectionsItHasOpen() async throws {
+        let redis = try await RedisServer.start()
+        let service = try await TestService.start(redis: redis)  // idle timeout: the default minute
+        let connection = try await RawTCPConnection.connect(port: service.port)
+        try await connection.send("GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+        #expect(await eventually { connection.text.contains("HTTP/1.1 200") })
+        let stopped = ContinuousClock.now
+        let stoppedInTime = await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await service.stop()
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(15))  // a deadline, not a wait for a condition
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            return first
+        }
+        #expect(stoppedInTime, "the server stopped although a client kept its connection open")
+        #expect(ContinuousClock.now - stopped < .seconds(15))
+        #expect(await eventually(timeout: .seconds(5)) { connection.isClosed })
+    }
 }
