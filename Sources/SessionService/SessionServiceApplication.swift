@@ -48,7 +48,8 @@ public enum SessionServiceApplication {
                 touchIntervalSeconds: configuration.touchInterval, maxSessionsPerUser: configuration.maxSessionsPerUser,
                 // A write is retried only within the failover deadline: a minute (or twice the
                 // deadline) outlasts every retry.
-                tombstoneMilliseconds: max(60_000, configuration.failoverTimeout * 2)
+                tombstoneMilliseconds: max(60_000, configuration.failoverTimeout * 2),
+                keys: SessionKeys(prefix: configuration.keyPrefix)
             ),
             logger: logger
         )

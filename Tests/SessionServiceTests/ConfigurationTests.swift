@@ -24,6 +24,8 @@ import Testing
         #expect(configuration.redisTimeout == 2000)
         #expect(!configuration.instance.isEmpty)
         #expect(configuration.logLevel == .info)
+        #expect(configuration.keyPrefix == "sd:")
+        #expect(configuration.connectionIdleTimeout == 60)
     }
 
     @Test func environmentVariablesSetAndFlagsWin() throws {
@@ -82,6 +84,11 @@ import Testing
         ("SESSIOND_DURABILITY_TIMEOUT", "-5", "--durability-timeout / SESSIOND_DURABILITY_TIMEOUT"),
         ("SESSIOND_REDIS_CLUSTER", "10.0.0.1", "--redis-cluster / SESSIOND_REDIS_CLUSTER"),
         ("SESSIOND_REDIS_CLUSTER", " , ", "--redis-cluster / SESSIOND_REDIS_CLUSTER"),
+        ("SESSIOND_KEY_PREFIX", "", "--key-prefix / SESSIOND_KEY_PREFIX"),
+        ("SESSIOND_KEY_PREFIX", "app{1}:", "--key-prefix / SESSIOND_KEY_PREFIX"),
+        ("SESSIOND_KEY_PREFIX", "my app:", "--key-prefix / SESSIOND_KEY_PREFIX"),
+        ("SESSIOND_KEY_PREFIX", String(repeating: "p", count: 65), "--key-prefix / SESSIOND_KEY_PREFIX"),
+        ("SESSIOND_CONNECTION_IDLE_TIMEOUT", "0", "--connection-idle-timeout / SESSIOND_CONNECTION_IDLE_TIMEOUT"),
     ])
     func badValuesStopStartUpNamingTheSetting(variable: String, value: String, setting: String) {
         #expect {
@@ -137,7 +144,7 @@ import Testing
         for name in ["host", "port", "redis-url", "idle-timeout", "absolute-timeout", "touch-interval", "max-body-bytes",
                      "max-sessions-per-user", "api-keys", "redis-timeout", "instance", "log-level", "allow-unauthenticated",
                      "sentinels", "sentinel-master", "sentinel-password", "failover-timeout", "durability",
-                     "durability-replicas", "durability-timeout"] {
+                     "durability-replicas", "durability-timeout", "key-prefix", "connection-idle-timeout"] {
             #expect(text.contains("--\(name)"))
             #expect(text.contains("SESSIOND_" + name.uppercased().replacingOccurrences(of: "-", with: "_")))
         }

@@ -1,3 +1,4 @@
+import Foundation
 import RedisClient
 import RedisTestSupport
 import Testing
@@ -37,6 +38,53 @@ import Testing
             #expect(!haystack.contains(String(token.prefix(16))), "part of a token was found in Redis")
         }
         await inspector.shutdown()
+        await service.stop()
+    }
+
+    /// sessiond works under a Redis user that has only the rule README gives (deploy/redis-acl.rule),
+    /// every route included, and that user can touch nothing outside sessiond's keys.
+    @Test func everyRouteWorksUnderAUserWithOnlyTheDocumentedACLRule() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let rule = try String(contentsOf: root.appendingPathComponent("deploy/redis-acl.rule"), encoding: .utf8)
+            .split(separator: "\n").filter { !$0.hasPrefix("#") && !$0.isEmpty }.joined(separator: " ")
+        #expect(rule.contains("~sd:*") && rule.contains("-@all"))
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains("ACL SETUSER sessiond on >PASSWORD \(rule)\n"), "README gives the rule the test uses")
+        let redis = try await RedisServer.start()
+        let admin = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+        let setUser = ["ACL", "SETUSER", "sessiond", "reset", "on", ">a-test-password"] + rule.split(separator: " ").map(String.init)
+        #expect(try await admin.send(setUser.map { RedisArgument($0) }) == .simpleString("OK"))
+
+        let service = try await TestService.start(redis: redis) {
+            $0.redisURL = "redis://sessiond:a-test-password@127.0.0.1:\(redis.port)"
+            $0.touchInterval = 0  // every read slides: session_touch too
+        }
+        #expect(try await service.request("GET", "/readyz").status == 200)
+        let (token, session) = try await service.create(#"{"user":"lee","data":{"a":1}}"#)
+        let id = try #require(session["id"] as? String)
+        #expect(try await service.get(token).status == 200)
+        #expect(try await service.patch(token, #"{"b":2}"#).status == 200)
+        #expect(try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token)], json: #"{"c":3}"#).status == 200)
+        let rotated = try await service.request("POST", "/v1/session/rotate", headers: [("X-Session-Token", token)])
+        #expect(rotated.status == 200)
+        let newToken = try #require(rotated.jsonObject?["token"] as? String)
+        let newID = try #require((rotated.jsonObject?["session"] as? [String: Any])?["id"] as? String)
+        #expect(newID != id)
+        #expect(try await service.request("GET", "/v1/sessions/\(newID)").status == 200)
+        #expect(try await service.request("GET", "/v1/users/lee/sessions").status == 200)
+        #expect(try await service.request("DELETE", "/v1/session", headers: [("X-Session-Token", newToken)]).status == 204)
+        _ = try await service.create(#"{"user":"lee"}"#)
+        #expect(try await service.request("DELETE", "/v1/users/lee/sessions").jsonObject?["revoked"] as? Int == 1)
+
+        // The rule is narrow: the user reaches no other key and no other command.
+        let restricted = RedisClient(configuration: try RedisConfiguration(url: "redis://sessiond:a-test-password@127.0.0.1:\(redis.port)"))
+        for command in [["GET", "other:key"], ["FLUSHALL"], ["KEYS", "*"], ["CONFIG", "GET", "*"]] {
+            await #expect(throws: RedisClientError.self, "\(command) is refused") {
+                _ = try await restricted.send(command.map { RedisArgument($0) })
+            }
+        }
+        await restricted.shutdown()
+        await admin.shutdown()
         await service.stop()
     }
 }

@@ -97,4 +97,36 @@ import Testing
         await inspector.shutdown()
         await service.stop()
     }
+
+    /// Two applications on one Redis, each with its own key prefix: neither sees, lists or revokes
+    /// the other's sessions, and every key each writes starts with its prefix.
+    @Test(arguments: Topology.allCases) func twoKeyPrefixesOnOneRedisNeverSeeEachOthersSessions(_ topology: Topology) async throws {
+        let backend = try await Backend.forTest(topology)
+        let first = try await TestService.start(on: backend) { $0.keyPrefix = "app1:" }
+        let second = try await TestService.start(on: backend) { $0.keyPrefix = "app2:" }
+        let user = "kim-\(topology)"
+        let (firstToken, firstSession) = try await first.create(#"{"user":"\#(user)","data":{"app":1}}"#)
+        let (secondToken, _) = try await second.create(#"{"user":"\#(user)","data":{"app":2}}"#)
+        let firstID = try #require(firstSession["id"] as? String)
+
+        #expect(try await second.get(firstToken).status == 404, "a token of one prefix is unknown under the other")
+        #expect(try await first.get(secondToken).status == 404)
+        #expect(try await second.request("GET", "/v1/sessions/\(firstID)").status == 404)
+        let listed = try await second.request("GET", "/v1/users/\(user)/sessions").jsonObject?["sessions"] as? [[String: Any]]
+        #expect(listed?.count == 1, "each lists only its own sessions of the user")
+        #expect(try await second.request("DELETE", "/v1/users/\(user)/sessions").jsonObject?["revoked"] as? Int == 1)
+        #expect(try await first.get(firstToken).status == 200, "revoking all under one prefix leaves the other's")
+
+        // Every key sessiond wrote for this user's sessions starts with its prefix.
+        let inspector = backend.inspector()
+        let keys = [
+            "app1:s:{\(firstID)}", "app1:u:{\(user)}", "sd:s:{\(firstID)}", "app2:s:{\(firstID)}",
+        ]
+        var exists: [Bool] = []
+        for key in keys { exists.append(try await inspector.send("EXISTS", RedisArgument(key)) == .integer(1)) }
+        #expect(exists == [true, true, false, false])
+        await inspector.shutdown()
+        await first.stop()
+        await second.stop()
+    }
 }

@@ -38,6 +38,8 @@ public struct SessionServiceConfiguration: Sendable {
     public var durabilityReplicas = 1
     /// How long a replicated write waits for its replicas (milliseconds) before `durability_timeout`.
     public var durabilityTimeout = 200
+    /// What every Redis key sessiond touches starts with.
+    public var keyPrefix = "sd:"
 
     /// What a successful write promises.
     public enum Durability: String, Sendable {
@@ -103,6 +105,12 @@ public struct SessionServiceConfiguration: Sendable {
                 throw ConfigurationError(setting: "--api-keys / SESSIOND_API_KEYS", reason: "each key must be at least 16 printable ASCII characters without spaces (one is \(key.utf8.count))")
             }
             configuration.apiKeys = keys
+        },
+        Setting(name: "key-prefix", help: "what every Redis key sessiond uses starts with (1 to 64 printable characters, no spaces, '{' or '}'); applications sharing a Redis each need their own", defaultDescription: "sd:") { configuration, value throws(ConfigurationError) in
+            guard SessionKeys.isValidPrefix(value) else {
+                throw ConfigurationError(setting: "--key-prefix / SESSIOND_KEY_PREFIX", reason: "'\(value)' is not 1 to \(SessionKeys.maximumPrefixBytes) printable ASCII characters without spaces, '{' or '}'")
+            }
+            configuration.keyPrefix = value
         },
         Setting(name: "redis-timeout", help: "Redis command deadline in milliseconds", defaultDescription: "2000") { configuration, value throws(ConfigurationError) in
             configuration.redisTimeout = try integer(value, "--redis-timeout / SESSIOND_REDIS_TIMEOUT", in: 1...600_000)

@@ -21,12 +21,15 @@ struct SessionStore: Sendable {
         /// How long a delete's or a rotation's tombstone keeps its write id: longer than any retry
         /// of that write can come (see ``SessionFunctions``).
         var tombstoneMilliseconds: Int
+        /// Where every key lives.
+        var keys: SessionKeys
     }
 
     let redis: RedisClient
     let settings: Settings
     let logger: Logger
     let clock: RedisClock
+    private var keys: SessionKeys { settings.keys }
 
     init(redis: RedisClient, settings: Settings, logger: Logger) {
         self.redis = redis
@@ -45,7 +48,7 @@ struct SessionStore: Sendable {
         let absoluteMilliseconds = Int64(absoluteTimeout ?? settings.absoluteTimeoutSeconds) * 1000
         var indexSize: Int64 = 0
         if let user {
-            let reply = try await call(.userIndexAdd, keys: [SessionKeys.userIndex(user)], [
+            let reply = try await call(.userIndexAdd, keys: [keys.userIndex(user)], [
                 RedisArgument(token.id.hex), "", RedisArgument(absoluteMilliseconds),
             ])
             indexSize = reply.integer ?? 0
@@ -53,7 +56,7 @@ struct SessionStore: Sendable {
         let arguments: [RedisArgument] = [
             writeID.argument, RedisArgument(user ?? ""), RedisArgument(idleMilliseconds), RedisArgument(absoluteMilliseconds),
         ] + data.redisArguments
-        let reply = try await call(.create, keys: [SessionKeys.session(token.id)], arguments)
+        let reply = try await call(.create, keys: [keys.session(token.id)], arguments)
         let session = try Session(id: token.id, fields: reply)
         if let user, settings.maxSessionsPerUser > 0, indexSize > settings.maxSessionsPerUser {
             try await enforceCap(user: user, keeping: token.id)
@@ -66,7 +69,7 @@ struct SessionStore: Sendable {
     /// interval has passed since the last slide, `session_touch` then slides the idle deadline
     /// (a write: in the replicated mode it waits for the replicas).
     func read(_ id: SessionID, touch: Bool) async throws(SessionStoreError) -> Session {
-        let key = SessionKeys.session(id)
+        let key = keys.session(id)
         let interval = Int64(settings.touchIntervalSeconds) * 1000
         if touch, interval == 0 {
             // Every read slides: the function reads too, in one round trip.
@@ -99,7 +102,7 @@ struct SessionStore: Sendable {
         let arguments: [RedisArgument] = [
             WriteID().argument, RedisArgument(ifMatch?.functionArgument ?? ""), RedisArgument(mode),
         ] + attributes.redisArguments
-        let reply = try await call(.write, keys: [SessionKeys.session(id)], arguments)
+        let reply = try await call(.write, keys: [keys.session(id)], arguments)
         guard !reply.isNull else { throw .notFound }
         return try Session(id: id, fields: reply)
     }
@@ -107,10 +110,10 @@ struct SessionStore: Sendable {
     /// Ends a session (idempotent); its index entry is removed after it. Returns whether it existed.
     @discardableResult
     func delete(_ id: SessionID) async throws(SessionStoreError) -> Bool {
-        let reply = try await call(.delete, keys: [SessionKeys.session(id), SessionKeys.tombstone(id)], deleteArguments(WriteID()))
+        let reply = try await call(.delete, keys: [keys.session(id), keys.tombstone(id)], deleteArguments(WriteID()))
         guard let parts = reply.array, parts.count == 2 else { throw .corrupt("unexpected reply to session_delete") }
         if let user = parts[1].string, !user.isEmpty {
-            _ = try await send(["ZREM", RedisArgument(SessionKeys.userIndex(user)), RedisArgument(id.hex)])
+            _ = try await send(["ZREM", RedisArgument(keys.userIndex(user)), RedisArgument(id.hex)])
         }
         return parts[0].integer == 1
     }
@@ -125,18 +128,18 @@ struct SessionStore: Sendable {
     func rotate(_ id: SessionID) async throws(SessionStoreError) -> (SessionToken, Session) {
         let token = try newToken()
         let writeID = WriteID()
-        let taken = try await call(.take, keys: [SessionKeys.session(id), SessionKeys.tombstone(id)], deleteArguments(writeID))
+        let taken = try await call(.take, keys: [keys.session(id), keys.tombstone(id)], deleteArguments(writeID))
         guard !taken.isNull else { throw .notFound }
         let old = try Session(id: id, fields: taken)
         if let user = old.user {
-            _ = try await call(.userIndexAdd, keys: [SessionKeys.userIndex(user)], [
+            _ = try await call(.userIndexAdd, keys: [keys.userIndex(user)], [
                 RedisArgument(token.id.hex), RedisArgument(old.absoluteExpiresAt), "0",
             ])
         }
         let fields = (taken.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } }
-        let reply = try await call(.import, keys: [SessionKeys.session(token.id)], [writeID.argument] + fields)
+        let reply = try await call(.import, keys: [keys.session(token.id)], [writeID.argument] + fields)
         if let user = old.user {
-            _ = try await send(["ZREM", RedisArgument(SessionKeys.userIndex(user)), RedisArgument(id.hex)])
+            _ = try await send(["ZREM", RedisArgument(keys.userIndex(user)), RedisArgument(id.hex)])
         }
         guard !reply.isNull else { throw .notFound }  // reached its absolute deadline meanwhile
         return (token, try Session(id: token.id, fields: reply))
@@ -146,7 +149,7 @@ struct SessionStore: Sendable {
 
     /// The user's live sessions, oldest first; index entries of sessions that are gone are removed.
     func sessions(ofUser user: String) async throws(SessionStoreError) -> [Session] {
-        let indexKey = SessionKeys.userIndex(user)
+        let indexKey = keys.userIndex(user)
         let ids = try await indexedIDs(indexKey)
         let found = try await withSessionStoreErrors {
             try await withThrowingTaskGroup(of: (String, Session?).self) { group in
@@ -176,7 +179,7 @@ struct SessionStore: Sendable {
     /// Revokes every session of the user; returns how many were live. Only the ids revoked are
     /// removed from the index, so a session created concurrently stays indexed.
     func revokeAll(ofUser user: String) async throws(SessionStoreError) -> Int {
-        let indexKey = SessionKeys.userIndex(user)
+        let indexKey = keys.userIndex(user)
         let ids = try await indexedIDs(indexKey)
         let writeID = WriteID()
         let revoked = try await withSessionStoreErrors {
@@ -185,7 +188,7 @@ struct SessionStore: Sendable {
                     group.addTask {
                         guard let sessionID = SessionID(parsing: id) else { return 0 }
                         let reply = try await call(
-                            .delete, keys: [SessionKeys.session(sessionID), SessionKeys.tombstone(sessionID)], deleteArguments(writeID)
+                            .delete, keys: [keys.session(sessionID), keys.tombstone(sessionID)], deleteArguments(writeID)
                         )
                         return reply.array?.first?.integer == 1 ? 1 : 0
                     }
@@ -235,7 +238,7 @@ struct SessionStore: Sendable {
     /// Proves Redis takes writes (a short-lived key) and describes the primary in use, or every
     /// primary of the cluster.
     func checkWritable(instance: String) async throws(SessionStoreError) -> Topology {
-        _ = try await send(["SET", RedisArgument(SessionKeys.readinessProbe), RedisArgument(instance), "PX", "10000"])
+        _ = try await send(["SET", RedisArgument(keys.readinessProbe), RedisArgument(instance), "PX", "10000"])
         return try await withSessionStoreErrors {
             if let cluster = try await redis.clusterStatus() { return .cluster(cluster) }
             return .primary(try await redis.primaryStatus())
