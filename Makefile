@@ -11,7 +11,7 @@ build: deps
 # then the contract test (openapi.yaml validated, schemathesis against a live sessiond), the compose
 # file's check and the scripted demo against the demo cluster run as plain processes.
 test:
-	bash scripts/install-deps.sh haproxy docker-compose
+	bash scripts/install-deps.sh haproxy docker-compose nginx
 	bash scripts/test.sh
 
 # Serve on 127.0.0.1:8080, starting a local redis-server when none answers (see scripts/run.sh).

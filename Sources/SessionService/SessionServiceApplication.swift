@@ -74,6 +74,8 @@ public enum SessionServiceApplication {
         }
         SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes)).addRoutes(to: v1)
         AdminController(store: store).addRoutes(to: v1)
+        AuthController(store: store, cookieName: configuration.cookieName, attributeNames: configuration.authAttributes)
+            .addRoutes(to: v1)
         routes.load(from: router)
 
         let server = SessionHTTPChannel(

@@ -26,6 +26,7 @@ import Testing
         #expect(configuration.logLevel == .info)
         #expect(configuration.keyPrefix == "sd:")
         #expect(configuration.connectionIdleTimeout == 60)
+        #expect(configuration.cookieName == nil && configuration.authAttributes.isEmpty)
     }
 
     @Test func environmentVariablesSetAndFlagsWin() throws {
@@ -89,6 +90,10 @@ import Testing
         ("SESSIOND_KEY_PREFIX", "my app:", "--key-prefix / SESSIOND_KEY_PREFIX"),
         ("SESSIOND_KEY_PREFIX", String(repeating: "p", count: 65), "--key-prefix / SESSIOND_KEY_PREFIX"),
         ("SESSIOND_CONNECTION_IDLE_TIMEOUT", "0", "--connection-idle-timeout / SESSIOND_CONNECTION_IDLE_TIMEOUT"),
+        ("SESSIOND_COOKIE_NAME", "my cookie", "--cookie-name / SESSIOND_COOKIE_NAME"),
+        ("SESSIOND_COOKIE_NAME", "sid;x", "--cookie-name / SESSIOND_COOKIE_NAME"),
+        ("SESSIOND_AUTH_ATTRIBUTES", "role,bad name", "--auth-attributes / SESSIOND_AUTH_ATTRIBUTES"),
+        ("SESSIOND_AUTH_ATTRIBUTES", " , ", "--auth-attributes / SESSIOND_AUTH_ATTRIBUTES"),
     ])
     func badValuesStopStartUpNamingTheSetting(variable: String, value: String, setting: String) {
         #expect {
@@ -144,7 +149,8 @@ import Testing
         for name in ["host", "port", "redis-url", "idle-timeout", "absolute-timeout", "touch-interval", "max-body-bytes",
                      "max-sessions-per-user", "api-keys", "redis-timeout", "instance", "log-level", "allow-unauthenticated",
                      "sentinels", "sentinel-master", "sentinel-password", "failover-timeout", "durability",
-                     "durability-replicas", "durability-timeout", "key-prefix", "connection-idle-timeout"] {
+                     "durability-replicas", "durability-timeout", "key-prefix", "connection-idle-timeout", "cookie-name",
+                     "auth-attributes"] {
             #expect(text.contains("--\(name)"))
             #expect(text.contains("SESSIOND_" + name.uppercased().replacingOccurrences(of: "-", with: "_")))
         }

@@ -40,6 +40,10 @@ public struct SessionServiceConfiguration: Sendable {
     public var durabilityTimeout = 200
     /// What every Redis key sessiond touches starts with.
     public var keyPrefix = "sd:"
+    /// `/v1/auth`: the cookie that may carry the token (`nil`: the header only).
+    public var cookieName: String?
+    /// `/v1/auth`: the attributes passed on as `X-Session-Attribute-<name>` headers.
+    public var authAttributes: [String] = []
 
     /// What a successful write promises.
     public enum Durability: String, Sendable {
@@ -111,6 +115,22 @@ public struct SessionServiceConfiguration: Sendable {
                 throw ConfigurationError(setting: "--key-prefix / SESSIOND_KEY_PREFIX", reason: "'\(value)' is not 1 to \(SessionKeys.maximumPrefixBytes) printable ASCII characters without spaces, '{' or '}'")
             }
             configuration.keyPrefix = value
+        },
+        Setting(name: "cookie-name", help: "the cookie GET /v1/auth also takes the token from (an RFC 6265 token)", defaultDescription: "none: the X-Session-Token header only") { configuration, value throws(ConfigurationError) in
+            guard isToken(value, maximumBytes: 128) else {
+                throw ConfigurationError(setting: "--cookie-name / SESSIOND_COOKIE_NAME", reason: "'\(value)' is not a cookie name (1 to 128 letters, digits or !#$%&'*+-.^_`|~)")
+            }
+            configuration.cookieName = value
+        },
+        Setting(name: "auth-attributes", help: "comma-separated attributes GET /v1/auth passes on, each as X-Session-Attribute-<name> with its raw JSON", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
+            let names = value.split(separator: ",").map { String($0.trimmingWhitespace()) }.filter { !$0.isEmpty }
+            guard !names.isEmpty, names.count <= 32 else {
+                throw ConfigurationError(setting: "--auth-attributes / SESSIOND_AUTH_ATTRIBUTES", reason: "give 1 to 32 attribute names")
+            }
+            for name in names where !isToken(name, maximumBytes: 64) {
+                throw ConfigurationError(setting: "--auth-attributes / SESSIOND_AUTH_ATTRIBUTES", reason: "'\(name)' cannot be part of a header name (1 to 64 letters, digits or !#$%&'*+-.^_`|~)")
+            }
+            configuration.authAttributes = names
         },
         Setting(name: "redis-timeout", help: "Redis command deadline in milliseconds", defaultDescription: "2000") { configuration, value throws(ConfigurationError) in
             configuration.redisTimeout = try integer(value, "--redis-timeout / SESSIOND_REDIS_TIMEOUT", in: 1...600_000)
@@ -255,6 +275,14 @@ public struct SessionServiceConfiguration: Sendable {
                 setting: "--redis-url / SESSIOND_REDIS_URL",
                 reason: "names database \(redis.database), but a Redis Cluster has only database 0"
             )
+        }
+    }
+
+    /// An HTTP token (RFC 9110 `tchar`s), as header and cookie names are.
+    static func isToken(_ text: String, maximumBytes: Int) -> Bool {
+        (1...maximumBytes).contains(text.utf8.count) && text.utf8.allSatisfy { byte in
+            (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5a) || (byte >= 0x61 && byte <= 0x7a)
+                || "!#$%&'*+-.^_`|~".utf8.contains(byte)
         }
     }
 

@@ -45,6 +45,10 @@ struct APIError: HTTPResponseError {
     static let unsupportedMediaType = APIError(
         status: .unsupportedMediaType, code: "unsupported_media_type", message: "the request body must be application/json"
     )
+    /// `/v1/auth`: no live session behind the request (what a gateway's `auth_request` needs: 401).
+    static func notAuthenticated(_ message: String) -> APIError {
+        APIError(status: .unauthorized, code: "not_authenticated", message: message)
+    }
     static let unauthorized = APIError(
         status: .unauthorized, code: "unauthorized", message: "a valid 'Authorization: Bearer <api key>' header is required",
         headers: [.wwwAuthenticate: "Bearer"]
