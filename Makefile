@@ -35,12 +35,13 @@ bench-redis-client: deps
 	bash scripts/bench-redis-client.sh
 
 # The demo cluster of docker-compose.yml as plain processes on 127.0.0.1 (HAProxy, 3 sessiond,
-# Redis primary + 2 replicas, 3 sentinels); prints the URL and API key. CLUSTER_PORT=8090 by default.
+# Redis primary + 2 replicas, 3 sentinels, the nginx gateway and its application); prints the URLs
+# and API key. CLUSTER_PORT=8090 by default.
 # REDIS=cluster: docker-compose.cluster.yml's topology instead (a Redis Cluster of 3 primaries with
 # 2 replicas each under the same sessiond instances).
 REDIS ?= sentinel
 cluster:
-	bash scripts/install-deps.sh haproxy
+	bash scripts/install-deps.sh haproxy nginx
 	REDIS=$(REDIS) bash scripts/cluster.sh up
 
 cluster-down:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The demo cluster of docker-compose.yml as plain processes on 127.0.0.1 (no Docker needed):
 # a Redis primary with two replicas, three sentinels, three sessiond instances and HAProxy in front,
-# all configured from deploy/ (the same files the compose file uses). With REDIS=cluster, the
+# and the nginx gateway with the application it protects, all configured from deploy/ (the same
+# files the compose file uses). With REDIS=cluster, the
 # topology of docker-compose.cluster.yml instead: a Redis Cluster of three primaries with two
 # replicas each under the same three sessiond instances and HAProxy.
 #
@@ -22,8 +23,9 @@ down() {
     [[ -f $state ]] || { echo "no cluster running (no $state)"; return 0; }
     # shellcheck disable=SC1090
     source "$state"
-    # The load balancer first, then the instances, then Redis: nothing is left half-served.
-    stop_pids $HAPROXY_PID $SESSIOND_PIDS $SENTINEL_PIDS $REDIS_PIDS
+    # The gateway and the load balancer first, then the instances, then Redis: nothing is left
+    # half-served.
+    stop_pids $GATEWAY_PID $HAPROXY_PID $SESSIOND_PIDS $SENTINEL_PIDS $REDIS_PIDS
     rm -rf "$cluster_dir"
     echo "cluster stopped"
 }
@@ -81,10 +83,32 @@ up() {
     started+=("$haproxy_pid")
     wait_for_url "http://127.0.0.1:$lb_port/readyz" 30
 
+    # The gateway of docker-compose.yml: nginx admitting requests to the demo's application only
+    # with a live session, both from deploy/ with their placeholders filled in.
+    local gateway_port application_port
+    gateway_port=$(free_port) application_port=$(free_port)
+    mkdir -p "$cluster_dir/nginx/temp"
+    {
+        echo "daemon off; pid $cluster_dir/nginx/nginx.pid; error_log $cluster_dir/nginx/error.log warn;"
+        echo "events { worker_connections 256; }"
+        echo "http { access_log off; client_body_temp_path $cluster_dir/nginx/temp/body; proxy_temp_path $cluster_dir/nginx/temp/proxy;"
+        echo "fastcgi_temp_path $cluster_dir/nginx/temp/fastcgi; uwsgi_temp_path $cluster_dir/nginx/temp/uwsgi; scgi_temp_path $cluster_dir/nginx/temp/scgi;"
+        sed -e "s|\${SESSIOND_UPSTREAM}|127.0.0.1:$lb_port|" -e "s|\${APPLICATION_UPSTREAM}|127.0.0.1:$application_port|" \
+            -e "s|\${GATEWAY_LISTEN}|127.0.0.1:$gateway_port|" -e "s|\${SESSIOND_API_KEY}|$api_key|" \
+            -e "s|\${APPLICATION_LISTEN}|127.0.0.1:$application_port|" deploy/nginx-gateway.conf deploy/nginx-application.conf
+        echo "}"
+    } >"$cluster_dir/nginx/nginx.conf"
+    nginx -p "$cluster_dir/nginx" -c "$cluster_dir/nginx/nginx.conf" >"$cluster_dir/nginx.log" 2>&1 &
+    local gateway_pid=$!
+    started+=("$gateway_pid")
+    wait_for_answer "http://127.0.0.1:$gateway_port/" 30
+
     cat >"$state" <<EOF
 REDIS_MODE=$redis_mode
 CLUSTER_URL=http://127.0.0.1:$lb_port
 CLUSTER_API_KEY=$api_key
+GATEWAY_URL=http://127.0.0.1:$gateway_port
+GATEWAY_PID=$gateway_pid
 HAPROXY_PID=$haproxy_pid
 SESSIOND_PIDS="${sessiond_pids[*]}"
 SESSIOND_PORTS="${sessiond_ports[*]}"
@@ -96,6 +120,7 @@ EOF
     trap - ERR
     echo "cluster up: http://127.0.0.1:$lb_port (HAProxy, round robin over 3 sessiond)"
     echo "  API key:   $api_key   (send it as: Authorization: Bearer <key>)"
+    echo "  gateway:   http://127.0.0.1:$gateway_port (nginx admitting the demo application only with a session cookie 'sid')"
     echo "  Redis:     $redis_summary"
     echo "  logs and state in $cluster_dir; stop with: make cluster-down"
 }

@@ -8,7 +8,9 @@
 #   3. stop one sessiond: every session is still served;
 #   4. kill -9 the Redis primary (on a Redis Cluster: the primary of the shard holding bob's
 #      session): after the failover every session is still there;
-#   5. revoke a user's sessions: every instance refuses them.
+#   5. revoke a user's sessions: every instance refuses them;
+#   6. the gateway (nginx auth_request on GET /v1/auth) refuses a request to the application
+#      without a session, admits it after a login, and refuses it again after a logout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -133,5 +135,28 @@ echo "  10 reads of revoked sessions: 404 from ${!refused_by[*]}"
 read -r status instance body < <(request GET /v1/session "$bob_token")
 [[ $status == 200 ]] || fail "bob's session answered $status"
 echo "  bob's session is untouched: 200 from $instance"
+
+step "6. The gateway: nginx lets requests reach the application only with a live session"
+gateway() {  # gateway [COOKIE]: prints "STATUS BODY" of GET / through the gateway
+    local args=(-s --max-time 10 -o "$work/gateway" -w '%{http_code}' "$GATEWAY_URL/")
+    [[ -n ${1:-} ]] && args+=(-H "Cookie: sid=$1")
+    printf '%s %s\n' "$(curl "${args[@]}" || echo 000)" "$(cat "$work/gateway" 2>/dev/null)"
+}
+read -r status body < <(gateway)
+[[ $status == 401 ]] || fail "without a session the gateway answered $status"
+echo "  no session: $status at the gateway, the application never asked"
+carol=carol-$RANDOM$RANDOM
+read -r status instance body < <(request POST /v1/sessions "" "{\"user\":\"$carol\",\"data\":{\"role\":\"customer\"}}")
+[[ $status == 201 ]] || fail "login answered $status: $body"
+carol_token=$(json_field "$body" token)
+echo "  $carol logs in: the application's login created her session on $instance and set the cookie"
+read -r status body < <(gateway "$carol_token")
+[[ $status == 200 && $body == *"user=$carol role=\"customer\""* ]] || fail "with her cookie the gateway answered $status: $body"
+echo "  with the cookie: $status, the application sees: $body"
+read -r status instance body < <(request DELETE /v1/session "$carol_token")
+[[ $status == 204 ]] || fail "logout answered $status"
+read -r status body < <(gateway "$carol_token")
+[[ $status == 401 ]] || fail "after the logout the gateway answered $status"
+echo "  after her logout: $status again"
 
 printf '\ndemo: every step held\n'

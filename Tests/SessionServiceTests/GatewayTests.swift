@@ -16,6 +16,9 @@ import Testing
         var configuration = try ["deploy/nginx-gateway.conf", "deploy/nginx-application.conf"].map {
             try String(contentsOf: root.appendingPathComponent($0), encoding: .utf8)
         }.joined(separator: "\n")
+        let gatewayFile = try String(contentsOf: root.appendingPathComponent("deploy/nginx-gateway.conf"), encoding: .utf8)
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        #expect(readme.contains("```nginx\n" + gatewayFile + "```"), "README gives the configuration the test runs")
         let gatewayPort = try freeLoopbackPort()
         let applicationPort = try freeLoopbackPort()
         for (name, value) in [
