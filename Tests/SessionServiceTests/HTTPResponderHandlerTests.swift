@@ -30,10 +30,12 @@ import Testing
     }
 
     static func connectedChannel() async throws -> NIOAsyncTestingChannel {
-        let handler = HTTPResponderHandler(
-            responder: router().buildResponder(), logger: Logger(label: "test"), serverName: "test", bodyLimit: 16
-        )
-        let channel = try await NIOAsyncTestingChannel(handlers: [handler])
+        let responder = router().buildResponder()
+        let channel = try await NIOAsyncTestingChannel { channel in
+            try channel.pipeline.syncOperations.addHandler(
+                HTTPResponderHandler(responder: responder, logger: Logger(label: "test"), serverName: "test", bodyLimit: 16)
+            )
+        }
         try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 8080))
         return channel
     }

@@ -10,9 +10,9 @@ import NIOHTTPTypes
 /// so to its middleware chain) as a task that runs on the connection's own event loop, and writes
 /// the answer. Every route goes through here.
 ///
-/// Why not Hummingbird's own connection loop: it costs ~15–20 µs of CPU more per request on the
-/// project's 2-core machine (its async inbound stream and outbound writer, and the thread hops
-/// they cause), more than Redis spends on a session read. Here a request's task runs on the loop
+/// Why not Hummingbird's own connection loop: even with its task pinned to the event loop it costs
+/// 12–15 µs of CPU more per request on the project's 2-core machine (its async inbound stream and
+/// outbound writer), more than Redis spends on a session read. Here a request's task runs on the loop
 /// that owns its socket (``EventLoopTaskExecutor``), and the Redis client answers on that same
 /// loop's connection, so a request never changes thread. BENCHMARKS.md has the figures.
 ///
