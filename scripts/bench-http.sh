@@ -3,7 +3,8 @@
 #
 # Starts on 127.0.0.1 only: a redis-server primary with one replica, webdis (a C HTTP front end to
 # Redis) on that primary, two release-built sessiond instances on it (async and replicated
-# durability), a third sessiond on a 3-shard Redis Cluster (no replicas), and the session stores
+# durability), a third on the primary over TLS (rediss://, a certificate made here with openssl), a
+# fourth on a 3-shard Redis Cluster (no replicas), and the session stores
 # people deploy instead, on the same primary (Benchmarks/peers: Go net/http + gorilla/sessions +
 # redistore, Flask + Flask-Session on gunicorn, Starlette + starsessions on uvicorn). Then, RUNS
 # times and interleaved so drift hits every scenario alike, drives each scenario with
@@ -48,8 +49,18 @@ trap cleanup EXIT
 # --- the processes under test --------------------------------------------------------------------
 # Both Redis servers run with README's recommended hash-max-listpack-value, which keeps a session of
 # a few 100-byte attributes in one compact listpack instead of a hash table (half the memory).
-primary_port=$(free_port)
-start_redis "$primary_port" "$work/primary" --hash-max-listpack-value 1024
+# TLS for the TLS rows: a CA and a certificate for 127.0.0.1 (openssl), the primary listening with
+# TLS on a second port.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/ca.key" -out "$work/ca.crt" \
+    -days 2 -subj "/CN=bench CA" 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/redis.key" -out "$work/redis.csr" \
+    -subj "/CN=127.0.0.1" 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' >"$work/redis.ext"
+openssl x509 -req -in "$work/redis.csr" -CA "$work/ca.crt" -CAkey "$work/ca.key" -CAcreateserial -out "$work/redis.crt" \
+    -days 2 -extfile "$work/redis.ext" 2>/dev/null
+primary_port=$(free_port) primary_tls_port=$(free_port)
+start_redis "$primary_port" "$work/primary" --hash-max-listpack-value 1024 --tls-port "$primary_tls_port" \
+    --tls-cert-file "$work/redis.crt" --tls-key-file "$work/redis.key" --tls-ca-cert-file "$work/ca.crt" --tls-auth-clients no
 primary_pid=$started_pid
 pids+=("$primary_pid")
 replica_port=$(free_port)
@@ -100,6 +111,8 @@ start_sessiond bench-replicated --durability replicated --durability-replicas 1 
 replicated_pid=$started_pid replicated_port=$started_port
 start_sessiond bench-cluster --redis-cluster "${cluster_seeds%,}"
 cluster_pid=$started_pid cluster_port=$started_port
+start_sessiond bench-tls --redis-url "rediss://127.0.0.1:$primary_tls_port" --redis-tls-ca-file "$work/ca.crt"
+tls_pid=$started_pid tls_port=$started_port
 
 # The peers, each on the async primary, as many processes as their documentation advises for 2 cores.
 go_port=$(free_port)
@@ -120,6 +133,7 @@ pids+=("$starlette_pid")
 wait_for_url "http://127.0.0.1:$async_port/readyz"
 wait_for_url "http://127.0.0.1:$replicated_port/readyz"  # 503 until the replica is in sync
 wait_for_url "http://127.0.0.1:$cluster_port/readyz"
+wait_for_url "http://127.0.0.1:$tls_port/readyz"
 wait_for_url "http://127.0.0.1:$webdis_port/PING"
 if ss -ltnp | grep "pid=$webdis_pid," | grep -qv "127.0.0.1:$webdis_port"; then
     echo "webdis listens beyond 127.0.0.1:$webdis_port; refusing to go on" >&2
@@ -150,6 +164,7 @@ done
 async_token=$(create_session "$async_port")
 replicated_token=$(create_session "$replicated_port")
 cluster_token=$(create_session "$cluster_port")
+tls_token=$(create_session "$tls_port")
 
 # Memory the stored sessions take: used_memory without the replication backlog and the replica's
 # output buffer, fixed-size buffers (1 MiB by default) that fill up with the first megabyte written
@@ -247,6 +262,8 @@ for run in $(seq "$runs"); do
     BENCH_COOKIE=$flask_cookie measure "flask-session PATCH" "$flask_pid" -- wrk_run -s "$wrk_dir/peer-patch.lua" "http://127.0.0.1:$flask_port"
     BENCH_COOKIE=$starlette_cookie measure "starsessions GET" "$starlette_pid" -- wrk_run -s "$wrk_dir/peer-get.lua" "http://127.0.0.1:$starlette_port"
     BENCH_COOKIE=$starlette_cookie measure "starsessions PATCH" "$starlette_pid" -- wrk_run -s "$wrk_dir/peer-patch.lua" "http://127.0.0.1:$starlette_port"
+    BENCH_TOKEN=$tls_token measure "sessiond GET, TLS to Redis" "$tls_pid" -- wrk_run -s "$wrk_dir/session-get.lua" "http://127.0.0.1:$tls_port"
+    BENCH_TOKEN=$tls_token measure "sessiond PATCH, TLS to Redis" "$tls_pid" -- wrk_run -s "$wrk_dir/session-patch.lua" "http://127.0.0.1:$tls_port"
     BENCH_TOKEN=$cluster_token REDIS_CPU_PIDS="${cluster_pids[*]}" \
         measure "sessiond GET, 3-shard cluster" "$cluster_pid" -- wrk_run -s "$wrk_dir/session-get.lua" "http://127.0.0.1:$cluster_port"
     BENCH_TOKEN=$cluster_token REDIS_CPU_PIDS="${cluster_pids[*]}" \
@@ -309,6 +326,10 @@ for name, value, op, target in targets:
     met = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
     print(f"{name:52} {value:8.2f}  target {op} {target:<5} {'met' if met else 'MISSED'}")
 print(f"\nRedis memory per stored session (3 attributes, 300 bytes of data): {bytes_per_session} bytes")
+for verb, single in (("GET", "sessiond GET /v1/session"), ("PATCH", "sessiond PATCH /v1/session")):
+    tls = f"sessiond {verb}, TLS to Redis"
+    print(f"TLS to Redis {verb}: {ratio(tls, single):.2f}x the plain req/s; sessiond CPU per request {median(tls, 3):.1f} µs "
+          f"(plain {median(single, 3):.1f} µs), Redis {median(tls, 5):.1f} µs (plain {median(single, 5):.1f} µs)")
 for verb, single in (("GET", "sessiond GET /v1/session"), ("PATCH", "sessiond PATCH /v1/session")):
     cluster = f"sessiond {verb}, 3-shard cluster"
     print(f"3-shard cluster {verb}: {ratio(cluster, single):.2f}x the single-Redis req/s; Redis CPU per request "

@@ -20,6 +20,10 @@ public enum SessionServiceApplication {
         redisConfiguration.commandTimeout = .milliseconds(configuration.redisTimeout)
         redisConfiguration.connectTimeout = .milliseconds(configuration.redisTimeout)
         redisConfiguration.failoverTimeout = .milliseconds(configuration.failoverTimeout)
+        redisConfiguration.tls = configuration.redisTLS()
+        if let tls = redisConfiguration.tls, !tls.verifyCertificates {
+            logger.warning("TLS to Redis does NOT verify certificates (SESSIOND_REDIS_TLS_VERIFY=false): any server, or anyone in the path, can pose as Redis and read every session")
+        }
         if configuration.durability == .replicated {
             redisConfiguration.durability = RedisDurability(
                 replicas: configuration.durabilityReplicas, timeout: .milliseconds(configuration.durabilityTimeout)

@@ -1,8 +1,8 @@
 import Testing
 
-import RedisClient
+@testable import RedisClient
 
-/// `redis://[user:password@]host:port[/db]` parsing and its clear errors.
+/// `redis[s]://[user:password@]host:port[/db]` parsing and its clear errors.
 @Suite struct RedisConfigurationTests {
     @Test func parsesHostPortCredentialsAndDatabase() throws {
         let configuration = try RedisConfiguration(url: "redis://alice:s%40cret@redis.internal:6380/3")
@@ -19,6 +19,17 @@ import RedisClient
         #expect(configuration.password == "secret")
         #expect(configuration.port == 6379)
         #expect(configuration.database == 0)
+    }
+
+    @Test func redissMeansTLSWithVerificationAndPlainRedisMeansNone() throws {
+        let tls = try RedisConfiguration(url: "rediss://alice:secret@cache.internal:6380/2")
+        #expect(tls.tls == RedisTLS() && tls.tls?.verifyCertificates == true)
+        #expect(tls.host == "cache.internal" && tls.port == 6380 && tls.database == 2)
+        #expect(try RedisConfiguration(url: "redis://cache.internal").tls == nil)
+        #expect(RedisTLS().serverName(connectingTo: "cache.internal") == "cache.internal")
+        #expect(RedisTLS().serverName(connectingTo: "10.0.0.7") == nil, "no SNI for an address: the certificate is checked against it")
+        #expect(RedisTLS().serverName(connectingTo: "::1") == nil)
+        #expect(RedisTLS(serverName: "redis.test").serverName(connectingTo: "10.0.0.7") == "redis.test")
     }
 
     @Test func acceptsIPv6Literals() throws {

@@ -49,8 +49,9 @@ public final class RedisServer: Sendable {
 
     /// Starts `redis-sentinel` on a free port, monitoring `primary` under `masterName` with quorum
     /// `quorum`, and waits until it answers. Its config file is its own (Sentinel rewrites it).
+    /// - Parameter primaryPort: the primary's port to monitor, when not its plain one (its TLS port).
     public static func startSentinel(
-        monitoring primary: RedisServer, masterName: String = "mymaster", quorum: Int = 2,
+        monitoring primary: RedisServer, primaryPort: Int? = nil, masterName: String = "mymaster", quorum: Int = 2,
         downAfterMilliseconds: Int = 1000, extraConfig: [String] = [], timeout: Duration = .seconds(10)
     ) async throws -> RedisServer {
         try await retryingOnPortClash(attempts: 5) {
@@ -62,7 +63,7 @@ public final class RedisServer: Sendable {
                 daemonize no
                 dir \(directory.path)
                 logfile \(directory.appendingPathComponent("redis.log").path)
-                sentinel monitor \(masterName) 127.0.0.1 \(primary.port) \(quorum)
+                sentinel monitor \(masterName) 127.0.0.1 \(primaryPort ?? primary.port) \(quorum)
                 sentinel down-after-milliseconds \(masterName) \(downAfterMilliseconds)
                 sentinel failover-timeout \(masterName) 10000
                 sentinel parallel-syncs \(masterName) 1

@@ -2,8 +2,8 @@ import Foundation
 
 /// Where the Redis server is and how to talk to it.
 ///
-/// Built from a URL of the form `redis://[[user]:password@]host[:port][/db]`; the timing knobs
-/// have production defaults and can be changed afterwards.
+/// Built from a URL of the form `redis[s]://[[user]:password@]host[:port][/db]` (`rediss`: over
+/// TLS); the timing knobs have production defaults and can be changed afterwards.
 public struct RedisConfiguration: Sendable, Hashable {
     /// Host name or IP address of the server.
     public var host: String
@@ -15,6 +15,8 @@ public struct RedisConfiguration: Sendable, Hashable {
     public var password: String?
     /// Database number for `SELECT`; 0 sends no `SELECT`.
     public var database: Int
+    /// TLS for every connection (the server, the sentinels, cluster nodes); `nil`: plain TCP.
+    public var tls: RedisTLS?
     /// How long one command may wait for its reply before it fails with `timeout`.
     public var commandTimeout: Duration = .seconds(2)
     /// How long a TCP connect plus the handshake (AUTH, SELECT, function load) may take.
@@ -47,15 +49,17 @@ public struct RedisConfiguration: Sendable, Hashable {
         self.database = database
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]`.
+    /// Parses `redis://[[user]:password@]host[:port][/db]`, or `rediss://…` for TLS (with
+    /// ``RedisTLS``'s defaults: the system's roots, the host's name; set ``tls`` further for more).
     /// Percent-encoded characters in the user and password are decoded.
     /// - Throws: ``RedisClientError`` with code `invalidURL`, saying which part is wrong.
     public init(url: String) throws {
         guard let components = URLComponents(string: url) else {
             throw RedisClientError.invalidURL("'\(Self.redacted(url))' is not a URL; expected redis://[user:password@]host:port[/db]")
         }
-        guard components.scheme?.lowercased() == "redis" else {
-            throw RedisClientError.invalidURL("the Redis URL must start with redis:// (rediss:// and unix sockets are not supported)")
+        let scheme = components.scheme?.lowercased()
+        guard scheme == "redis" || scheme == "rediss" else {
+            throw RedisClientError.invalidURL("the Redis URL must start with redis:// or rediss:// (TLS); unix sockets are not supported")
         }
         guard let host = components.host, !host.isEmpty else {
             throw RedisClientError.invalidURL("the Redis URL has no host")
@@ -83,6 +87,7 @@ public struct RedisConfiguration: Sendable, Hashable {
         // IPv6 literals come back with their brackets; the socket layer wants the bare address.
         let bareHost = host.hasPrefix("[") && host.hasSuffix("]") ? String(host.dropFirst().dropLast()) : host
         self.init(host: bareHost, port: port, username: user, password: password, database: database)
+        if scheme == "rediss" { tls = RedisTLS() }
     }
 
     /// This configuration for the server at `endpoint` instead of `host:port`.

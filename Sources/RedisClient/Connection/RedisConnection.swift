@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Synchronization
 
 /// One TCP connection to Redis, shared by any number of concurrent callers (pipelined).
@@ -39,6 +40,10 @@ final class RedisConnection: Sendable {
         onPush: (@Sendable (RESPValue) -> Void)? = nil
     ) async throws -> RedisConnection {
         let commandTimeout = TimeAmount(configuration.commandTimeout)
+        let tls = try configuration.tls.map { tls throws(RedisClientError) in
+            (context: try tls.makeContext(), serverName: tls.serverName(connectingTo: configuration.host))
+        }
+        let tlsHandshake = tls == nil ? nil : eventLoop.makePromise(of: Void.self)
         let channel: any Channel
         do {
             let connecting = ClientBootstrap(group: eventLoop)
@@ -46,6 +51,10 @@ final class RedisConnection: Sendable {
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls, let tlsHandshake {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: tls.serverName))
+                            try channel.pipeline.syncOperations.addHandler(TLSHandshakeHandler(promise: tlsHandshake))
+                        }
                         try channel.pipeline.syncOperations.addHandler(RedisChannelHandler(commandTimeout: commandTimeout, onPush: onPush))
                     }
                 }
@@ -69,6 +78,9 @@ final class RedisConnection: Sendable {
                 "cannot connect to Redis at \(configuration.host):\(configuration.port): \(error)"
             )
         }
+        if let tlsHandshake {
+            try await waitForTLS(tlsHandshake, on: channel, configuration: configuration)
+        }
         let connection = RedisConnection(channel: channel, endpoint: RedisEndpoint(host: configuration.host, port: configuration.port))
         do {
             try await connection.handshake(configuration: configuration, functionLibraries: functionLibraries, confirmPrimary: confirmPrimary)
@@ -77,6 +89,25 @@ final class RedisConnection: Sendable {
             throw error
         }
         return connection
+    }
+
+    /// Waits, within the connect timeout, for the TLS handshake of a new connection; closes the
+    /// connection and says why when it fails or never completes (a server that does not speak TLS
+    /// on this port answers nothing a TLS client can read).
+    private static func waitForTLS(_ handshake: EventLoopPromise<Void>, on channel: any Channel, configuration: RedisConfiguration) async throws {
+        let timeout = channel.eventLoop.scheduleTask(in: TimeAmount(configuration.connectTimeout)) {
+            handshake.fail(RedisClientError.connectionFailed(
+                "the TLS handshake with \(configuration.host):\(configuration.port) did not complete within \(configuration.connectTimeout): is the server speaking TLS on this port?"
+            ))
+        }
+        defer { timeout.cancel() }
+        do {
+            try await handshake.futureResult.get()
+        } catch {
+            try? await channel.close()
+            if let error = error as? RedisClientError, error.code == .connectionFailed { throw error }
+            throw RedisClientError.connectionFailed("the TLS handshake with \(configuration.host):\(configuration.port) failed: \(error)")
+        }
     }
 
     private func handshake(configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary], confirmPrimary: Bool) async throws {

@@ -40,6 +40,13 @@ public struct SessionServiceConfiguration: Sendable {
     public var durabilityTimeout = 200
     /// What every Redis key sessiond touches starts with.
     public var keyPrefix = "sd:"
+    /// `rediss://`: the CA file to trust (`nil`: the system's), the client certificate and key
+    /// (mutual TLS), the name the servers' certificates must carry, and whether they are verified.
+    public var redisTLSCAFile: String?
+    public var redisTLSCertificateFile: String?
+    public var redisTLSKeyFile: String?
+    public var redisTLSServerName: String?
+    public var redisTLSVerify = true
     /// `/v1/auth`: the cookie that may carry the token (`nil`: the header only).
     public var cookieName: String?
     /// `/v1/auth`: the attributes passed on as `X-Session-Attribute-<name>` headers.
@@ -76,7 +83,7 @@ public struct SessionServiceConfiguration: Sendable {
         Setting(name: "port", help: "TCP port to listen on (0 = any free port)", defaultDescription: "8080") { configuration, value throws(ConfigurationError) in
             configuration.port = try integer(value, "--port / SESSIOND_PORT", in: 0...65535)
         },
-        Setting(name: "redis-url", help: "redis://[user:password@]host:port[/db]", defaultDescription: "redis://127.0.0.1:6379") { configuration, value throws(ConfigurationError) in
+        Setting(name: "redis-url", help: "redis://[user:password@]host:port[/db], or rediss:// for TLS", defaultDescription: "redis://127.0.0.1:6379") { configuration, value throws(ConfigurationError) in
             do {
                 _ = try RedisConfiguration(url: value)
             } catch {
@@ -131,6 +138,28 @@ public struct SessionServiceConfiguration: Sendable {
                 throw ConfigurationError(setting: "--auth-attributes / SESSIOND_AUTH_ATTRIBUTES", reason: "'\(name)' cannot be part of a header name (1 to 64 letters, digits or !#$%&'*+-.^_`|~)")
             }
             configuration.authAttributes = names
+        },
+        Setting(name: "redis-tls-ca-file", help: "rediss://: PEM file of the certificate authorities to trust", defaultDescription: "the system's") { configuration, value throws(ConfigurationError) in
+            configuration.redisTLSCAFile = try path(value, "--redis-tls-ca-file / SESSIOND_REDIS_TLS_CA_FILE")
+        },
+        Setting(name: "redis-tls-cert-file", help: "rediss://: PEM file of sessiond's client certificate (mutual TLS; with --redis-tls-key-file)", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
+            configuration.redisTLSCertificateFile = try path(value, "--redis-tls-cert-file / SESSIOND_REDIS_TLS_CERT_FILE")
+        },
+        Setting(name: "redis-tls-key-file", help: "rediss://: PEM file of the client certificate's private key", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
+            configuration.redisTLSKeyFile = try path(value, "--redis-tls-key-file / SESSIOND_REDIS_TLS_KEY_FILE")
+        },
+        Setting(name: "redis-tls-server-name", help: "rediss://: the name Redis' certificates must carry (and the SNI sent), for every server, sentinel and node", defaultDescription: "the host connected to") { configuration, value throws(ConfigurationError) in
+            guard !value.isEmpty, value.utf8.count <= 253, value.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7f }) else {
+                throw ConfigurationError(setting: "--redis-tls-server-name / SESSIOND_REDIS_TLS_SERVER_NAME", reason: "'\(value)' is not a host name")
+            }
+            configuration.redisTLSServerName = value
+        },
+        Setting(name: "redis-tls-verify", help: "rediss://: false accepts any certificate from any server (logged as a warning at start-up; never in production)", defaultDescription: "true") { configuration, value throws(ConfigurationError) in
+            switch value.lowercased() {
+            case "true", "1", "yes": configuration.redisTLSVerify = true
+            case "false", "0", "no": configuration.redisTLSVerify = false
+            default: throw ConfigurationError(setting: "--redis-tls-verify / SESSIOND_REDIS_TLS_VERIFY", reason: "'\(value)' is not true or false")
+            }
         },
         Setting(name: "redis-timeout", help: "Redis command deadline in milliseconds", defaultDescription: "2000") { configuration, value throws(ConfigurationError) in
             configuration.redisTimeout = try integer(value, "--redis-timeout / SESSIOND_REDIS_TIMEOUT", in: 1...600_000)
@@ -270,12 +299,46 @@ public struct SessionServiceConfiguration: Sendable {
                 reason: "is set together with --sentinels / SESSIOND_SENTINELS; sessiond talks to a Redis Cluster or to a Sentinel-watched primary, not both"
             )
         }
+        if let tls = redisTLS() {
+            do {
+                try tls.validate()
+            } catch {
+                let setting = error.message.hasPrefix("the TLS CA file")
+                    ? "--redis-tls-ca-file / SESSIOND_REDIS_TLS_CA_FILE" : "--redis-tls-cert-file / SESSIOND_REDIS_TLS_CERT_FILE"
+                throw ConfigurationError(setting: setting, reason: error.message)
+            }
+        } else {
+            let tlsSettings = [
+                ("--redis-tls-ca-file / SESSIOND_REDIS_TLS_CA_FILE", redisTLSCAFile != nil),
+                ("--redis-tls-cert-file / SESSIOND_REDIS_TLS_CERT_FILE", redisTLSCertificateFile != nil),
+                ("--redis-tls-key-file / SESSIOND_REDIS_TLS_KEY_FILE", redisTLSKeyFile != nil),
+                ("--redis-tls-server-name / SESSIOND_REDIS_TLS_SERVER_NAME", redisTLSServerName != nil),
+                ("--redis-tls-verify / SESSIOND_REDIS_TLS_VERIFY", !redisTLSVerify),
+            ]
+            if let (setting, _) = tlsSettings.first(where: { $0.1 }) {
+                throw ConfigurationError(setting: setting, reason: "is set, but the Redis URL is redis://, not rediss:// (TLS)")
+            }
+        }
         if !redisCluster.isEmpty && redis.database != 0 {
             throw ConfigurationError(
                 setting: "--redis-url / SESSIOND_REDIS_URL",
                 reason: "names database \(redis.database), but a Redis Cluster has only database 0"
             )
         }
+    }
+
+    /// A file path setting: not empty.
+    static func path(_ value: String, _ setting: String) throws(ConfigurationError) -> String {
+        guard !value.isEmpty else { throw ConfigurationError(setting: setting, reason: "no file given") }
+        return value
+    }
+
+    /// The TLS of the Redis URL with the `--redis-tls-*` settings, `nil` for `redis://`.
+    public func redisTLS() -> RedisTLS? {
+        guard (try? RedisConfiguration(url: redisURL))?.tls != nil else { return nil }
+        var tls = RedisTLS(caFile: redisTLSCAFile, certificateFile: redisTLSCertificateFile, keyFile: redisTLSKeyFile, serverName: redisTLSServerName)
+        tls.verifyCertificates = redisTLSVerify
+        return tls
     }
 
     /// An HTTP token (RFC 9110 `tchar`s), as header and cookie names are.
