@@ -250,6 +250,7 @@ for run in $(seq "$runs"); do
     echo "# run $run of $runs"
     measure "sessiond /healthz" "$async_pid" -- wrk_run "$async/healthz"
     BENCH_TOKEN=$async_token measure "sessiond GET /v1/session" "$async_pid" -- wrk_run -s "$wrk_dir/session-get.lua" "$async"
+    BENCH_TOKEN=$async_token measure "sessiond GET /v1/auth" "$async_pid" -- wrk_run -s "$wrk_dir/session-auth.lua" "$async"
     measure "webdis GET" "$async_pid" -- wrk_run "$webdis/GET/bench:webdis:get"
     BENCH_TOKEN=$async_token measure "sessiond PATCH /v1/session" "$async_pid" -- wrk_run -s "$wrk_dir/session-patch.lua" "$async"
     measure "webdis SETEX" "$async_pid" -- wrk_run -s "$wrk_dir/webdis-setex.lua" "$webdis"
@@ -326,6 +327,8 @@ for name, value, op, target in targets:
     met = {">=": value >= target, "<=": value <= target, "<": value < target}[op]
     print(f"{name:52} {value:8.2f}  target {op} {target:<5} {'met' if met else 'MISSED'}")
 print(f"\nRedis memory per stored session (3 attributes, 300 bytes of data): {bytes_per_session} bytes")
+print(f"GET /v1/auth: {ratio('sessiond GET /v1/auth', get):.2f}x the GET /v1/session req/s; sessiond CPU per request "
+      f"{median('sessiond GET /v1/auth', 3):.1f} µs (GET /v1/session {median(get, 3):.1f} µs)")
 for verb, single in (("GET", "sessiond GET /v1/session"), ("PATCH", "sessiond PATCH /v1/session")):
     tls = f"sessiond {verb}, TLS to Redis"
     print(f"TLS to Redis {verb}: {ratio(tls, single):.2f}x the plain req/s; sessiond CPU per request {median(tls, 3):.1f} µs "

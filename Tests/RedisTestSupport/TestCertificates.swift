@@ -2,7 +2,8 @@ import Foundation
 
 /// Certificates made for one test with the `openssl` command (P-256 keys, valid two days): a CA,
 /// a server certificate from it for the name `redis.test` only (so that connecting to 127.0.0.1
-/// verifies only when that name is asked for), a client certificate from it,
+/// verifies only when that name is asked for; cluster nodes also present it to each other, hence
+/// clientAuth too), a client certificate from it,
 /// and a second CA that signed none of them. Files live in a temporary folder the instance removes.
 public final class TestCertificates: Sendable {
     public let directory: URL
@@ -29,7 +30,7 @@ public final class TestCertificates: Sendable {
                 "-keyout", file("\(ca).key"), "-out", file("\(ca).crt"), "-days", "2", "-subj", "/CN=sessiond test \(ca)",
             ])
         }
-        try "subjectAltName=DNS:redis.test\nextendedKeyUsage=serverAuth\n".write(toFile: file("server.ext"), atomically: true, encoding: .utf8)
+        try "subjectAltName=DNS:redis.test\nextendedKeyUsage=serverAuth,clientAuth\n".write(toFile: file("server.ext"), atomically: true, encoding: .utf8)
         try "extendedKeyUsage=clientAuth\n".write(toFile: file("client.ext"), atomically: true, encoding: .utf8)
         for (name, subject) in [("server", "/CN=redis.test"), ("client", "/CN=sessiond")] {
             try await runToCompletion(["openssl", "req"] + key + ["-keyout", file("\(name).key"), "-out", file("\(name).csr"), "-subj", subject])

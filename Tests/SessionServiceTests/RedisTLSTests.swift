@@ -123,6 +123,45 @@ import Testing
         _ = sentinel
     }
 
+    @Test func aClusterOverTLSIsMappedAndServedOverTLS() async throws {
+        let certificates = try await TestCertificates.make()
+        var nodes: [(server: RedisServer, tlsPort: Int)] = []
+        for _ in 0..<3 {
+            let tlsPort = try freeLoopbackPort(clusterNode: true)
+            let server = try await RedisServer.start(
+                arguments: RedisClusterTopology.nodeArguments
+                    + certificates.redisArguments(tlsPort: tlsPort, requireClientCertificates: false)
+                    + ["--tls-cluster", "yes", "--tls-replication", "yes"],
+                port: try freeLoopbackPort(clusterNode: true)
+            )
+            nodes.append((server, tlsPort))
+        }
+        // With tls-cluster the nodes announce, and meet on the bus of, their TLS ports.
+        try await runToCompletion(
+            ["redis-cli", "--tls", "--cacert", certificates.caFile, "--cert", certificates.clientCertificateFile,
+             "--key", certificates.clientKeyFile, "--cluster", "create"]
+                + nodes.map { "127.0.0.1:\($0.tlsPort)" } + ["--cluster-replicas", "0", "--cluster-yes"],
+            timeout: .seconds(30)
+        )
+        let probe = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: nodes[0].server.port))
+        #expect(await eventually(timeout: .seconds(20)) {
+            (try await probe.send("CLUSTER", "INFO").string ?? "").contains("cluster_state:ok")
+        })
+        await probe.shutdown()
+        let service = try await TestService.start(redis: nodes[0].server) {
+            $0.redisCluster = nodes.map { RedisEndpoint(host: "127.0.0.1", port: $0.tlsPort) }
+            $0.redisURL = "rediss://127.0.0.1:1"  // host and port unused in Cluster mode
+            $0.redisTLSCAFile = certificates.caFile
+            $0.redisTLSServerName = "redis.test"
+        }
+        #expect(await eventually(timeout: .seconds(10)) { try await service.request("GET", "/readyz").status == 200 })
+        let ready = try #require(try await service.request("GET", "/readyz").jsonObject?["cluster"] as? [String: Any])
+        let addresses = Set((ready["nodes"] as? [[String: Any]] ?? []).compactMap { $0["address"] as? String })
+        #expect(addresses == Set(nodes.map { "127.0.0.1:\($0.tlsPort)" }), "the map names the nodes' TLS ports")
+        for _ in 0..<20 { try await Self.expectSessionsWork(service) }  // sessions on every shard
+        await service.stop()
+    }
+
     @Test func tlsSettingsThatCannotWorkStopStartUpNamingTheSetting() throws {
         var configuration = SessionServiceConfiguration()
         configuration.redisTLSCAFile = "/nonexistent/ca.pem"
