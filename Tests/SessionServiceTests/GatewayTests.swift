@@ -71,13 +71,23 @@ import Testing
         let redis = try await RedisServer.start()
         let service = try await Self.service(redis: redis)
         let nginx = try await Self.gateway(sessiondPort: service.port)
-        let (token, session) = try await service.create(#"{"data":{"cart":[]}}"#, headers: Self.auth)
+        let (token, session) = try await service.create(#"{"user":"bo","data":{"role":["ops"]}}"#, headers: Self.auth)
         let id = try #require(session["id"] as? String)
-        let admitted = try await HTTPTestClient.request(
-            "GET", port: nginx.port, "/", headers: [("X-Session-Token", token), ("X-Session-User", "mallory")]
-        )
+        let (anonymousToken, _) = try await service.create(#"{"data":{"cart":[]}}"#, headers: Self.auth)
+
+        #expect(try await HTTPTestClient.request("GET", port: nginx.port, "/", headers: [("X-Session-Token", "nope")]).status == 401)
+        let admitted = try await HTTPTestClient.request("GET", port: nginx.port, "/", headers: [("X-Session-Token", token)])
         #expect(admitted.status == 200)
-        #expect(admitted.text == "id=\(id) user= role= token=\n", "no user, no role: nothing passed on, nothing forged")
+        #expect(admitted.text == "id=\(id) user=bo role=[\"ops\"] token=\n", "the token itself is not passed on")
+        let anonymous = try await HTTPTestClient.request(
+            "GET", port: nginx.port, "/", headers: [("X-Session-Token", anonymousToken), ("X-Session-User", "mallory")]
+        )
+        #expect(anonymous.status == 200)
+        #expect(anonymous.text.contains(" user= role= token="), "no user, no role: nothing passed on, nothing forged")
+
+        #expect(try await service.request("DELETE", "/v1/users/bo/sessions", headers: Self.auth).status == 200)
+        #expect(try await HTTPTestClient.request("GET", port: nginx.port, "/", headers: [("X-Session-Token", token)]).status == 401,
+                "revoked: refused on the next request")
         await nginx.stop()
         await service.stop()
     }
