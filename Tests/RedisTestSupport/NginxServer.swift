@@ -64,36 +64,20 @@ public final class NginxServer: Sendable {
         guard running.exchange(false, ordering: .relaxed) else { return }
         Glibc.kill(pid, SIGTERM)
         let killAt = ContinuousClock.now + .seconds(10)
-        while !isReaped() {
+        while !reapIfExited(pid) {
             if ContinuousClock.now >= killAt { Glibc.kill(pid, SIGKILL) }
             try? await Task.sleep(for: .milliseconds(5))
         }
     }
 
     deinit {
-        if running.exchange(false, ordering: .relaxed) {
-            Glibc.kill(pid, SIGKILL)
-            let pid = self.pid
-            NIOThreadPool.singleton.submit { _ in
-                var status: Int32 = 0
-                _ = waitpid(pid, &status, 0)
-            }
-        }
+        if running.exchange(false, ordering: .relaxed) { killAndReapInTheBackground(pid) }
         try? FileManager.default.removeItem(at: directory)
     }
 
-    private func isReaped() -> Bool {
-        var status: Int32 = 0
-        let result = waitpid(pid, &status, WNOHANG)
-        return result == pid || (result == -1 && errno == ECHILD)
-    }
-
     private func hasExited() -> Bool {
-        var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid {
-            running.store(false, ordering: .relaxed)
-            return true
-        }
-        return false
+        guard reapIfExited(pid) else { return false }
+        running.store(false, ordering: .relaxed)
+        return true
     }
 }

@@ -197,12 +197,7 @@ public final class RedisServer: Sendable {
         // No caller to await here: kill, and leave the wait for the exit to a pool thread.
         if running.exchange(false, ordering: .relaxed) {
             Glibc.kill(pid, SIGCONT)
-            Glibc.kill(pid, SIGKILL)
-            let pid = self.pid
-            NIOThreadPool.singleton.submit { _ in
-                var status: Int32 = 0
-                _ = waitpid(pid, &status, 0)
-            }
+            killAndReapInTheBackground(pid)
         }
         try? FileManager.default.removeItem(at: directory)
     }
@@ -228,21 +223,13 @@ public final class RedisServer: Sendable {
         }
     }
 
-    /// Whether the (signalled) process has exited; reaps it if so.
-    private func isReaped() -> Bool {
-        var status: Int32 = 0
-        let result = waitpid(pid, &status, WNOHANG)
-        return result == pid || (result == -1 && errno == ECHILD)
-    }
+    private func isReaped() -> Bool { reapIfExited(pid) }
 
     /// Whether the process exited on its own (during start-up); reaps it if so.
     private func hasExited() -> Bool {
-        var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid {
-            running.store(false, ordering: .relaxed)
-            return true
-        }
-        return false
+        guard reapIfExited(pid) else { return false }
+        running.store(false, ordering: .relaxed)
+        return true
     }
 }
 
@@ -402,5 +389,22 @@ private final class FirstReply: ChannelInboundHandler {
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         promise.fail(error)
         context.close(promise: nil)
+    }
+}
+
+/// Whether the child `pid` has exited (or is no child of ours); reaps it if so. Never blocks.
+func reapIfExited(_ pid: pid_t) -> Bool {
+    var status: Int32 = 0
+    let result = waitpid(pid, &status, WNOHANG)
+    return result == pid || (result == -1 && errno == ECHILD)
+}
+
+/// SIGKILL, and the wait for the exit left to one of NIO's pool threads: for a `deinit`, which
+/// has no caller to await.
+func killAndReapInTheBackground(_ pid: pid_t) {
+    Glibc.kill(pid, SIGKILL)
+    NIOThreadPool.singleton.submit { _ in
+        var status: Int32 = 0
+        _ = waitpid(pid, &status, 0)
     }
 }
