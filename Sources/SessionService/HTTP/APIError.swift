@@ -11,13 +11,18 @@ struct APIError: HTTPResponseError {
     var headers: HTTPFields = [:]
 
     func response(from request: Request, context: some RequestContext) throws -> Response {
+        JSONResponse.make(status, body, headers: headers)
+    }
+
+    /// `{"error":{"code":"…","message":"…"}}`.
+    var body: ByteBuffer {
         var writer = JSONWriter(capacity: 96 + message.utf8.count)
         writer.raw(#"{"error":{"code":"#)
         writer.string(code)
         writer.raw(#","message":"#)
         writer.string(message)
         writer.raw("}}")
-        return JSONResponse.make(status, writer.buffer, headers: headers)
+        return writer.buffer
     }
 
     static func invalidJSON(_ message: String) -> APIError {

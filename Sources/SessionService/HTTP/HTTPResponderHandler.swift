@@ -223,6 +223,13 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
             self.status = status
         }
 
+        /// An error of the API, in its JSON shape.
+        init(_ error: APIError) {
+            status = error.status
+            headers = JSONResponse.headers(error.headers)
+            body = error.body
+        }
+
         init(_ response: Response) async throws {
             status = response.status
             headers = response.headers
@@ -237,24 +244,33 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
         guard case .responding(let request) = state else { return }
         inFlight = nil
         let closeAfterwards = Self.asksToClose(request)
+        write(answer, withBody: request.method != .head, closeAfterwards: closeAfterwards, context: context)
+        if closeAfterwards {
+            state = .closing
+            return
+        }
+        state = .idle
+        resume(context: context)
+    }
+
+    /// Writes and flushes one answer with its framing headers; with `closeAfterwards`, closes the
+    /// connection once it is written.
+    private func write(_ answer: Answer, withBody: Bool, closeAfterwards: Bool, context: ChannelHandlerContext) {
         var headers = answer.headers
         headers[.contentLength] = String(answer.body.readableBytes)
         headers[.date] = currentDate()
         headers[.server] = serverName
         if closeAfterwards { headers[.connection] = "close" }
         context.write(wrapOutboundOut(.head(HTTPResponse(status: answer.status, headerFields: headers))), promise: nil)
-        if answer.body.readableBytes > 0, request.method != .head {
+        if withBody, answer.body.readableBytes > 0 {
             context.write(wrapOutboundOut(.body(answer.body)), promise: nil)
         }
-        if closeAfterwards {
-            state = .closing
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        guard closeAfterwards else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             return
         }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        state = .idle
-        resume(context: context)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
     }
 
     /// Goes on with what was held while a request was unanswered, as far as it can now.
@@ -284,15 +300,7 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
         guard !state.isClosing else { return }
         state = .closing
         held.removeAll()
-        var headers: HTTPFields = [.contentType: "application/json", .connection: "close"]
-        let body = ByteBuffer(string: #"{"error":{"code":"invalid_request","message":"the request is not valid HTTP/1.1"}}"#)
-        headers[.contentLength] = String(body.readableBytes)
-        headers[.date] = currentDate()
-        headers[.server] = serverName
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: .badRequest, headerFields: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(body)), promise: nil)
-        let channel = context.channel
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+        write(Answer(APIError.invalidRequest("the request is not valid HTTP/1.1")), withBody: true, closeAfterwards: true, context: context)
     }
 
     private func close(context: ChannelHandlerContext) {

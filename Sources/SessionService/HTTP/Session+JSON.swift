@@ -37,9 +37,14 @@ extension Session {
 /// JSON responses of the API (``ResponseHeadersMiddleware`` adds what every response carries).
 enum JSONResponse {
     static func make(_ status: HTTPResponse.Status = .ok, _ body: ByteBuffer, headers: HTTPFields = [:]) -> Response {
+        Response(status: status, headers: self.headers(headers), body: .init(byteBuffer: body))
+    }
+
+    /// `headers` with the JSON content type.
+    static func headers(_ headers: HTTPFields) -> HTTPFields {
         var headers = headers
         headers[.contentType] = "application/json"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+        return headers
     }
 
     static func session(_ session: Session, status: HTTPResponse.Status = .ok) -> Response {
