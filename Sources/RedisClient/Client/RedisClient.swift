@@ -114,13 +114,18 @@ public final class RedisClient: Sendable {
     private func sendRetrying(_ arguments: [RedisArgument], idempotent: Bool, durable: Bool) async throws -> RESPValue {
         let durability = durable ? self.durability : nil
         if let cluster { return try await cluster.send(arguments, idempotent: idempotent, durability: durability) }
-        guard resolver.isSentinelMode else { return try await sendOnce(arguments, durability: durability) }
+        // Sentinel: every failure a failover explains is retried. One server: only a connection it
+        // closed under an idempotent command (`CLIENT KILL`, a `timeout`, a proxy); a server that
+        // cannot be reached or answers late still fails at once.
+        let sentinel = resolver.isSentinelMode
         let deadline = ContinuousClock.now + failoverTimeout
-        var pause = Duration.milliseconds(50)
+        var pause = Duration.milliseconds(sentinel ? 50 : 5)
         while true {
             do {
                 return try await sendOnce(arguments, durability: durability)
-            } catch let error as RedisClientError where error.isSafeToRetry(idempotent: idempotent) {
+            } catch let error as RedisClientError
+                where sentinel ? error.isSafeToRetry(idempotent: idempotent) : idempotent && error.code == .connectionClosed
+            {
                 guard ContinuousClock.now + pause < deadline else { throw error }
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, .milliseconds(400))

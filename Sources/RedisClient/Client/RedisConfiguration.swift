@@ -37,7 +37,9 @@ public struct RedisConfiguration: Sendable, Hashable {
     /// this many replicas have it (concurrent writes share their waits).
     public var durability: RedisDurability?
     /// In Sentinel and Cluster mode, how long a command may wait for a failover (or a slot
-    /// migration) to finish, retrying what is safe to retry, before its error is returned.
+    /// migration) to finish, retrying what is safe to retry, before its error is returned. With one
+    /// server, how long an idempotent command is retried over new connections after the server
+    /// closed the one it was sent on.
     public var failoverTimeout: Duration = .seconds(5)
 
     /// A configuration for `host:port` with no credentials and database 0.
