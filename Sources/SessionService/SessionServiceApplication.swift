@@ -53,9 +53,10 @@ public enum SessionServiceApplication {
                 // A write is retried only within the failover deadline: a minute (or twice the
                 // deadline) outlasts every retry.
                 tombstoneMilliseconds: max(60_000, configuration.failoverTimeout * 2),
+                rotationGraceSeconds: configuration.rotationGrace, reusePolicy: configuration.rotationReuse,
                 keys: SessionKeys(prefix: configuration.keyPrefix)
             ),
-            logger: logger
+            logger: logger, metricsFactory: metrics.factory
         )
 
         let router = Router(context: SessionRequestContext.self)

@@ -62,6 +62,13 @@ final class Backend: Sendable {
         }
     }
 
+    /// The ports of the primaries sessiond writes to (one, or each of a cluster's).
+    func primaryPorts() async throws -> [Int] {
+        if let single { return [single.port] }
+        if let sentinel { return [sentinel.primary.port] }
+        return try await cluster?.primaries().map(\.port) ?? []
+    }
+
     /// A client for looking at what sessiond stored (keys, TTLs), routed by key on a cluster.
     func inspector() -> RedisClient {
         var configuration: RedisConfiguration

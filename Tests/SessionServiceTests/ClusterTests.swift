@@ -185,7 +185,7 @@ extension ReplicationSuites.ClusterTests {
         }
         #expect(try await replicaOnly.request("GET", "/readyz").status == 200)
         #expect(try await replicaOnly.get(token).status == 200)
-        #expect(try await replicaOnly.create().token.count == 43)
+        #expect(try await replicaOnly.create().token.count == 68)
         await replicaOnly.stop()
     }
 }

@@ -10,7 +10,7 @@ import Testing
         let (token, _) = try await service.create()
         let responses = [
             try await service.get(token),  // 200
-            try await service.get(String(repeating: "A", count: 43)),  // 404 from the store
+            try await service.get("sds_" + String(repeating: "A", count: 64)),  // 404 from the store
             try await service.request("GET", "/no/such/route"),  // 404 from the router
             try await service.request("POST", "/v1/sessions", json: "{"),  // 400
             try await service.request("GET", "/healthz"),
@@ -26,7 +26,7 @@ import Testing
         let service = try await TestService.start(redis: redis)
         let (token, _) = try await service.create(#"{"data":{"a":1}}"#)
         for _ in 0..<3 { #expect(try await service.get(token).status == 200) }
-        #expect(try await service.get(String(repeating: "A", count: 43)).status == 404)
+        #expect(try await service.get("sds_" + String(repeating: "A", count: 64)).status == 404)
 
         let response = try await service.request("GET", "/metrics")
         #expect(response.status == 200)

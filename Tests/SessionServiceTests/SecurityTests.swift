@@ -3,7 +3,8 @@ import RedisClient
 import RedisTestSupport
 import Testing
 
-/// Tokens exist only in the caller's hands: nothing in Redis holds one.
+/// Tokens exist only in the caller's hands: nothing in Redis holds one or its secret (only the
+/// secret's SHA-256).
 @Suite struct SecurityTests {
     @Test func noTokenIsStoredAnywhereInRedis() async throws {
         let redis = try await RedisServer.start()
@@ -35,7 +36,16 @@ import Testing
         let haystack = stored.map { String(decoding: $0, as: UTF8.self) }.joined(separator: "\n")
         for token in tokens {
             #expect(!haystack.contains(token), "a token was found in Redis")
-            #expect(!haystack.contains(String(token.prefix(16))), "part of a token was found in Redis")
+            #expect(!haystack.contains(String(token.suffix(43))), "part of a token was found in Redis")
+            // Nor its secret in any spelling: the raw bytes, hex, base64url.
+            var base64 = String(token.dropFirst(4)).replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+            base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+            let secret = Array(try #require(Data(base64Encoded: base64)).suffix(32))
+            #expect(secret.count == 32)
+            let hex = secret.map { String(format: "%02x", $0) }.joined()
+            #expect(!haystack.contains(hex) && !haystack.contains(hex.uppercased()), "a secret was found in Redis, in hex")
+            #expect(!stored.contains { value in value.count >= 32 && (0...(value.count - 32)).contains { Array(value[$0..<($0 + 32)]) == secret } },
+                    "a secret was found in Redis, raw")
         }
         await inspector.shutdown()
         await service.stop()
@@ -69,7 +79,7 @@ import Testing
         #expect(rotated.status == 200)
         let newToken = try #require(rotated.jsonObject?["token"] as? String)
         let newID = try #require((rotated.jsonObject?["session"] as? [String: Any])?["id"] as? String)
-        #expect(newID != id)
+        #expect(newID == id, "a rotation keeps the id")
         #expect(try await service.request("GET", "/v1/sessions/\(newID)").status == 200)
         #expect(try await service.request("GET", "/v1/users/lee/sessions").status == 200)
         #expect(try await service.request("DELETE", "/v1/session", headers: [("X-Session-Token", newToken)]).status == 204)

@@ -27,7 +27,7 @@ import Testing
         #expect(ready.status == 200)
         let found = try #require(ready.jsonObject?["primary"] as? [String: Any])
         #expect(found["address"] as? String == "127.0.0.1:\(primary.port)")
-        #expect(try await service.create(#"{"data":{"a":1}}"#).token.count == 43)
+        #expect(try await service.create(#"{"data":{"a":1}}"#).token.count == 68)
         await service.stop()
 
         let refused = try await Self.service(primary: primary, sentinel: sentinel, username: "sessiond", password: "wrong-secret")

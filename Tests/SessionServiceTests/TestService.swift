@@ -3,6 +3,7 @@ import Logging
 import RedisClient
 import RedisTestSupport
 import SessionService
+import Synchronization
 
 /// A real sessiond application, in process, serving HTTP on a free loopback port against a real
 /// redis-server. Tests talk to it only over HTTP (``HTTPTestClient``).
@@ -26,14 +27,17 @@ final class TestService: Sendable {
 
     static func start(
         redis: RedisServer,
+        logs: LogCapture? = nil,
         configure: (inout SessionServiceConfiguration) -> Void = { _ in }
     ) async throws -> TestService {
-        try await start(on: .single(redis), configure: configure)
+        try await start(on: .single(redis), logs: logs, configure: configure)
     }
 
-    /// sessiond on `backend`, configured further by `configure`.
+    /// sessiond on `backend`, configured further by `configure`; with `logs`, everything it logs
+    /// (debug and up) is kept there.
     static func start(
         on backend: Backend,
+        logs: LogCapture? = nil,
         configure: (inout SessionServiceConfiguration) -> Void = { _ in }
     ) async throws -> TestService {
         var configuration = SessionServiceConfiguration()
@@ -41,8 +45,8 @@ final class TestService: Sendable {
         backend.configure(&configuration)
         configuration.instance = "test"
         configure(&configuration)
-        var logger = Logger(label: "sessiond-test")
-        logger.logLevel = .critical
+        var logger = logs.map { logs in Logger(label: "sessiond-test") { _ in logs.handler } } ?? Logger(label: "sessiond-test")
+        logger.logLevel = logs == nil ? .critical : .debug
         let (ports, continuation) = AsyncStream<Int>.makeStream()
         let application = try SessionServiceApplication.build(configuration: configuration, logger: logger) { port in
             continuation.yield(port)
@@ -99,6 +103,32 @@ final class TestService: Sendable {
         var headers = [("X-Session-Token", token)]
         if let ifMatch { headers.append(("If-Match", ifMatch)) }
         return try await request("PATCH", "/v1/session", headers: headers, json: json)
+    }
+}
+
+/// Every line a sessiond logged, rendered with its metadata, for tests that check what is logged.
+final class LogCapture: Sendable {
+    private let lines = Mutex<[String]>([])
+
+    var all: [String] { lines.withLock { $0 } }
+
+    var handler: Handler { Handler(capture: self) }
+
+    struct Handler: LogHandler {
+        let capture: LogCapture
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .debug
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+            let rendered = merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+            capture.lines.withLock { $0.append("\(event.level) \(event.message) \(rendered)") }
+        }
     }
 }
 

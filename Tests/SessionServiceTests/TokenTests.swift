@@ -4,24 +4,52 @@ import Testing
 
 /// Token format, id derivation inputs, base64url strictness, timestamps, If-Match parsing.
 @Suite struct TokenTests {
-    @Test func tokensAre43Base64URLCharactersAndUnique() throws {
+    @Test func tokensArePrefixedFixedLengthBase64URLAndUnique() throws {
         var seen = Set<String>()
+        var ids = Set<SessionID>()
         for _ in 0..<1000 {
             let token = try SessionToken.generate()
-            #expect(token.text.utf8.count == 43)
-            #expect(token.text.allSatisfy { $0.isLetter && $0.isASCII || $0.isNumber || $0 == "-" || $0 == "_" })
-            #expect(SessionToken(parsing: token.text)?.id == token.id)
+            #expect(token.text.utf8.count == 68)
+            #expect(token.text.hasPrefix("sds_"))
+            #expect(token.text.dropFirst(4).allSatisfy { $0.isLetter && $0.isASCII || $0.isNumber || $0 == "-" || $0 == "_" })
+            let parsed = try #require(SessionToken(parsing: token.text))
+            #expect(parsed.id == token.id)
+            #expect(parsed.secretDigest == token.secretDigest)
+            #expect(token.id.hex.utf8.count == 32)
             seen.insert(token.text)
+            ids.insert(token.id)
         }
         #expect(seen.count == 1000)
+        #expect(ids.count == 1000)
+    }
+
+    @Test func aRotatedTokenKeepsTheIdAndChangesTheSecret() throws {
+        let token = try SessionToken.generate()
+        let next = try SessionToken.generate(for: token.id)
+        #expect(next.id == token.id)
+        #expect(next.text != token.text)
+        #expect(next.secretDigest != token.secretDigest)
+        #expect(SessionID(bytes: token.id.bytes) == token.id)
     }
 
     @Test func malformedTokensParseToNothing() throws {
         let token = try SessionToken.generate().text
         for bad in ["", String(token.dropLast()), token + "A", String(token.dropLast()) + "=", String(token.dropLast()) + "+",
-                    String(repeating: "A", count: 42) + "B"] {
+                    "sdx_" + token.dropFirst(4), String(token.dropFirst(4)) + "AAAA", "sds_" + String(repeating: "A", count: 63) + "+",
+                    String(repeating: "A", count: 43)] {
             #expect(SessionToken(parsing: bad) == nil, "\(bad)")
         }
+    }
+
+    @Test func digestComparisonIsExact() {
+        let digest = [UInt8](repeating: 7, count: 32)
+        #expect(SecretComparison.digestsAreEqual(digest, digest))
+        for index in [0, 15, 31] {
+            var other = digest
+            other[index] ^= 1
+            #expect(!SecretComparison.digestsAreEqual(digest, other))
+        }
+        #expect(!SecretComparison.digestsAreEqual(digest, Array(digest.prefix(31))))
     }
 
     @Test func base64URLRoundTrips() {

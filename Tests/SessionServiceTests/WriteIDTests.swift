@@ -11,17 +11,19 @@ import Testing
     static let tombstone: RedisArgument = "sd:t:{00112233445566778899aabbccddeeff}"
 
     static func writeID(_ byte: UInt8) -> RedisArgument { RedisArgument(bytes: [UInt8](repeating: byte, count: 8)) }
+    /// A secret digest: 32 bytes, as `SessionToken` makes them.
+    static func digest(_ byte: UInt8) -> RedisArgument { RedisArgument(bytes: [UInt8](repeating: byte, count: 32)) }
 
     static func client(_ redis: RedisServer) throws -> RedisClient {
         RedisClient(configuration: try RedisConfiguration(url: redis.url), functionLibraries: [SessionFunctions.library])
     }
 
     static func create(_ client: RedisClient, writeID: RedisArgument) async throws -> RESPValue {
-        try await client.fcall("session_create", keys: [key], arguments: [writeID, "alice", "600000", "3600000", "a", "1"])
+        try await client.fcall("session_create", keys: [key], arguments: [writeID, "alice", "600000", "3600000", digest(0xAA), "", "a", "1"])
     }
 
     static func patch(_ client: RedisClient, writeID: RedisArgument, _ value: String) async throws -> RESPValue {
-        try await client.fcall("session_write", keys: [key], arguments: [writeID, "", "patch", "a", RedisArgument(value)])
+        try await client.fcall("session_write", keys: [key], arguments: [writeID, digest(0xAA), "", "patch", "a", RedisArgument(value)])
     }
 
     static func version(_ client: RedisClient) async throws -> String? {
@@ -63,38 +65,60 @@ import Testing
         let redis = try await RedisServer.start()
         let client = try Self.client(redis)
         _ = try await Self.create(client, writeID: Self.writeID(1))
-        let arguments = [Self.writeID(2), "60000"]
+        let arguments = [Self.writeID(2), "60000", "", "revoke"]
         let first = try await client.fcall("session_delete", keys: [Self.key, Self.tombstone], arguments: arguments)
         let repeated = try await client.fcall("session_delete", keys: [Self.key, Self.tombstone], arguments: arguments)
-        let other = try await client.fcall("session_delete", keys: [Self.key, Self.tombstone], arguments: [Self.writeID(3), "60000"])
-        #expect(first == .array([.integer(1), .bulkString(Array("alice".utf8))]))
+        let other = try await client.fcall("session_delete", keys: [Self.key, Self.tombstone], arguments: [Self.writeID(3), "60000", "", "revoke"])
+        #expect(first == .array([.integer(1), .bulkString(Array("alice".utf8)), .integer(0)]))
         #expect(repeated == first)
-        #expect(other == .array([.integer(0), .bulkString([])]), "another delete finds nothing")
+        #expect(other == .array([.integer(0), .bulkString([]), .integer(0)]), "another delete finds nothing")
         let remaining = try #require(try await client.send("PTTL", Self.tombstone).integer)
         #expect(remaining > 0 && remaining <= 60000, "the tombstone expires (\(remaining) ms)")
         await client.shutdown()
     }
 
-    @Test func aRepeatedRotationStepReturnsWhatItTookAndMadeOnce() async throws {
+    @Test func aRepeatedRotationAnswersWithTheSecretItMadeAndTheOldSecretCannotRotateAgain() async throws {
         let redis = try await RedisServer.start()
         let client = try Self.client(redis)
         _ = try await Self.create(client, writeID: Self.writeID(1))
-        let take = [Self.writeID(2), "60000"]
-        let taken = try await client.fcall("session_take", keys: [Self.key, Self.tombstone], arguments: take)
-        let takenAgain = try await client.fcall("session_take", keys: [Self.key, Self.tombstone], arguments: take)
-        #expect(taken == takenAgain)
-        #expect(try await client.send("EXISTS", Self.key) == .integer(0), "the old token is dead")
-        #expect(try await client.fcall("session_take", keys: [Self.key, Self.tombstone], arguments: [Self.writeID(3), "60000"]) == .null)
-
-        let newKey: RedisArgument = "sd:s:{ffeeddccbbaa99887766554433221100}"
-        let fields = (taken.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } }
-        let imported = try await client.fcall("session_import", keys: [newKey], arguments: [Self.writeID(2)] + fields)
-        let importedAgain = try await client.fcall("session_import", keys: [newKey], arguments: [Self.writeID(2)] + fields)
-        #expect(Set(imported.array ?? []) == Set(importedAgain.array ?? []))
-        #expect(try await client.send("HGET", newKey, "v").string == "1")
-        await #expect(throws: RedisClientError.self) {
-            try await client.fcall("session_import", keys: [newKey], arguments: [Self.writeID(4)] + fields)
+        let rotation = [Self.writeID(2), Self.digest(0xAA), Self.digest(0xBB), "0", "0"]
+        let rotated = try await client.fcall("session_rotate", keys: [Self.key], arguments: rotation)
+        let repeated = try await client.fcall("session_rotate", keys: [Self.key], arguments: rotation)
+        #expect(Set(rotated.array ?? []) == Set(repeated.array ?? []), "the repeat answers as the rotation did")
+        #expect(try await client.send("HGET", Self.key, "s").bytes == [UInt8](repeating: 0xBB, count: 32))
+        #expect(try await client.send("HGET", Self.key, "p").bytes == [UInt8](repeating: 0xAA, count: 32))
+        // Another rotation with the old secret (a new request, after a grace of 0) is a reuse.
+        let reuse = await #expect(throws: RedisClientError.self) {
+            try await client.fcall("session_rotate", keys: [Self.key], arguments: [Self.writeID(3), Self.digest(0xAA), Self.digest(0xCC), "0", "0"])
         }
+        #expect(reuse?.serverErrorPrefix == "SESSIOND_TOKEN_REUSE")
+        #expect(try await client.send("HGET", Self.key, "s").bytes == [UInt8](repeating: 0xBB, count: 32))
+        await client.shutdown()
+    }
+
+    @Test func aSecretThatIsNoneOfTheSessionsWritesNothing() async throws {
+        let redis = try await RedisServer.start()
+        let client = try Self.client(redis)
+        _ = try await Self.create(client, writeID: Self.writeID(1))
+        // Differs from the session's digest only in its last byte: the comparison covers every word.
+        var almost = [UInt8](repeating: 0xAA, count: 32)
+        almost[31] = 0xAB
+        let write = try await client.fcall("session_write", keys: [Self.key], arguments: [
+            Self.writeID(2), RedisArgument(bytes: almost), "", "patch", "a", "2",
+        ])
+        #expect(write == .null)
+        let touch = try await client.fcall("session_touch", keys: [Self.key], arguments: ["0", RedisArgument(bytes: almost)])
+        #expect(touch == .null)
+        let rotation = try await client.fcall("session_rotate", keys: [Self.key], arguments: [
+            Self.writeID(3), RedisArgument(bytes: almost), Self.digest(0xCC), "0", "0",
+        ])
+        #expect(rotation == .null)
+        let delete = try await client.fcall("session_delete", keys: [Self.key, Self.tombstone], arguments: [
+            Self.writeID(4), "60000", RedisArgument(bytes: almost), "revoke",
+        ])
+        #expect(delete == .array([.integer(0), .bulkString([]), .integer(0)]))
+        #expect(try await Self.version(client) == "1")
+        #expect(try await client.send("HGET", Self.key, "s").bytes == [UInt8](repeating: 0xAA, count: 32))
         await client.shutdown()
     }
 

@@ -17,6 +17,10 @@ public struct SessionServiceConfiguration: Sendable {
     /// Seconds an HTTP connection may stay open with no request in progress before it is closed.
     public var connectionIdleTimeout = 60
     public var maxSessionsPerUser = 0
+    /// Seconds the previous token keeps working after a rotation that names no `grace_seconds`.
+    public var rotationGrace = 0
+    /// What the previous token presented after its grace window does to its session.
+    public var rotationReuse = TokenReusePolicy.revoke
     public var apiKeys: [String] = []
     /// The Redis command deadline, in milliseconds.
     public var redisTimeout = 2000
@@ -51,6 +55,9 @@ public struct SessionServiceConfiguration: Sendable {
     public var cookieName: String?
     /// `/v1/auth`: the attributes passed on as `X-Session-Attribute-<name>` headers.
     public var authAttributes: [String] = []
+
+    /// The grace window's upper bound, for the API's `grace_seconds` too.
+    public static let maximumRotationGrace = 60
 
     /// What a successful write promises.
     public enum Durability: String, Sendable {
@@ -108,6 +115,15 @@ public struct SessionServiceConfiguration: Sendable {
         },
         Setting(name: "max-sessions-per-user", help: "live sessions per user; one more revokes the oldest (0 = no cap)", defaultDescription: "0") { configuration, value throws(ConfigurationError) in
             configuration.maxSessionsPerUser = try integer(value, "--max-sessions-per-user / SESSIOND_MAX_SESSIONS_PER_USER", in: 0...1_000_000)
+        },
+        Setting(name: "rotation-grace", help: "seconds the previous token keeps reading and writing after POST /v1/session/rotate when the request names no grace_seconds (0 to 60)", defaultDescription: "0") { configuration, value throws(ConfigurationError) in
+            configuration.rotationGrace = try integer(value, "--rotation-grace / SESSIOND_ROTATION_GRACE", in: 0...maximumRotationGrace)
+        },
+        Setting(name: "rotation-reuse", help: "what the previous token presented after its grace window does: revoke (ends the session, the new token too) or reject (refused only); both log a warning and count sessiond_token_reuse_total", defaultDescription: "revoke") { configuration, value throws(ConfigurationError) in
+            guard let policy = TokenReusePolicy(rawValue: value.lowercased()) else {
+                throw ConfigurationError(setting: "--rotation-reuse / SESSIOND_ROTATION_REUSE", reason: "'\(value)' is not revoke or reject")
+            }
+            configuration.rotationReuse = policy
         },
         Setting(name: "api-keys", help: "comma-separated API keys, each at least 16 characters; /v1 then needs 'Authorization: Bearer <key>'", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
             let keys = value.split(separator: ",").map { String($0.trimmingWhitespace()) }.filter { !$0.isEmpty }
@@ -202,7 +218,7 @@ public struct SessionServiceConfiguration: Sendable {
         Setting(name: "sentinel-password", help: "password of the sentinels (requirepass in sentinel.conf, or the ACL user's)", defaultDescription: "none") { configuration, value throws(ConfigurationError) in
             configuration.sentinelPassword = value.isEmpty ? nil : value
         },
-        Setting(name: "failover-timeout", help: "milliseconds a request may wait for a Sentinel or Cluster failover (or a slot migration) before 503", defaultDescription: "5000") { configuration, value throws(ConfigurationError) in
+        Setting(name: "failover-timeout", help: "milliseconds a request may wait for a Sentinel or Cluster failover (or a slot migration) before 503; with one Redis, how long a write is retried over new connections after Redis closed its connection", defaultDescription: "5000") { configuration, value throws(ConfigurationError) in
             configuration.failoverTimeout = try integer(value, "--failover-timeout / SESSIOND_FAILOVER_TIMEOUT", in: 100...600_000)
         },
         Setting(name: "durability", help: "async (acknowledged once on the primary) or replicated (once WAIT confirms the replicas have it)", defaultDescription: "async") { configuration, value throws(ConfigurationError) in
@@ -379,3 +395,10 @@ public struct SessionServiceConfiguration: Sendable {
     }
 }
 
+/// What a reused token (the previous one, presented after its grace window) does to its session.
+public enum TokenReusePolicy: String, Sendable {
+    /// Ends the session at once: whoever kept the old token, the new one stops working too.
+    case revoke
+    /// Refuses the request only.
+    case reject
+}

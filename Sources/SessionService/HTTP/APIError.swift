@@ -37,6 +37,16 @@ struct APIError: HTTPResponseError {
     static let sessionNotFound = APIError(
         status: .notFound, code: "session_not_found", message: "no such session (unknown, expired, revoked or rotated)"
     )
+    static let tokenSuperseded = APIError(
+        status: .conflict, code: "token_superseded",
+        message: "this token has been replaced by a rotation; it still reads and writes during its grace window, but only the current token can rotate"
+    )
+    static func reauthenticationRequired(authenticatedAt: Int64) -> APIError {
+        APIError(
+            status: .forbidden, code: "reauthentication_required",
+            message: "the user last authenticated at \(Timestamp.rfc3339(milliseconds: authenticatedAt)), longer ago than max_auth_age allows"
+        )
+    }
     static func versionMismatch(current: Int64) -> APIError {
         APIError(
             status: .preconditionFailed, code: "version_mismatch",

@@ -18,7 +18,7 @@ struct AdminController {
         guard let id = context.parameters.get("id").flatMap(SessionID.init(parsing:)) else {
             throw APIError.sessionNotFound
         }
-        return JSONResponse.session(try await store.read(id, touch: false))
+        return JSONResponse.session(try await store.read(id))
     }
 
     @Sendable func revoke(_ request: Request, context: Context) async throws -> Response {
@@ -29,24 +29,19 @@ struct AdminController {
     }
 
     @Sendable func list(_ request: Request, context: Context) async throws -> Response {
-        let sessions = try await store.sessions(ofUser: try Self.user(context))
-        var writer = JSONWriter(capacity: 64 + sessions.count * 320)
-        writer.raw(#"{"sessions":["#)
-        for (index, session) in sessions.enumerated() {
-            if index > 0 { writer.raw(",") }
-            session.writeJSON(to: &writer, includeData: false)
-        }
-        writer.raw("]}")
-        return JSONResponse.make(.ok, writer.buffer)
+        JSONResponse.sessionList(try await store.sessions(ofUser: try Self.user(context)))
     }
 
+    /// `DELETE /v1/users/{user}/sessions[?except=<id>]`: every session of the user, but the one named.
     @Sendable func revokeAll(_ request: Request, context: Context) async throws -> Response {
-        let revoked = try await store.revokeAll(ofUser: try Self.user(context))
-        var writer = JSONWriter()
-        writer.raw(#"{"revoked":"#)
-        writer.integer(Int64(revoked))
-        writer.raw("}")
-        return JSONResponse.make(.ok, writer.buffer)
+        var kept: SessionID?
+        if request.uri.query != nil, let text = request.uri.queryParameters["except"] {
+            guard let id = SessionID(parsing: text) else {
+                throw APIError.invalidRequest("except must be a session id (32 lowercase hex digits)")
+            }
+            kept = id
+        }
+        return JSONResponse.revoked(try await store.revokeAll(ofUser: try Self.user(context), except: kept))
     }
 
     /// The `{user}` path segment, percent-decoded (a user name may hold `/`, spaces, any UTF-8).

@@ -38,7 +38,7 @@ struct AuthController {
         let session: Session
         do {
             guard let token = SessionToken(parsing: text) else { throw SessionStoreError.notFound }
-            session = try await store.read(token.id, touch: true)
+            session = try await store.read(token, touch: true)
         } catch SessionStoreError.notFound {
             throw APIError.notAuthenticated("no such session (unknown, expired, revoked or rotated)")
         }

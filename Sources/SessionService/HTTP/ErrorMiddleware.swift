@@ -51,7 +51,9 @@ struct ErrorMiddleware: RouterMiddleware {
             return error
         case let error as SessionStoreError:
             switch error {
-            case .notFound: return .sessionNotFound
+            case .notFound, .tokenReused: return .sessionNotFound
+            case .tokenSuperseded: return .tokenSuperseded
+            case .reauthenticationRequired(let authenticatedAt): return .reauthenticationRequired(authenticatedAt: authenticatedAt)
             case .versionMismatch(let current): return .versionMismatch(current: current)
             case .notDurable(let cause):
                 logger.warning("write not acknowledged by enough replicas", metadata: ["error": "\(cause)"])

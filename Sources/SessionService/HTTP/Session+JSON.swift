@@ -8,6 +8,8 @@ extension Session {
         writer.string(id.hex)
         writer.key("user")
         if let user { writer.string(user) } else { writer.raw("null") }
+        writer.key("device")
+        writer.raw(device ?? Device.none)
         if includeData {
             writer.key("data")
             writer.raw("{")
@@ -21,6 +23,8 @@ extension Session {
         writer.integer(version)
         writer.key("created_at")
         writer.timestamp(milliseconds: createdAt)
+        writer.key("authenticated_at")
+        writer.timestamp(milliseconds: authenticatedAt)
         writer.key("last_seen_at")
         writer.timestamp(milliseconds: lastSeenAt)
         writer.key("expires_at")
@@ -51,6 +55,27 @@ enum JSONResponse {
         var writer = JSONWriter(capacity: 512)
         session.writeJSON(to: &writer)
         return make(status, writer.buffer, headers: [.eTag: session.eTag])
+    }
+
+    /// `{"sessions": [...]}`: list entries, without data.
+    static func sessionList(_ sessions: [Session]) -> Response {
+        var writer = JSONWriter(capacity: 64 + sessions.count * 400)
+        writer.raw(#"{"sessions":["#)
+        for (index, session) in sessions.enumerated() {
+            if index > 0 { writer.raw(",") }
+            session.writeJSON(to: &writer, includeData: false)
+        }
+        writer.raw("]}")
+        return make(.ok, writer.buffer)
+    }
+
+    /// `{"revoked": n}`.
+    static func revoked(_ count: Int) -> Response {
+        var writer = JSONWriter()
+        writer.raw(#"{"revoked":"#)
+        writer.integer(Int64(count))
+        writer.raw("}")
+        return make(.ok, writer.buffer)
     }
 
     /// `{"token": …, "session": …}` for creation and rotation.

@@ -20,10 +20,13 @@ struct SessionController {
         group.put("session/data", use: replaceData)
         group.delete("session", use: delete)
         group.post("session/rotate", use: rotate)
+        group.get("session/others", use: others)
+        group.delete("session/others", use: revokeOthers)
     }
 
     @Sendable func create(_ request: Request, context: Context) async throws -> Response {
         var user: String?
+        var device: [UInt8]?
         var data: [Session.Attribute] = []
         var idleTimeout: Int?
         var absoluteTimeout: Int?
@@ -35,69 +38,117 @@ struct SessionController {
                 if member.isNull { continue }
                 guard member.isObject else { throw APIError.invalidRequest("'data' must be a JSON object") }
                 data = try Self.attributes(ofObject: member.raw)
+            case "device":
+                device = try Device.json(from: member)
             case "idle_timeout":
                 idleTimeout = try Self.timeout(member)
             case "absolute_timeout":
                 absoluteTimeout = try Self.timeout(member)
             default:
-                throw APIError.invalidRequest("unknown member '\(member.name)'; expected user, data, idle_timeout, absolute_timeout")
+                throw APIError.invalidRequest("unknown member '\(member.name)'; expected user, device, data, idle_timeout, absolute_timeout")
             }
         }
         let (token, session) = try await store.create(
-            user: user, data: data, idleTimeout: idleTimeout, absoluteTimeout: absoluteTimeout
+            user: user, device: device, data: data, idleTimeout: idleTimeout, absoluteTimeout: absoluteTimeout
         )
         return JSONResponse.tokenAndSession(token, session, status: .created)
     }
 
-    /// `GET /v1/session[?touch=false]`.
+    /// `GET /v1/session[?touch=false][&max_auth_age=<seconds>]`.
     @Sendable func read(_ request: Request, context: Context) async throws -> Response {
-        let touch: Bool
-        switch request.uri.query == nil ? nil : request.uri.queryParameters["touch"] {
-        case nil, "true", "1": touch = true
-        case "false", "0": touch = false
-        case let other?: throw APIError.invalidRequest("touch must be true or false, not '\(other)'")
+        var touch = true
+        var maxAuthAge: Int64?
+        if request.uri.query != nil {
+            let query = request.uri.queryParameters
+            switch query["touch"] {
+            case nil, "true", "1": touch = true
+            case "false", "0": touch = false
+            case let other?: throw APIError.invalidRequest("touch must be true or false, not '\(other)'")
+            }
+            if let text = query["max_auth_age"] {
+                guard let seconds = Int64(String(text)), (0...Int64(Self.maximumTimeoutSeconds)).contains(seconds) else {
+                    throw APIError.invalidRequest("max_auth_age must be whole seconds from 0 to \(Self.maximumTimeoutSeconds)")
+                }
+                maxAuthAge = seconds * 1000
+            }
         }
-        let id = try Self.sessionID(request.headers)
-        return JSONResponse.session(try await store.read(id, touch: touch))
+        let token = try Self.token(request.headers)
+        return JSONResponse.session(try await store.read(token, touch: touch, maxAuthAge: maxAuthAge))
     }
 
     /// `PATCH /v1/session`: sets or deletes (`null`) the attributes named, leaves the rest.
     @Sendable func patch(_ request: Request, context: Context) async throws -> Response {
-        let id = try Self.sessionID(request.headers)
+        let token = try Self.token(request.headers)
         let ifMatch = try Self.ifMatch(request.headers)
         let changes = try await body.members(of: request).map { Session.Attribute(name: $0.name, raw: $0.raw) }
-        return JSONResponse.session(try await store.patch(id, changes: changes, ifMatch: ifMatch))
+        return JSONResponse.session(try await store.patch(token, changes: changes, ifMatch: ifMatch))
     }
 
     @Sendable func replaceData(_ request: Request, context: Context) async throws -> Response {
-        let id = try Self.sessionID(request.headers)
+        let token = try Self.token(request.headers)
         let ifMatch = try Self.ifMatch(request.headers)
         let data = try await body.members(of: request).map { Session.Attribute(name: $0.name, raw: $0.raw) }
-        return JSONResponse.session(try await store.replaceData(id, data: data, ifMatch: ifMatch))
+        return JSONResponse.session(try await store.replaceData(token, data: data, ifMatch: ifMatch))
     }
 
     @Sendable func delete(_ request: Request, context: Context) async throws -> Response {
         guard let header = request.headers[Self.tokenHeader] else { throw APIError.missingSessionToken }
         // Idempotent: a malformed or unknown token has nothing to end.
         if let token = SessionToken(parsing: header) {
-            try await store.delete(token.id)
+            try await store.delete(token)
         }
         return Response(status: .noContent)
     }
 
+    /// `POST /v1/session/rotate`, body optional: `{"grace_seconds": 0-60, "reauthenticated": bool}`.
     @Sendable func rotate(_ request: Request, context: Context) async throws -> Response {
-        let id = try Self.sessionID(request.headers)
-        let (token, session) = try await store.rotate(id)
-        return JSONResponse.tokenAndSession(token, session, status: .ok)
+        let token = try Self.token(request.headers)
+        var graceSeconds: Int?
+        var reauthenticated = false
+        for member in try await body.members(of: request, allowEmpty: true) {
+            switch member.name {
+            case "grace_seconds":
+                if member.isNull { continue }
+                let maximum = SessionServiceConfiguration.maximumRotationGrace
+                guard let seconds = Self.wholeNumber(member.raw), (0...maximum).contains(seconds) else {
+                    throw APIError.invalidRequest("'grace_seconds' must be whole seconds from 0 to \(maximum)")
+                }
+                graceSeconds = seconds
+            case "reauthenticated":
+                switch String(decoding: member.raw, as: UTF8.self) {
+                case "true": reauthenticated = true
+                case "false", "null": reauthenticated = false
+                default: throw APIError.invalidRequest("'reauthenticated' must be true or false")
+                }
+            default:
+                throw APIError.invalidRequest("unknown member '\(member.name)'; expected grace_seconds, reauthenticated")
+            }
+        }
+        let (newToken, session) = try await store.rotate(token, graceSeconds: graceSeconds, reauthenticated: reauthenticated)
+        return JSONResponse.tokenAndSession(newToken, session, status: .ok)
+    }
+
+    /// `GET /v1/session/others`: the other live sessions of the token's user, oldest first, without data.
+    @Sendable func others(_ request: Request, context: Context) async throws -> Response {
+        let session = try await store.read(try Self.token(request.headers), touch: false)
+        guard let user = session.user else { return JSONResponse.sessionList([]) }
+        return JSONResponse.sessionList(try await store.sessions(ofUser: user).filter { $0.id != session.id })
+    }
+
+    /// `DELETE /v1/session/others`: signs the user out everywhere but here.
+    @Sendable func revokeOthers(_ request: Request, context: Context) async throws -> Response {
+        let session = try await store.read(try Self.token(request.headers), touch: false)
+        guard let user = session.user else { return JSONResponse.revoked(0) }
+        return JSONResponse.revoked(try await store.revokeAll(ofUser: user, except: session.id))
     }
 
     // MARK: - Input
 
-    /// The session id behind the request's token. A malformed token is an unknown session.
-    static func sessionID(_ headers: HTTPFields) throws -> SessionID {
+    /// The request's token. A malformed token is an unknown session.
+    static func token(_ headers: HTTPFields) throws -> SessionToken {
         guard let header = headers[tokenHeader] else { throw APIError.missingSessionToken }
         guard let token = SessionToken(parsing: header) else { throw APIError.sessionNotFound }
-        return token.id
+        return token
     }
 
     static func ifMatch(_ headers: HTTPFields) throws -> IfMatch? {
@@ -124,16 +175,21 @@ struct SessionController {
         }
     }
 
-    /// Whole seconds, 1 to ten years. Any JSON number with an integral value counts (`60`, `60.0`,
-    /// `6e1`), as JSON Schema's `integer` does; fractions and anything else are refused.
+    /// Whole seconds, 1 to ten years; fractions and anything else are refused.
     static func timeout(_ member: JSONScanner.Member) throws -> Int? {
         if member.isNull { return nil }
-        let text = String(decoding: member.raw, as: UTF8.self)
-        guard member.raw.first.map({ (48...57).contains($0) }) == true, let value = Double(text),
-            value.rounded() == value, value >= 1, value <= Double(maximumTimeoutSeconds)
-        else {
+        guard let value = wholeNumber(member.raw), (1...maximumTimeoutSeconds).contains(value) else {
             throw APIError.invalidRequest("'\(member.name)' must be whole seconds from 1 to \(maximumTimeoutSeconds)")
         }
+        return value
+    }
+
+    /// A non-negative JSON number with an integral value (`60`, `60.0`, `6e1`, as JSON Schema's
+    /// `integer` counts them), up to ten years of seconds; `nil` for anything else.
+    static func wholeNumber(_ raw: [UInt8]) -> Int? {
+        guard raw.first.map({ (48...57).contains($0) }) == true, let value = Double(String(decoding: raw, as: UTF8.self)),
+            value.rounded() == value, value <= Double(maximumTimeoutSeconds)
+        else { return nil }
         return Int(value)
     }
 

@@ -1,27 +1,35 @@
 import RedisClient
 
-/// The Redis Functions library behind every session operation, so each request is one round trip
-/// and each step is atomic on the server.
+/// The Redis Functions library behind every session write, so each one is one round trip and
+/// atomic on the server.
 ///
-/// Every function touches the keys of one hash slot only (a session's key, or a user's index), so
-/// the layout works unchanged on Redis Cluster. Times come from Redis' own clock (`TIME`), never the
-/// caller's. No function ever creates a session key except `session_create` and `session_import`,
-/// so no write or touch can bring back an expired, deleted or rotated-away session.
+/// Every function touches the keys of one hash slot only (a session's key and its tombstone, or a
+/// user's index), so the layout works unchanged on Redis Cluster. Times come from Redis' own clock
+/// (`TIME`), never the caller's. No function but `session_create` ever creates a session key, so no
+/// write, touch or rotation can bring back an expired or deleted session.
 ///
-/// A session is one hash: meta fields `v` (version), `c` (created ms), `l` (last idle slide ms),
-/// `i` (idle timeout ms), `a` (absolute deadline ms), `u` (user, optional), `w` (the write ids of
-/// its latest writes); each data attribute is the field `.<name>` holding the attribute's raw JSON.
+/// A session is one hash: meta fields `v` (version), `c` (created ms), `t` (authenticated ms),
+/// `l` (last idle slide ms), `i` (idle timeout ms), `a` (absolute deadline ms), `u` (user,
+/// optional), `d` (device JSON, optional), `s` (SHA-256 of the current token's secret), `p` and `g`
+/// (the previous secret's SHA-256 and the end of its grace window, after a rotation), `w` (the
+/// write ids of its latest writes); each data attribute is the field `.<name>` holding its raw JSON.
 /// The key's expiry is always min(`l` + `i`, `a`) − 1 ms, so Redis itself never returns a session
 /// at or past its deadline and a read needs no script: it is one plain `HGETALL`
-/// (see ``SessionStore/read(_:touch:)``).
+/// (see ``SessionStore/read(_:touch:maxAuthAge:)``).
+///
+/// Functions that act for a token's holder take the SHA-256 of its secret and compare it, in
+/// constant time, with `s` and `p`. The current token may do everything; the previous one may read
+/// and write until its grace window ends but never rotate; the previous one after its window is a
+/// reuse (`SESSIOND_TOKEN_REUSE`): somebody kept a token that should be dead. Anything else is no
+/// session. A rotation replaces `s` in the session's own key: one atomic step, so no failure can
+/// leave a session reachable by neither token.
 ///
 /// Every write is safe to repeat. Each carries a write id (8 random bytes, one per HTTP request);
 /// the session remembers the ids of its last 8 writes in `w`, and a write whose id is there was
-/// already applied: it answers with the session as it is instead of applying it again. A write that
-/// removes the session key (delete, and the take half of a rotation) leaves a tombstone under the
-/// same hash tag, kept for a retention the caller passes, that holds its write id (and for a take,
-/// the session it took), so its repeat also answers as the first application did. The user-index
-/// functions need no id: adding an id that is there, or removing one that is not, changes nothing.
+/// already applied: it answers with the session as it is instead of applying it again. A delete
+/// leaves a tombstone under the same hash tag, kept for a retention the caller passes, that holds
+/// its write id, so its repeat also answers as the first did. The user-index function needs no id:
+/// adding an id that is there changes nothing.
 enum SessionFunctions {
     static let library = RedisFunctionLibrary(source: #"""
         #!lua name=sessiond
@@ -118,8 +126,31 @@ enum SessionFunctions {
             return false
         end
 
-        -- KEYS: session. ARGV: write id, user ('' for none), idle ms, absolute ms, then name, raw
-        -- JSON pairs.
+        -- Whether two 32-byte secret digests are equal, in time that does not depend on where they
+        -- differ: both are read as eight 32-bit words and every word is compared.
+        local function same_digest(a, b)
+            if not a or not b or #a ~= 32 or #b ~= 32 then return false end
+            local a1, a2, a3, a4, a5, a6, a7, a8 = struct.unpack('<I4I4I4I4I4I4I4I4', a)
+            local b1, b2, b3, b4, b5, b6, b7, b8 = struct.unpack('<I4I4I4I4I4I4I4I4', b)
+            return bit.bor(bit.bxor(a1, b1), bit.bxor(a2, b2), bit.bxor(a3, b3), bit.bxor(a4, b4),
+                bit.bxor(a5, b5), bit.bxor(a6, b6), bit.bxor(a7, b7), bit.bxor(a8, b8)) == 0
+        end
+
+        -- What a presented secret digest is to the session: 'current', 'grace' (the previous token,
+        -- inside its grace window), 'reused' (the previous token after it) or nil (no token of it).
+        local function token_state(digest, current, previous, grace_end, now)
+            if same_digest(digest, current) then return 'current' end
+            if same_digest(digest, previous) then
+                if now < tonumber(grace_end) then return 'grace' end
+                return 'reused'
+            end
+            return nil
+        end
+
+        local TOKEN_REUSE = 'SESSIOND_TOKEN_REUSE the previous token was presented after its grace window'
+
+        -- KEYS: session. ARGV: write id, user ('' for none), idle ms, absolute ms, secret digest,
+        -- device JSON ('' for none), then name, raw JSON pairs.
         redis.register_function('session_create', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
@@ -130,12 +161,17 @@ enum SessionFunctions {
             local now = now_ms()
             local idle = tonumber(args[3])
             local absolute = now + tonumber(args[4])
-            local fields = {'v', '1', 'c', tostring(now), 'l', tostring(now), 'i', tostring(idle), 'a', tostring(absolute), 'w', args[1]}
+            local fields = {'v', '1', 'c', tostring(now), 't', tostring(now), 'l', tostring(now), 'i', tostring(idle),
+                'a', tostring(absolute), 's', args[5], 'w', args[1]}
             if args[2] ~= '' then
                 fields[#fields + 1] = 'u'
                 fields[#fields + 1] = args[2]
             end
-            for index = 5, #args, 2 do
+            if args[6] ~= '' then
+                fields[#fields + 1] = 'd'
+                fields[#fields + 1] = args[6]
+            end
+            for index = 7, #args, 2 do
                 fields[#fields + 1] = '.' .. args[index]
                 fields[#fields + 1] = args[index + 1]
             end
@@ -144,15 +180,19 @@ enum SessionFunctions {
             return fields
         end)
 
-        -- KEYS: session. ARGV: minimum ms since the last slide. Slides the idle deadline when that
-        -- much has passed by Redis' clock (sessiond asks only when its estimate of that clock says
-        -- so; this is the check that counts). Returns the session, nil when it is gone.
+        -- KEYS: session. ARGV: minimum ms since the last slide ('' never to slide), secret digest.
+        -- Slides the idle deadline when that much has passed by Redis' clock (sessiond asks only
+        -- when its estimate of that clock says so; this is the check that counts). Returns the
+        -- session, nil when it is gone or the token is not its own.
         redis.register_function('session_touch', function(keys, args)
             local now = now_ms()
             local fields = load(keys[1], now)
             if not fields then return nil end
+            local state = token_state(args[2], (field_value(fields, 's')), (field_value(fields, 'p')), (field_value(fields, 'g')), now)
+            if not state then return nil end
+            if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
             local last, position = field_value(fields, 'l')
-            if now - tonumber(last) >= tonumber(args[1]) then
+            if args[1] ~= '' and now - tonumber(last) >= tonumber(args[1]) then
                 local idle = tonumber((field_value(fields, 'i')))
                 local absolute = tonumber((field_value(fields, 'a')))
                 redis.call('HSET', keys[1], 'l', tostring(now))
@@ -162,32 +202,36 @@ enum SessionFunctions {
             return fields
         end)
 
-        -- KEYS: session. ARGV: write id, If-Match condition ('' for none, '*', or versions joined
-        -- by ','), 'patch' or 'replace', then name, raw JSON pairs. In 'patch' a raw 'null' deletes
-        -- the attribute; 'replace' first removes every attribute. Slides the idle deadline.
-        -- Reads only the meta fields it needs: a key that exists is a live session, since the key
-        -- expires with it (a script sees time stand still at its start, so it cannot pass mid-way).
+        -- KEYS: session. ARGV: write id, secret digest, If-Match condition ('' for none, '*', or
+        -- versions joined by ','), 'patch' or 'replace', then name, raw JSON pairs. In 'patch' a raw
+        -- 'null' deletes the attribute; 'replace' first removes every attribute. Slides the idle
+        -- deadline. Reads only the meta fields it needs: a key that exists is a live session, since
+        -- the key expires with it (a script sees time stand still at its start, so it cannot pass
+        -- mid-way).
         redis.register_function('session_write', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local key = keys[1]
-            local meta = redis.call('HMGET', key, 'v', 'i', 'a', 'w')
+            local meta = redis.call('HMGET', key, 'v', 'i', 'a', 'w', 's', 'p', 'g')
             if not meta[1] then return nil end
+            local now = now_ms()
+            local state = token_state(args[2], meta[5], meta[6], meta[7], now)
+            if not state then return nil end
+            if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
             if has_write(meta[4], args[1]) then return redis.call('HGETALL', key) end
             local version = tonumber(meta[1])
-            if args[2] ~= '' and not version_matches(args[2], version) then
+            if args[3] ~= '' and not version_matches(args[3], version) then
                 return redis.error_reply('SESSIOND_VERSION_MISMATCH ' .. version)
             end
-            local now = now_ms()
             local removals = {}
-            if args[3] == 'replace' then
+            if args[4] == 'replace' then
                 for _, name in ipairs(redis.call('HKEYS', key)) do
                     if string.sub(name, 1, 1) == '.' then removals[#removals + 1] = name end
                 end
             end
             local updates = {'v', tostring(version + 1), 'l', tostring(now), 'w', remember_write(meta[4], args[1])}
-            for index = 4, #args, 2 do
-                if args[3] == 'patch' and args[index + 1] == 'null' then
+            for index = 5, #args, 2 do
+                if args[4] == 'patch' and args[index + 1] == 'null' then
                     removals[#removals + 1] = '.' .. args[index]
                 else
                     updates[#updates + 1] = '.' .. args[index]
@@ -200,69 +244,64 @@ enum SessionFunctions {
             return redis.call('HGETALL', key)
         end)
 
-        -- KEYS: session, its tombstone. ARGV: write id, tombstone retention ms. Deletes the session;
-        -- returns {1, user or ''} when it existed (or this very delete already removed it), {0, ''}
-        -- otherwise.
+        -- KEYS: session, its tombstone. ARGV: write id, tombstone retention ms, secret digest (''
+        -- for an administrator, who needs no token), 'revoke' or 'reject' (what a reused token
+        -- does). Deletes the session. Returns {deleted, user or '', reused}: deleted is 1 when it
+        -- existed (or this very delete already removed it); reused is 1 when the token was the
+        -- previous one after its grace window (then the session is deleted only under 'revoke').
         redis.register_function('session_delete', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
-            local user = redis.call('HGET', keys[1], 'u') or ''
+            local meta = redis.call('HMGET', keys[1], 'u', 's', 'p', 'g')
+            local reused = 0
+            if meta[2] and args[3] ~= '' then
+                local state = token_state(args[3], meta[2], meta[3], meta[4], now_ms())
+                if not state then return {0, '', 0} end
+                if state == 'reused' then
+                    reused = 1
+                    if args[4] ~= 'revoke' then return {0, '', 1} end
+                end
+            end
+            local user = meta[1] or ''
             if redis.call('DEL', keys[1]) == 1 then
                 redis.call('HSET', keys[2], 'w', args[1], 'u', user)
                 redis.call('PEXPIRE', keys[2], args[2])
-                return {1, user}
+                return {1, user, reused}
             end
             local tombstone = redis.call('HMGET', keys[2], 'w', 'u')
-            if has_write(tombstone[1], args[1]) then return {1, tombstone[2] or ''} end
-            return {0, ''}
+            if has_write(tombstone[1], args[1]) then return {1, tombstone[2] or '', 0} end
+            return {0, '', 0}
         end)
 
-        -- KEYS: session, its tombstone. ARGV: write id, tombstone retention ms. The first half of a
-        -- rotation: moves the session to its tombstone (after which the old token is dead) and
-        -- returns its fields, nil when it is gone.
-        redis.register_function('session_take', function(keys, args)
+        -- KEYS: session. ARGV: write id, the current secret's digest, the new secret's digest, grace
+        -- ms, '1' when the user has just authenticated again ('0' otherwise). Gives the session its
+        -- new secret and remembers the one it replaces, which keeps working for the grace window;
+        -- slides the idle deadline. Only the current token may rotate: the previous one inside its
+        -- window gets SESSIOND_TOKEN_SUPERSEDED. Returns the session, nil when it is gone.
+        redis.register_function('session_rotate', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
-            local fields = load(keys[1], now_ms())
-            if not fields then
-                if has_write(redis.call('HGET', keys[2], 'w'), args[1]) and redis.call('HEXISTS', keys[2], 'v') == 1 then
-                    return redis.call('HGETALL', keys[2])
-                end
-                return nil
-            end
-            redis.call('RENAME', keys[1], keys[2])
-            redis.call('HSET', keys[2], 'w', remember_write((field_value(fields, 'w')), args[1]))
-            redis.call('PEXPIRE', keys[2], args[2])
-            return redis.call('HGETALL', keys[2])
-        end)
-
-        -- KEYS: the new session key. ARGV: write id, then the fields from session_take. The second
-        -- half of a rotation: recreates the session under its new id, sliding the idle deadline.
-        redis.register_function('session_import', function(keys, args)
-            local invalid = check_write_id(args[1])
-            if invalid then return invalid end
-            if redis.call('EXISTS', keys[1]) == 1 then
-                if has_write(redis.call('HGET', keys[1], 'w'), args[1]) then return redis.call('HGETALL', keys[1]) end
-                return redis.error_reply('SESSIOND_EXISTS session id collision')
-            end
-            local fields = {}
-            for index = 2, #args do fields[#fields + 1] = args[index] end
+            local key = keys[1]
+            local meta = redis.call('HMGET', key, 'v', 'i', 'a', 'w', 's', 'p', 'g')
+            if not meta[1] then return nil end
+            -- A repeat: this write made the current secret.
+            if has_write(meta[4], args[1]) and same_digest(args[3], meta[5]) then return redis.call('HGETALL', key) end
             local now = now_ms()
-            local idle = tonumber((field_value(fields, 'i')))
-            local absolute = tonumber((field_value(fields, 'a')))
-            if now >= absolute then return nil end
-            local _, last = field_value(fields, 'l')
-            fields[last] = tostring(now)
-            local ids, position = field_value(fields, 'w')
-            if position then
-                fields[position] = remember_write(ids, args[1])
-            else
-                fields[#fields + 1] = 'w'
-                fields[#fields + 1] = args[1]
+            local state = token_state(args[2], meta[5], meta[6], meta[7], now)
+            if not state then return nil end
+            if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
+            if state == 'grace' then
+                return redis.error_reply('SESSIOND_TOKEN_SUPERSEDED only the current token can rotate the session')
             end
-            in_slices('HSET', keys[1], fields, 200)
-            expire_at(keys[1], expiry(now, idle, absolute))
-            return fields
+            local updates = {'s', args[3], 'p', meta[5], 'g', tostring(now + tonumber(args[4])), 'l', tostring(now),
+                'w', remember_write(meta[4], args[1])}
+            if args[5] == '1' then
+                updates[#updates + 1] = 't'
+                updates[#updates + 1] = tostring(now)
+            end
+            redis.call('HSET', key, unpack(updates))
+            expire_at(key, expiry(now, tonumber(meta[2]), tonumber(meta[3])))
+            return redis.call('HGETALL', key)
         end)
 
         -- KEYS: a user's index (sorted set of session ids scored by absolute deadline + 1 s).
@@ -292,7 +331,6 @@ enum SessionFunction: String, Sendable {
     case touch = "session_touch"
     case write = "session_write"
     case delete = "session_delete"
-    case take = "session_take"
-    case `import` = "session_import"
+    case rotate = "session_rotate"
     case userIndexAdd = "user_index_add"
 }

@@ -1,14 +1,17 @@
 import Logging
+import Metrics
 import RedisClient
 
 /// The session semantics on top of Redis: creation, reads that slide the idle deadline, attribute
-/// writes with optimistic concurrency, rotation, revocation and the per-user index.
+/// writes with optimistic concurrency, rotation with a grace window and reuse detection,
+/// revocation and the per-user index.
 ///
-/// Single-session operations are one `FCALL` (one round trip, atomic). Work that spans a session and
-/// its user's index is done as separate calls in an order that never hides a live session from the
-/// index that revoke-all relies on: the index entry is written before the session and removed after it.
-/// Index entries of sessions that died are removed lazily (listing, the per-user cap) and by their
-/// absolute deadline.
+/// Single-session operations are one `FCALL` (one round trip, atomic) or one plain `HGETALL`. Work
+/// that spans a session and its user's index is done as separate calls in an order that never hides
+/// a live session from the index that revoke-all relies on: the index entry is written before the
+/// session and removed after it. A session keeps its id for life (a rotation changes only the
+/// token's secret), so its index entry never moves. Index entries of sessions that died are removed
+/// lazily (listing, the per-user cap) and by their absolute deadline.
 struct SessionStore: Sendable {
     /// Defaults and limits the store applies.
     struct Settings: Sendable {
@@ -18,9 +21,13 @@ struct SessionStore: Sendable {
         var touchIntervalSeconds: Int
         /// Live sessions a user may hold (0 = no cap); one more revokes the oldest.
         var maxSessionsPerUser: Int
-        /// How long a delete's or a rotation's tombstone keeps its write id: longer than any retry
-        /// of that write can come (see ``SessionFunctions``).
+        /// How long a delete's tombstone keeps its write id: longer than any retry of that write
+        /// can come (see ``SessionFunctions``).
         var tombstoneMilliseconds: Int
+        /// Seconds the previous token keeps working after a rotation, unless the rotation says.
+        var rotationGraceSeconds: Int
+        /// What a reused token (the previous one after its grace window) does to its session.
+        var reusePolicy: TokenReusePolicy
         /// Where every key lives.
         var keys: SessionKeys
     }
@@ -29,20 +36,28 @@ struct SessionStore: Sendable {
     let settings: Settings
     let logger: Logger
     let clock: RedisClock
+    /// `sessiond_token_reuse_total{action}`.
+    private let reuses: Counter
     private var keys: SessionKeys { settings.keys }
 
-    init(redis: RedisClient, settings: Settings, logger: Logger) {
+    init(redis: RedisClient, settings: Settings, logger: Logger, metricsFactory: any MetricsFactory) {
         self.redis = redis
         self.settings = settings
         self.logger = logger
         self.clock = RedisClock(redis: redis)
+        self.reuses = Counter(
+            label: "sessiond_token_reuse_total", dimensions: [("action", settings.reusePolicy == .revoke ? "revoked" : "rejected")],
+            factory: metricsFactory
+        )
     }
 
     // MARK: - One session
 
     /// Creates a session; with a user, the index entry is written first.
-    func create(user: String?, data: [Session.Attribute], idleTimeout: Int?, absoluteTimeout: Int?) async throws(SessionStoreError) -> (SessionToken, Session) {
-        let token = try newToken()
+    func create(
+        user: String?, device: [UInt8]?, data: [Session.Attribute], idleTimeout: Int?, absoluteTimeout: Int?
+    ) async throws(SessionStoreError) -> (SessionToken, Session) {
+        let token = try newToken { () throws(SessionTokenError) in try SessionToken.generate() }
         let writeID = WriteID()
         let idleMilliseconds = Int64(idleTimeout ?? settings.idleTimeoutSeconds) * 1000
         let absoluteMilliseconds = Int64(absoluteTimeout ?? settings.absoluteTimeoutSeconds) * 1000
@@ -55,6 +70,7 @@ struct SessionStore: Sendable {
         }
         let arguments: [RedisArgument] = [
             writeID.argument, RedisArgument(user ?? ""), RedisArgument(idleMilliseconds), RedisArgument(absoluteMilliseconds),
+            RedisArgument(bytes: token.secretDigest), RedisArgument(bytes: device ?? []),
         ] + data.redisArguments
         let reply = try await call(.create, keys: [keys.session(token.id)], arguments)
         let session = try Session(id: token.id, fields: reply)
@@ -64,85 +80,132 @@ struct SessionStore: Sendable {
         return (token, session)
     }
 
-    /// Reads a session with one plain `HGETALL`: Redis never returns a key at or past its expiry,
-    /// which is the session's deadline (see ``SessionFunctions``). When `touch` and the touch
-    /// interval has passed since the last slide, `session_touch` then slides the idle deadline
-    /// (a write: in the replicated mode it waits for the replicas).
-    func read(_ id: SessionID, touch: Bool) async throws(SessionStoreError) -> Session {
-        let key = keys.session(id)
+    /// The session behind `token`, read with one plain `HGETALL`: Redis never returns a key at or
+    /// past its expiry, which is the session's deadline (see ``SessionFunctions``), and the secret's
+    /// digest is compared here. When `touch` and the touch interval has passed since the last slide,
+    /// `session_touch` then slides the idle deadline (a write: in the replicated mode it waits for
+    /// the replicas). The previous token is judged by `session_touch` too: only Redis' clock decides
+    /// whether its grace window has ended.
+    /// - Parameter maxAuthAge: milliseconds; a session authenticated longer ago is refused with
+    ///   ``SessionStoreError/reauthenticationRequired(authenticatedAt:)`` and left as it is.
+    func read(_ token: SessionToken, touch: Bool, maxAuthAge: Int64? = nil) async throws(SessionStoreError) -> Session {
+        let key = keys.session(token.id)
         let interval = Int64(settings.touchIntervalSeconds) * 1000
-        if touch, interval == 0 {
+        if touch, interval == 0, maxAuthAge == nil {
             // Every read slides: the function reads too, in one round trip.
-            let touched = try await call(.touch, keys: [key], ["0"])
-            guard !touched.isNull else { throw .notFound }
-            return try Session(id: id, fields: touched)
+            return try await self.touch(token, minimumInterval: "0")
         }
-        let reply = try await send(["HGETALL", RedisArgument(key)])
-        guard let fields = reply.array, !fields.isEmpty else { throw .notFound }
-        let session = try Session(id: id, fields: reply)
+        var session = try await read(token.id)
+        switch session.recognise(token) {
+        case .current: break
+        case .previous: session = try await self.touch(token, minimumInterval: "")
+        case .none: throw .notFound
+        }
+        if let maxAuthAge {
+            let now = try await withSessionStoreErrors { try await clock.now() }
+            guard now - session.authenticatedAt <= maxAuthAge else {
+                throw .reauthenticationRequired(authenticatedAt: session.authenticatedAt)
+            }
+        }
         guard touch else { return session }
         let now = try await withSessionStoreErrors { try await clock.now() }
         guard now - session.lastSeenAt >= interval else { return session }
-        let touched = try await call(.touch, keys: [key], [RedisArgument(interval)])
-        guard !touched.isNull else { throw .notFound }
-        return try Session(id: id, fields: touched)
+        return try await self.touch(token, minimumInterval: RedisArgument(interval))
     }
 
-    /// Sets each named attribute (a raw `null` deletes it), atomically; version + 1.
-    func patch(_ id: SessionID, changes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
-        try await write(id, mode: "patch", attributes: changes, ifMatch: ifMatch)
-    }
-
-    /// Replaces the whole data object, atomically; version + 1.
-    func replaceData(_ id: SessionID, data: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
-        try await write(id, mode: "replace", attributes: data, ifMatch: ifMatch)
-    }
-
-    private func write(_ id: SessionID, mode: String, attributes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
-        let arguments: [RedisArgument] = [
-            WriteID().argument, RedisArgument(ifMatch?.functionArgument ?? ""), RedisArgument(mode),
-        ] + attributes.redisArguments
-        let reply = try await call(.write, keys: [keys.session(id)], arguments)
-        guard !reply.isNull else { throw .notFound }
+    /// The session with this id, for an administrator (no token, never slides).
+    func read(_ id: SessionID) async throws(SessionStoreError) -> Session {
+        let reply = try await send(["HGETALL", RedisArgument(keys.session(id))])
+        guard let fields = reply.array, !fields.isEmpty else { throw .notFound }
         return try Session(id: id, fields: reply)
     }
 
-    /// Ends a session (idempotent); its index entry is removed after it. Returns whether it existed.
-    @discardableResult
-    func delete(_ id: SessionID) async throws(SessionStoreError) -> Bool {
-        let reply = try await call(.delete, keys: [keys.session(id), keys.tombstone(id)], deleteArguments(WriteID()))
-        guard let parts = reply.array, parts.count == 2 else { throw .corrupt("unexpected reply to session_delete") }
-        if let user = parts[1].string, !user.isEmpty {
-            _ = try await send(["ZREM", RedisArgument(keys.userIndex(user)), RedisArgument(id.hex)])
-        }
-        return parts[0].integer == 1
+    /// `session_touch` for `token`: slides when `minimumInterval` ms have passed ("" never).
+    private func touch(_ token: SessionToken, minimumInterval: RedisArgument) async throws(SessionStoreError) -> Session {
+        let reply = try await tokenCall(token, .touch, keys: [keys.session(token.id)], [minimumInterval, RedisArgument(bytes: token.secretDigest)])
+        guard !reply.isNull else { throw .notFound }
+        return try Session(id: token.id, fields: reply)
     }
 
-    /// Gives the session a new token and id; the old token stops working at once. Data, user,
-    /// version, creation time and absolute deadline are kept; the idle deadline slides.
-    ///
-    /// The session is taken out under its old id, indexed under the new one, put back under the new
-    /// id, and only then is the old index entry removed. Each step may be repeated (one write id for
-    /// all), so a failover in between costs a retry; past the failover deadline the rotation fails
-    /// closed: the session is lost rather than duplicated.
-    func rotate(_ id: SessionID) async throws(SessionStoreError) -> (SessionToken, Session) {
-        let token = try newToken()
-        let writeID = WriteID()
-        let taken = try await call(.take, keys: [keys.session(id), keys.tombstone(id)], deleteArguments(writeID))
-        guard !taken.isNull else { throw .notFound }
-        let old = try Session(id: id, fields: taken)
-        if let user = old.user {
-            _ = try await call(.userIndexAdd, keys: [keys.userIndex(user)], [
-                RedisArgument(token.id.hex), RedisArgument(old.absoluteExpiresAt), "0",
-            ])
-        }
-        let fields = (taken.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } }
-        let reply = try await call(.import, keys: [keys.session(token.id)], [writeID.argument] + fields)
-        if let user = old.user {
+    /// Sets each named attribute (a raw `null` deletes it), atomically; version + 1.
+    func patch(_ token: SessionToken, changes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
+        try await write(token, mode: "patch", attributes: changes, ifMatch: ifMatch)
+    }
+
+    /// Replaces the whole data object, atomically; version + 1.
+    func replaceData(_ token: SessionToken, data: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
+        try await write(token, mode: "replace", attributes: data, ifMatch: ifMatch)
+    }
+
+    private func write(_ token: SessionToken, mode: String, attributes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
+        let arguments: [RedisArgument] = [
+            WriteID().argument, RedisArgument(bytes: token.secretDigest), RedisArgument(ifMatch?.functionArgument ?? ""),
+            RedisArgument(mode),
+        ] + attributes.redisArguments
+        let reply = try await tokenCall(token, .write, keys: [keys.session(token.id)], arguments)
+        guard !reply.isNull else { throw .notFound }
+        return try Session(id: token.id, fields: reply)
+    }
+
+    /// Ends the session of `token` (idempotent; a token that is none of the session's ends
+    /// nothing); its index entry is removed after it.
+    func delete(_ token: SessionToken) async throws(SessionStoreError) {
+        let outcome = try await delete(token.id, secretDigest: token.secretDigest)
+        if outcome.reused { reportReuse(of: token.id, revoked: outcome.deleted) }
+    }
+
+    /// Ends a session by id, for an administrator (idempotent). Returns whether it existed.
+    @discardableResult
+    func delete(_ id: SessionID) async throws(SessionStoreError) -> Bool {
+        try await delete(id, secretDigest: []).deleted
+    }
+
+    private func delete(_ id: SessionID, secretDigest: [UInt8]) async throws(SessionStoreError) -> (deleted: Bool, reused: Bool) {
+        let reply = try await call(.delete, keys: [keys.session(id), keys.tombstone(id)], deleteArguments(WriteID(), secretDigest: secretDigest))
+        guard let parts = reply.array, parts.count == 3 else { throw .corrupt("unexpected reply to session_delete") }
+        let deleted = parts[0].integer == 1
+        if deleted, let user = parts[1].string, !user.isEmpty {
             _ = try await send(["ZREM", RedisArgument(keys.userIndex(user)), RedisArgument(id.hex)])
         }
-        guard !reply.isNull else { throw .notFound }  // reached its absolute deadline meanwhile
-        return (token, try Session(id: token.id, fields: reply))
+        return (deleted, parts[2].integer == 1)
+    }
+
+    /// Gives the session a new token; its id, data, user, version, creation time and absolute
+    /// deadline stay, the idle deadline slides. One atomic `session_rotate` on the session's own key,
+    /// so a failure leaves it reachable by exactly one of its tokens. The previous token keeps
+    /// reading and writing for `graceSeconds` (default from configuration), never rotates, and
+    /// counts as reused after that.
+    /// - Parameter reauthenticated: the user has just proved who they are: `authenticated_at` is now.
+    func rotate(_ token: SessionToken, graceSeconds: Int?, reauthenticated: Bool) async throws(SessionStoreError) -> (SessionToken, Session) {
+        let newToken = try newToken { () throws(SessionTokenError) in try SessionToken.generate(for: token.id) }
+        let reply = try await tokenCall(token, .rotate, keys: [keys.session(token.id)], [
+            WriteID().argument, RedisArgument(bytes: token.secretDigest), RedisArgument(bytes: newToken.secretDigest),
+            RedisArgument(Int64(graceSeconds ?? settings.rotationGraceSeconds) * 1000), reauthenticated ? "1" : "0",
+        ])
+        guard !reply.isNull else { throw .notFound }
+        return (newToken, try Session(id: token.id, fields: reply))
+    }
+
+    /// A function acting for `token`'s holder. A reused token is reported and, under the `revoke`
+    /// policy, ends its session at once; either way the caller sees no session.
+    private func tokenCall(_ token: SessionToken, _ function: SessionFunction, keys: [String], _ arguments: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
+        do {
+            return try await call(function, keys: keys, arguments)
+        } catch .tokenReused {
+            let revoked = settings.reusePolicy == .revoke ? try await delete(token.id, secretDigest: token.secretDigest).deleted : false
+            reportReuse(of: token.id, revoked: revoked)
+            throw .notFound
+        }
+    }
+
+    private func reportReuse(of id: SessionID, revoked: Bool) {
+        reuses.increment()
+        logger.warning(
+            revoked
+                ? "a rotated-away token was presented after its grace window: the session is revoked"
+                : "a rotated-away token was presented after its grace window: refused",
+            metadata: ["session": "\(id)"]
+        )
     }
 
     // MARK: - A user's sessions
@@ -157,7 +220,7 @@ struct SessionStore: Sendable {
                     group.addTask {
                         guard let sessionID = SessionID(parsing: id) else { return (id, nil) }
                         do {
-                            return (id, try await read(sessionID, touch: false))
+                            return (id, try await read(sessionID))
                         } catch SessionStoreError.notFound {
                             return (id, nil)
                         }
@@ -176,19 +239,19 @@ struct SessionStore: Sendable {
         return found.compactMap { $0.1 }.filter { $0.user == user }.sorted { ($0.createdAt, $0.id.hex) < ($1.createdAt, $1.id.hex) }
     }
 
-    /// Revokes every session of the user; returns how many were live. Only the ids revoked are
-    /// removed from the index, so a session created concurrently stays indexed.
-    func revokeAll(ofUser user: String) async throws(SessionStoreError) -> Int {
+    /// Revokes every session of the user but `kept`; returns how many were live. Only the ids
+    /// revoked are removed from the index, so a session created concurrently stays indexed.
+    func revokeAll(ofUser user: String, except kept: SessionID? = nil) async throws(SessionStoreError) -> Int {
         let indexKey = keys.userIndex(user)
-        let ids = try await indexedIDs(indexKey)
-        let writeID = WriteID()
+        let ids = try await indexedIDs(indexKey).filter { $0 != kept?.hex }
+        let arguments = deleteArguments(WriteID(), secretDigest: [])
         let revoked = try await withSessionStoreErrors {
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for id in ids {
                     group.addTask {
                         guard let sessionID = SessionID(parsing: id) else { return 0 }
                         let reply = try await call(
-                            .delete, keys: [keys.session(sessionID), keys.tombstone(sessionID)], deleteArguments(writeID)
+                            .delete, keys: [keys.session(sessionID), keys.tombstone(sessionID)], arguments
                         )
                         return reply.array?.first?.integer == 1 ? 1 : 0
                     }
@@ -219,9 +282,9 @@ struct SessionStore: Sendable {
     }
 
     /// A fresh token; a CSPRNG failure is a server fault, never a weaker token.
-    private func newToken() throws(SessionStoreError) -> SessionToken {
+    private func newToken(_ generate: () throws(SessionTokenError) -> SessionToken) throws(SessionStoreError) -> SessionToken {
         do {
-            return try SessionToken.generate()
+            return try generate()
         } catch {
             throw .corrupt("\(error)")
         }
@@ -258,9 +321,12 @@ struct SessionStore: Sendable {
         }
     }
 
-    /// The arguments of `session_delete` and `session_take`.
-    private func deleteArguments(_ writeID: WriteID) -> [RedisArgument] {
-        [writeID.argument, RedisArgument(settings.tombstoneMilliseconds)]
+    /// The arguments of `session_delete`; an empty digest is an administrator's delete (no token).
+    private func deleteArguments(_ writeID: WriteID, secretDigest: [UInt8]) -> [RedisArgument] {
+        [
+            writeID.argument, RedisArgument(settings.tombstoneMilliseconds), RedisArgument(bytes: secretDigest),
+            RedisArgument(settings.reusePolicy.rawValue),
+        ]
     }
 
     /// Plain commands here are all idempotent (HGETALL, ZRANGE, ZREM, SET of the readiness key);
@@ -279,6 +345,10 @@ struct SessionStore: Sendable {
             throw error
         } catch let error as RedisClientError where error.code == .durabilityTimeout {
             throw .notDurable(error)
+        } catch let error as RedisClientError where error.serverErrorPrefix == "SESSIOND_TOKEN_REUSE" {
+            throw .tokenReused
+        } catch let error as RedisClientError where error.serverErrorPrefix == "SESSIOND_TOKEN_SUPERSEDED" {
+            throw .tokenSuperseded
         } catch let error as RedisClientError where error.serverErrorPrefix == "SESSIOND_VERSION_MISMATCH" {
             throw .versionMismatch(current: Int64(error.message.split(separator: " ").last ?? "") ?? 0)
         } catch let error as RedisClientError where error.code == .serverError && !error.isTransientServerError {

@@ -2,8 +2,16 @@ import RedisClient
 
 /// Why a session operation did not happen.
 enum SessionStoreError: Error, Sendable {
-    /// No such live session (never existed, expired, deleted, or rotated away).
+    /// No such live session behind the token or id (never existed, expired, deleted, revoked, a
+    /// token rotated away, or a token that is no token of it).
     case notFound
+    /// The previous token after its grace window (``SessionStore`` turns it into ``notFound`` once
+    /// it has dealt with the reuse).
+    case tokenReused
+    /// A rotation with the previous token, inside its grace window: only the current token rotates.
+    case tokenSuperseded
+    /// The session was last authenticated longer ago than the request allows; nothing was touched.
+    case reauthenticationRequired(authenticatedAt: Int64)
     /// `If-Match` named other versions than the current one.
     case versionMismatch(current: Int64)
     /// Replicated mode: the write happened on the primary but too few replicas acknowledged it in

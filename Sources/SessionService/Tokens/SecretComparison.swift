@@ -1,8 +1,16 @@
 import COpenSSL
 
-/// Compares a presented secret with the configured ones in time that does not depend on where
-/// (or whether) they differ, so response timing leaks nothing about a key.
+/// Compares a presented secret (an API key, a token secret's digest) with the known ones in time
+/// that does not depend on where (or whether) they differ, so response timing leaks nothing.
 enum SecretComparison {
+    /// Whether two digests are equal (OpenSSL's `CRYPTO_memcmp`); unequal lengths are simply unequal.
+    static func digestsAreEqual(_ left: [UInt8], _ right: [UInt8]) -> Bool {
+        guard left.count == right.count else { return false }
+        return left.withUnsafeBytes { left in
+            right.withUnsafeBytes { right in CRYPTO_memcmp(left.baseAddress, right.baseAddress, left.count) == 0 }
+        }
+    }
+
     /// Whether `presented` equals any of `secrets`. Every secret is compared, always.
     static func matchesAny(_ presented: some StringProtocol, of secrets: [[UInt8]]) -> Bool {
         let candidate = Array(presented.utf8)

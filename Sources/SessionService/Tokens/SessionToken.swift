@@ -1,35 +1,67 @@
 import COpenSSL
 
-/// A session token: the secret an end user holds. 32 bytes from OpenSSL's CSPRNG, base64url without
-/// padding (43 characters).
+/// A session token: what an end user holds. `sds_` followed by the base64url (no padding) of the
+/// session's 16-byte id and a 32-byte secret from OpenSSL's CSPRNG: 68 URL-safe characters, and a
+/// prefix secret scanners can look for.
 ///
-/// Only its hash (``SessionID``) is ever stored or logged; the token itself exists in the
-/// response that creates it and in the caller's `X-Session-Token` header, nowhere else.
+/// The id is public (logs, admin routes, Redis keys); the secret is not. Redis keeps only the
+/// secret's SHA-256 (``secretDigest``), so a dump, a replica or `MONITOR` holds no usable token, and
+/// the token itself exists only in the answer that issues it and in the caller's requests.
 struct SessionToken: Sendable {
-    /// The 43-character base64url text given to the caller.
+    static let prefix = "sds_"
+    static let secretByteCount = 32
+    /// The characters of a token: the prefix and 64 base64url characters (48 bytes).
+    static let length = prefix.utf8.count + (SessionID.byteCount + secretByteCount) / 3 * 4
+
+    /// The text given to the caller.
     let text: String
-    /// The id Redis and logs know the session by.
+    /// The session it belongs to.
     let id: SessionID
+    /// SHA-256 of the secret: what Redis keeps and what a presented token is compared with.
+    let secretDigest: [UInt8]
 
-    /// A fresh random token.
+    /// A token for a new session: a fresh id and a fresh secret.
     /// - Throws: ``SessionTokenError`` when the CSPRNG cannot produce bytes (never silently weaker).
-    static func generate() throws -> SessionToken {
-        var bytes = [UInt8](repeating: 0, count: 32)
-        guard RAND_bytes(&bytes, 32) == 1 else { throw SessionTokenError() }
-        return SessionToken(text: Base64URL.encode(bytes), id: SessionID(hashing: bytes))
+    static func generate() throws(SessionTokenError) -> SessionToken {
+        try generate(for: SessionID(bytes: try randomBytes(SessionID.byteCount)))
     }
 
-    /// Parses a token received from a caller; `nil` unless it is exactly 43 base64url characters that
-    /// decode to 32 bytes (a malformed token is simply an unknown session).
+    /// A new token for an existing session (a rotation): the same id, a fresh secret.
+    static func generate(for id: SessionID) throws(SessionTokenError) -> SessionToken {
+        let secret = try randomBytes(secretByteCount)
+        return SessionToken(text: prefix + Base64URL.encode(id.bytes + secret), id: id, secretDigest: sha256(secret))
+    }
+
+    /// Parses a token received from a caller; `nil` unless it is exactly the prefix and 64 base64url
+    /// characters (a malformed token is simply an unknown session).
     init?(parsing text: some StringProtocol) {
-        guard text.utf8.count == 43, let bytes = Base64URL.decode(text), bytes.count == 32 else { return nil }
+        guard text.utf8.count == Self.length, text.utf8.starts(with: Self.prefix.utf8),
+            let bytes = Base64URL.decode(text.dropFirst(Self.prefix.count)),
+            bytes.count == SessionID.byteCount + Self.secretByteCount
+        else { return nil }
         self.text = String(text)
-        self.id = SessionID(hashing: bytes)
+        self.id = SessionID(bytes: Array(bytes.prefix(SessionID.byteCount)))
+        self.secretDigest = Self.sha256(Array(bytes.dropFirst(SessionID.byteCount)))
     }
 
-    private init(text: String, id: SessionID) {
+    private init(text: String, id: SessionID, secretDigest: [UInt8]) {
         self.text = text
         self.id = id
+        self.secretDigest = secretDigest
+    }
+
+    private static func randomBytes(_ count: Int) throws(SessionTokenError) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        guard RAND_bytes(&bytes, Int32(count)) == 1 else { throw SessionTokenError() }
+        return bytes
+    }
+
+    private static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
+        bytes.withUnsafeBufferPointer { input in
+            _ = SHA256(input.baseAddress, input.count, &digest)
+        }
+        return digest
     }
 }
 
@@ -38,22 +70,15 @@ struct SessionTokenError: Error, CustomStringConvertible {
     var description: String { "OpenSSL's RAND_bytes could not produce random bytes" }
 }
 
-/// A session's public identifier: the first 128 bits of the SHA-256 of its token's 32 bytes, in
-/// lowercase hex (32 characters). Safe to store, log and show to administrators: it gives no way back
-/// to the token. 128 bits, not all 256, because the id is the Redis key and the user index entry of
-/// every session: the shorter key is ~44 bytes less Redis memory per session, and 128 bits keep
-/// collisions (birthday bound ~2^64 sessions) and finding a token for a known id (2^128 work) out of reach.
+/// A session's public identifier: 128 random bits, fixed when the session is created and kept
+/// through every rotation, in lowercase hex (32 characters). Safe to store, log and show to
+/// administrators: it is part of the token but gives no way to its secret.
 struct SessionID: Sendable, Hashable, CustomStringConvertible {
-    /// 128 bits of the digest.
     static let byteCount = 16
     let hex: String
 
-    init(hashing tokenBytes: [UInt8]) {
-        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
-        tokenBytes.withUnsafeBufferPointer { input in
-            _ = SHA256(input.baseAddress, input.count, &digest)
-        }
-        self.hex = Hex.encode(Array(digest.prefix(Self.byteCount)))
+    init(bytes: [UInt8]) {
+        self.hex = Hex.encode(bytes)
     }
 
     /// Accepts only the canonical form (32 lowercase hex digits); anything else is no session.
@@ -62,6 +87,12 @@ struct SessionID: Sendable, Hashable, CustomStringConvertible {
             return nil
         }
         self.hex = String(text)
+    }
+
+    /// The 16 bytes the hex spells.
+    var bytes: [UInt8] {
+        let digits = Array(hex.utf8)
+        return stride(from: 0, to: digits.count, by: 2).map { Hex.value(digits[$0]) << 4 | Hex.value(digits[$0 + 1]) }
     }
 
     var description: String { hex }
@@ -78,6 +109,11 @@ enum Hex {
             output.append(digits[Int(byte & 0x0f)])
         }
         return String(decoding: output, as: UTF8.self)
+    }
+
+    /// The value of one lowercase hex digit (the caller has checked it is one).
+    static func value(_ digit: UInt8) -> UInt8 {
+        digit <= UInt8(ascii: "9") ? digit - UInt8(ascii: "0") : digit - UInt8(ascii: "a") + 10
     }
 }
 
