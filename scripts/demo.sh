@@ -10,7 +10,10 @@
 #      session): after the failover every session is still there;
 #   5. revoke a user's sessions: every instance refuses them;
 #   6. the gateway (nginx auth_request on GET /v1/auth) refuses a request to the application
-#      without a session, admits it after a login, and refuses it again after a logout.
+#      without a session, admits it after a login, and refuses it again after a logout;
+#   7. a rotation with a grace window: the old token keeps working on every instance for its
+#      window, "sign out my other devices" ends the others, and the old token presented after its
+#      window is a reuse that revokes the session.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -158,5 +161,43 @@ read -r status instance body < <(request DELETE /v1/session "$carol_token")
 read -r status body < <(gateway "$carol_token")
 [[ $status == 401 ]] || fail "after the logout the gateway answered $status"
 echo "  after her logout: $status again"
+
+step "7. Rotation without logouts, sign-out-others, and a stolen token noticed"
+dan=dan-$RANDOM$RANDOM
+read -r status instance body < <(request POST /v1/sessions "" "{\"user\":\"$dan\",\"device\":{\"label\":\"laptop\"}}")
+[[ $status == 201 ]] || fail "create answered $status: $body"
+laptop_token=$(json_field "$body" token)
+read -r status instance body < <(request POST /v1/sessions "" "{\"user\":\"$dan\",\"device\":{\"label\":\"phone\"}}")
+[[ $status == 201 ]] || fail "create answered $status: $body"
+phone_token=$(json_field "$body" token)
+phone_id=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["session"]["id"])' "$body")
+echo "  $dan signed in on a laptop and a phone"
+read -r status instance body < <(request POST /v1/session/rotate "$phone_token" '{"grace_seconds":3}')
+[[ $status == 200 ]] || fail "rotate answered $status: $body"
+old_phone_token=$phone_token
+phone_token=$(json_field "$body" token)
+[[ $(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["session"]["id"])' "$body") == "$phone_id" ]] \
+    || fail "the rotation changed the session id"
+echo "  the phone's token rotated on $instance (grace 3 s); the session id stays $phone_id"
+declare -A graced_by=()
+for _ in 1 2 3 4; do
+    read -r status instance body < <(request GET /v1/session "$old_phone_token")
+    [[ $status == 200 ]] || fail "the old token answered $status on $instance inside its grace window"
+    graced_by[$instance]=1
+done
+echo "  requests in flight with the old token still work: 200 from ${!graced_by[*]}"
+read -r status instance body < <(request DELETE /v1/session/others "$phone_token")
+[[ $status == 200 && $(json_field "$body" revoked) == 1 ]] || fail "sign-out-others answered $status: $body"
+read -r status instance body < <(request GET /v1/session "$laptop_token")
+[[ $status == 404 ]] || fail "the laptop's session answered $status after sign-out-others"
+echo "  from the phone, 'sign out my other devices': the laptop's session is gone (404 on $instance)"
+deadline=$((SECONDS + 10))
+until read -r status instance body < <(request GET /v1/session "$old_phone_token") && [[ $status == 404 ]]; do
+    ((SECONDS < deadline)) || fail "the old token still answered $status 10 s after its grace window"
+    sleep 0.2
+done
+read -r status instance body < <(request GET /v1/session "$phone_token")
+[[ $status == 404 ]] || fail "after a reuse the new token answered $status"
+echo "  the old token after its window is a reuse: the session is revoked, the new token too (404 on $instance)"
 
 printf '\ndemo: every step held\n'
