@@ -89,7 +89,6 @@ struct SessionStore: Sendable {
     /// - Parameter maxAuthAge: milliseconds; a session authenticated longer ago is refused with
     ///   ``SessionStoreError/reauthenticationRequired(authenticatedAt:)`` and left as it is.
     func read(_ token: SessionToken, touch: Bool, maxAuthAge: Int64? = nil) async throws(SessionStoreError) -> Session {
-        let key = keys.session(token.id)
         let interval = Int64(settings.touchIntervalSeconds) * 1000
         if touch, interval == 0, maxAuthAge == nil {
             // Every read slides: the function reads too, in one round trip.
@@ -101,15 +100,12 @@ struct SessionStore: Sendable {
         case .previous: session = try await self.touch(token, minimumInterval: "")
         case .none: throw .notFound
         }
-        if let maxAuthAge {
-            let now = try await withSessionStoreErrors { try await clock.now() }
-            guard now - session.authenticatedAt <= maxAuthAge else {
-                throw .reauthenticationRequired(authenticatedAt: session.authenticatedAt)
-            }
-        }
-        guard touch else { return session }
+        guard touch || maxAuthAge != nil else { return session }
         let now = try await withSessionStoreErrors { try await clock.now() }
-        guard now - session.lastSeenAt >= interval else { return session }
+        if let maxAuthAge, now - session.authenticatedAt > maxAuthAge {
+            throw .reauthenticationRequired(authenticatedAt: session.authenticatedAt)
+        }
+        guard touch, now - session.lastSeenAt >= interval else { return session }
         return try await self.touch(token, minimumInterval: RedisArgument(interval))
     }
 
