@@ -114,18 +114,34 @@ public final class RedisClient: Sendable {
     private func sendRetrying(_ arguments: [RedisArgument], idempotent: Bool, durable: Bool) async throws -> RESPValue {
         let durability = durable ? self.durability : nil
         if let cluster { return try await cluster.send(arguments, idempotent: idempotent, durability: durability) }
-        // Sentinel: every failure a failover explains is retried. One server: only a connection it
-        // closed under an idempotent command (`CLIENT KILL`, a `timeout`, a proxy); a server that
-        // cannot be reached or answers late still fails at once.
-        let sentinel = resolver.isSentinelMode
+        guard resolver.isSentinelMode else { return try await sendToTheServer(arguments, idempotent: idempotent, durability: durability) }
         let deadline = ContinuousClock.now + failoverTimeout
-        var pause = Duration.milliseconds(sentinel ? 50 : 5)
+        var pause = Duration.milliseconds(50)
         while true {
             do {
                 return try await sendOnce(arguments, durability: durability)
-            } catch let error as RedisClientError
-                where sentinel ? error.isSafeToRetry(idempotent: idempotent) : idempotent && error.code == .connectionClosed
-            {
+            } catch let error as RedisClientError where error.isSafeToRetry(idempotent: idempotent) {
+                guard ContinuousClock.now + pause < deadline else { throw error }
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .milliseconds(400))
+            }
+        }
+    }
+
+    /// One server, no failover to wait for. An idempotent command whose connection the server
+    /// closed (`CLIENT KILL`, its `timeout`, a proxy) is sent again over a new connection, within
+    /// the failover deadline, once this command has reached the server; a server that cannot be
+    /// reached, refuses every connection or answers late still fails at once.
+    private func sendToTheServer(_ arguments: [RedisArgument], idempotent: Bool, durability: RedisDurability?) async throws -> RESPValue {
+        let deadline = ContinuousClock.now + failoverTimeout
+        var pause = Duration.milliseconds(5)
+        var reachedTheServer = false
+        while true {
+            do {
+                let connection = try await connectionForCommand()
+                reachedTheServer = true
+                return try await send(arguments, on: connection, durability: durability)
+            } catch let error as RedisClientError where idempotent && reachedTheServer && error.code == .connectionClosed {
                 guard ContinuousClock.now + pause < deadline else { throw error }
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, .milliseconds(400))
@@ -142,15 +158,22 @@ public final class RedisClient: Sendable {
     }
 
     private func sendOnce(_ arguments: [RedisArgument], durability: RedisDurability?) async throws -> RESPValue {
-        let connection: RedisConnection
+        try await send(arguments, on: try await connectionForCommand(), durability: durability)
+    }
+
+    /// The caller's slot's connection, or any live one when that slot cannot connect.
+    private func connectionForCommand() async throws -> RedisConnection {
         do {
-            connection = try await slotForCaller().connection()
+            return try await slotForCaller().connection()
         } catch let error as RedisClientError where error.code != .shutDown {
             // This slot cannot connect (or is backing off); the command was not sent, so it is safe
             // to send it on another slot's live connection instead of failing it.
             guard let live = slots.lazy.compactMap(\.liveConnection).first else { throw error }
-            connection = live
+            return live
         }
+    }
+
+    private func send(_ arguments: [RedisArgument], on connection: RedisConnection, durability: RedisDurability?) async throws -> RESPValue {
         do {
             if let durability {
                 return try await connection.sendDurably(arguments, durability)
