@@ -255,6 +255,16 @@ func spawn(_ argv: [String]) throws -> pid_t {
     defer { posix_spawn_file_actions_destroy(&fileActions) }
     posix_spawn_file_actions_addopen(&fileActions, 1, "/dev/null", O_WRONLY, 0)
     posix_spawn_file_actions_addopen(&fileActions, 2, "/dev/null", O_WRONLY, 0)
+    // Nothing else of this process leaks into the child. NIO's sockets are not all close-on-exec: a
+    // server-side connection inherited by a redis-server stayed open there after sessiond closed
+    // it, so its client saw no close until that redis-server exited.
+    guard let closeFrom = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") else {
+        throw TestServerError("glibc has no posix_spawn_file_actions_addclosefrom_np (needs glibc 2.34, Debian 12 has 2.36)")
+    }
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    guard unsafeBitCast(closeFrom, to: AddCloseFrom.self)(&fileActions, 3) == 0 else {
+        throw TestServerError("cannot keep this process's descriptors out of \(argv[0])")
+    }
     // The test runner's threads block most signals, and a spawned child inherits that mask: without
     // resetting it, SIGTERM would never reach the server and waitpid would wait forever.
     var attributes = posix_spawnattr_t()
@@ -301,22 +311,30 @@ public func freeLoopbackPort(clusterNode: Bool = false) throws -> Int {
     throw TestServerError("no unused loopback port found")
 }
 
+/// Ports are drawn from 10000-22767, below Linux's ephemeral range (32768-60999): a port the
+/// kernel hands out to an outgoing connection (the tests make thousands) can then never take a
+/// port between its probe and the server's bind. Their cluster bus ports (+10000) stay below it too.
+private let probedPorts = 10000..<22768
+
 private func probeFreePort() throws -> Int {
+    for _ in 0..<1000 {
+        let port = Int.random(in: probedPorts)
+        if canBind(port) { return port }
+    }
+    throw TestServerError("no free port in \(probedPorts) on 127.0.0.1")
+}
+
+private func canBind(_ port: Int) -> Bool {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestServerError("socket() failed") }
+    guard fd >= 0 else { return false }
     defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
+    address.sin_port = UInt16(port).bigEndian
     address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address -> Bool in
-            bind(fd, address, length) == 0 && getsockname(fd, address, &length) == 0
-        }
+    return withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
-    guard bound else { throw TestServerError("cannot bind a probe socket on 127.0.0.1") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// What a readiness probe of a port found.
