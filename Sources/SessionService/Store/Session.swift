@@ -44,9 +44,25 @@ struct Session: Sendable {
     }
 }
 
+/// The packed meta fields of a session hash (see ``SessionFunctions``): `m`, seven 8-byte
+/// little-endian integers; `k`, two 32-byte digests (the previous one all zeros before the first
+/// rotation).
+enum SessionMeta {
+    static let timesByteCount = 7 * 8
+    static let digestByteCount = 32
+
+    /// The integer at `index` (0 version, 1 created, 2 authenticated, 3 last slide, 4 idle,
+    /// 5 absolute deadline, 6 grace end).
+    static func integer(_ index: Int, in meta: [UInt8]) -> Int64 {
+        var value: UInt64 = 0
+        for offset in (0..<8).reversed() { value = value << 8 | UInt64(meta[index * 8 + offset]) }
+        return Int64(bitPattern: value)
+    }
+}
+
 extension Session {
     /// Builds a session from the flat field/value list the functions return (`HGETALL` shape).
-    /// - Throws: ``SessionStoreError/corrupt(_:)`` when a meta field is missing or malformed.
+    /// - Throws: ``SessionStoreError/corrupt(_:)`` when the meta field is missing or malformed.
     init(id: SessionID, fields reply: RESPValue) throws(SessionStoreError) {
         guard let values = reply.array, values.count % 2 == 0 else {
             throw .corrupt("session \(id) came back in an unexpected shape")
@@ -54,9 +70,8 @@ extension Session {
         var user: String?
         var device: [UInt8]?
         var data: [Attribute] = []
-        var times: [UInt8: Int64] = [:]
-        var secret: [UInt8]?
-        var previousSecret: [UInt8]?
+        var meta: [UInt8]?
+        var digests: [UInt8]?
         var index = 0
         while index < values.count {
             guard let name = values[index].bytes, let value = values[index + 1].bytes, let first = name.first else {
@@ -65,28 +80,27 @@ extension Session {
             index += 2
             if first == UInt8(ascii: ".") {
                 data.append(Attribute(name: String(decoding: name.dropFirst(), as: UTF8.self), raw: value))
-                continue
-            }
-            guard name.count == 1 else { continue }
-            switch first {
-            case UInt8(ascii: "u"): user = String(decoding: value, as: UTF8.self)
-            case UInt8(ascii: "d"): device = value
-            case UInt8(ascii: "s"): secret = value
-            case UInt8(ascii: "p"): previousSecret = value
-            case UInt8(ascii: "w"), UInt8(ascii: "g"): continue  // write ids (binary); the grace end is Redis' to judge
-            default: times[first] = Int64(String(decoding: value, as: UTF8.self))
+            } else if name.count == 1 {
+                switch first {
+                case UInt8(ascii: "m"): meta = value
+                case UInt8(ascii: "k"): digests = value
+                case UInt8(ascii: "u"): user = String(decoding: value, as: UTF8.self)
+                case UInt8(ascii: "d"): device = value
+                default: continue
+                }
             }
         }
-        guard let version = times[UInt8(ascii: "v")], let created = times[UInt8(ascii: "c")],
-            let authenticated = times[UInt8(ascii: "t")], let last = times[UInt8(ascii: "l")],
-            let idle = times[UInt8(ascii: "i")], let absolute = times[UInt8(ascii: "a")], let secret
-        else {
-            throw .corrupt("session \(id) lacks its version, times or secret digest")
+        guard let meta, meta.count == SessionMeta.timesByteCount, let digests, digests.count == 2 * SessionMeta.digestByteCount else {
+            throw .corrupt("session \(id) lacks its meta fields")
         }
+        let previous = Array(digests[SessionMeta.digestByteCount...])
         self.init(
-            id: id, user: user, device: device, data: data, version: version, createdAt: created,
-            authenticatedAt: authenticated, lastSeenAt: last, idleTimeout: idle, absoluteExpiresAt: absolute,
-            secretDigest: secret, previousSecretDigest: previousSecret
+            id: id, user: user, device: device, data: data, version: SessionMeta.integer(0, in: meta),
+            createdAt: SessionMeta.integer(1, in: meta), authenticatedAt: SessionMeta.integer(2, in: meta),
+            lastSeenAt: SessionMeta.integer(3, in: meta), idleTimeout: SessionMeta.integer(4, in: meta),
+            absoluteExpiresAt: SessionMeta.integer(5, in: meta),
+            secretDigest: Array(digests[..<SessionMeta.digestByteCount]),
+            previousSecretDigest: previous.allSatisfy { $0 == 0 } ? nil : previous
         )
     }
 }

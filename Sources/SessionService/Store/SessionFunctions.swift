@@ -8,12 +8,13 @@ import RedisClient
 /// (`TIME`), never the caller's. No function but `session_create` ever creates a session key, so no
 /// write, touch or rotation can bring back an expired or deleted session.
 ///
-/// A session is one hash: meta fields `v` (version), `c` (created ms), `t` (authenticated ms),
-/// `l` (last idle slide ms), `i` (idle timeout ms), `a` (absolute deadline ms), `u` (user,
-/// optional), `d` (device JSON, optional), `s` (SHA-256 of the current token's secret), `p` and `g`
-/// (the previous secret's SHA-256 and the end of its grace window, after a rotation), `w` (the
-/// write ids of its latest writes); each data attribute is the field `.<name>` holding its raw JSON.
-/// The key's expiry is always min(`l` + `i`, `a`) − 1 ms, so Redis itself never returns a session
+/// A session is one hash: `m`, its times packed (see ``SessionMeta``: version, created,
+/// authenticated, last idle slide, idle timeout, absolute deadline, the end of the previous
+/// secret's grace window), `k` (the SHA-256 of the current token's secret and of the previous one),
+/// `w` (the write ids of its latest writes), `u` (user, optional), `d` (device JSON, optional), and
+/// one field `.<name>` per data attribute holding its raw JSON. Three meta fields rather than ten
+/// keep a read's `HGETALL` short, and none is over 64 bytes, so the hash stays a compact listpack
+/// under Redis' default `hash-max-listpack-value`. The key's expiry is always min(last slide + idle, absolute) − 1 ms, so Redis itself never returns a session
 /// at or past its deadline and a read needs no script: it is one plain `HGETALL`
 /// (see ``SessionStore/read(_:touch:maxAuthAge:)``).
 ///
@@ -39,15 +40,15 @@ enum SessionFunctions {
             return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
         end
 
-        local function expiry(last, idle, absolute)
-            return math.min(last + idle, absolute)
+        local function expiry(meta)
+            return math.min(meta.l + meta.i, meta.a)
         end
 
         -- Redis returns a key while its clock is at or before the key's expiry time, so the key
         -- expires 1 ms before the session's deadline: at the deadline itself a plain read already
         -- finds nothing.
-        local function expire_at(key, deadline)
-            redis.call('PEXPIREAT', key, deadline - 1)
+        local function expire_at(key, meta)
+            redis.call('PEXPIREAT', key, expiry(meta) - 1)
         end
 
         -- HSET / HDEL in slices: Lua's unpack cannot spread thousands of arguments at once.
@@ -64,26 +65,57 @@ enum SessionFunctions {
             end
         end
 
-        local function field_value(fields, name)
-            for index = 1, #fields, 2 do
-                if fields[index] == name then return fields[index + 1], index + 1 end
-            end
-            return nil, nil
+        -- The meta of a session is three fields, each at most 64 bytes so that the hash stays a
+        -- listpack under Redis' default hash-max-listpack-value: 'm', seven 8-byte little-endian
+        -- integers (version, created, authenticated, last slide, idle timeout, absolute deadline,
+        -- end of the previous secret's grace window); 'k', the current secret's digest and the
+        -- previous one's (zeros before the first rotation); 'w', the write ids. Three fields
+        -- instead of ten keep a read's HGETALL short.
+        local META_TIMES = '<i8i8i8i8i8i8i8'
+        local DIGEST_BYTES = 32
+        -- A literal: the string library is not reachable while the library itself loads.
+        local NO_DIGEST = '\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'
+
+        local function unpack_meta(m, k, w)
+            local v, c, t, l, i, a, g = struct.unpack(META_TIMES, m)
+            return {v = v, c = c, t = t, l = l, i = i, a = a, g = g,
+                s = string.sub(k, 1, DIGEST_BYTES), p = string.sub(k, DIGEST_BYTES + 1), w = w or ''}
         end
 
-        -- The whole hash, or nil when the session is gone. A key Redis has not evicted yet but
-        -- whose deadline has passed counts as gone.
+        local function packed_times(meta)
+            return struct.pack(META_TIMES, meta.v, meta.c, meta.t, meta.l, meta.i, meta.a, meta.g)
+        end
+
+        -- The whole hash, its meta and the position of 'm''s value in it, or nil when the session is
+        -- gone. A key Redis has not evicted yet but whose deadline has passed counts as gone.
         local function load(key, now)
             local fields = redis.call('HGETALL', key)
-            if #fields == 0 then return nil end
-            local last = tonumber((field_value(fields, 'l')))
-            local idle = tonumber((field_value(fields, 'i')))
-            local absolute = tonumber((field_value(fields, 'a')))
-            if now >= expiry(last, idle, absolute) then
+            local m, k, w, position
+            for index = 1, #fields, 2 do
+                local name = fields[index]
+                if name == 'm' then
+                    m, position = fields[index + 1], index + 1
+                elseif name == 'k' then
+                    k = fields[index + 1]
+                elseif name == 'w' then
+                    w = fields[index + 1]
+                end
+            end
+            if not m then return nil end
+            local meta = unpack_meta(m, k, w)
+            if now >= expiry(meta) then
                 redis.call('DEL', key)
                 return nil
             end
-            return fields
+            return fields, meta, position
+        end
+
+        -- The meta of a session, nil when it is gone (a key that exists is a live session, since the
+        -- key expires with it, and a script sees time stand still at its start).
+        local function read_meta(key)
+            local found = redis.call('HMGET', key, 'm', 'k', 'w')
+            if not found[1] then return nil end
+            return unpack_meta(found[1], found[2], found[3])
         end
 
         -- Write ids are 8 bytes; a session keeps the newest REMEMBERED_WRITES of them, concatenated.
@@ -99,7 +131,6 @@ enum SessionFunctions {
 
         -- A plain substring search (no pattern, no substrings made), aligned to whole ids.
         local function has_write(ids, id)
-            if not ids then return false end
             local from = 1
             while true do
                 local at = string.find(ids, id, from, true)
@@ -110,7 +141,6 @@ enum SessionFunctions {
         end
 
         local function remember_write(ids, id)
-            ids = ids or ''
             if has_write(ids, id) then return ids end
             ids = ids .. id
             local kept = WRITE_ID_BYTES * REMEMBERED_WRITES
@@ -129,7 +159,7 @@ enum SessionFunctions {
         -- Whether two 32-byte secret digests are equal, in time that does not depend on where they
         -- differ: both are read as eight 32-bit words and every word is compared.
         local function same_digest(a, b)
-            if not a or not b or #a ~= 32 or #b ~= 32 then return false end
+            if #a ~= DIGEST_BYTES or #b ~= DIGEST_BYTES then return false end
             local a1, a2, a3, a4, a5, a6, a7, a8 = struct.unpack('<I4I4I4I4I4I4I4I4', a)
             local b1, b2, b3, b4, b5, b6, b7, b8 = struct.unpack('<I4I4I4I4I4I4I4I4', b)
             return bit.bor(bit.bxor(a1, b1), bit.bxor(a2, b2), bit.bxor(a3, b3), bit.bxor(a4, b4),
@@ -138,10 +168,10 @@ enum SessionFunctions {
 
         -- What a presented secret digest is to the session: 'current', 'grace' (the previous token,
         -- inside its grace window), 'reused' (the previous token after it) or nil (no token of it).
-        local function token_state(digest, current, previous, grace_end, now)
-            if same_digest(digest, current) then return 'current' end
-            if same_digest(digest, previous) then
-                if now < tonumber(grace_end) then return 'grace' end
+        local function token_state(digest, meta, now)
+            if same_digest(digest, meta.s) then return 'current' end
+            if meta.p ~= NO_DIGEST and same_digest(digest, meta.p) then
+                if now < meta.g then return 'grace' end
                 return 'reused'
             end
             return nil
@@ -154,15 +184,16 @@ enum SessionFunctions {
         redis.register_function('session_create', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
-            if redis.call('EXISTS', keys[1]) == 1 then
-                if has_write(redis.call('HGET', keys[1], 'w'), args[1]) then return redis.call('HGETALL', keys[1]) end
+            if #args[5] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 32 bytes') end
+            local existing = read_meta(keys[1])
+            if existing then
+                if has_write(existing.w, args[1]) then return redis.call('HGETALL', keys[1]) end
                 return redis.error_reply('SESSIOND_EXISTS session id collision')
             end
             local now = now_ms()
-            local idle = tonumber(args[3])
-            local absolute = now + tonumber(args[4])
-            local fields = {'v', '1', 'c', tostring(now), 't', tostring(now), 'l', tostring(now), 'i', tostring(idle),
-                'a', tostring(absolute), 's', args[5], 'w', args[1]}
+            local meta = {v = 1, c = now, t = now, l = now, i = tonumber(args[3]), a = now + tonumber(args[4]), g = 0,
+                s = args[5], p = NO_DIGEST, w = args[1]}
+            local fields = {'m', packed_times(meta), 'k', meta.s .. meta.p, 'w', meta.w}
             if args[2] ~= '' then
                 fields[#fields + 1] = 'u'
                 fields[#fields + 1] = args[2]
@@ -176,7 +207,7 @@ enum SessionFunctions {
                 fields[#fields + 1] = args[index + 1]
             end
             in_slices('HSET', keys[1], fields, 200)
-            expire_at(keys[1], expiry(now, idle, absolute))
+            expire_at(keys[1], meta)
             return fields
         end)
 
@@ -186,18 +217,16 @@ enum SessionFunctions {
         -- session, nil when it is gone or the token is not its own.
         redis.register_function('session_touch', function(keys, args)
             local now = now_ms()
-            local fields = load(keys[1], now)
+            local fields, meta, position = load(keys[1], now)
             if not fields then return nil end
-            local state = token_state(args[2], (field_value(fields, 's')), (field_value(fields, 'p')), (field_value(fields, 'g')), now)
+            local state = token_state(args[2], meta, now)
             if not state then return nil end
             if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
-            local last, position = field_value(fields, 'l')
-            if args[1] ~= '' and now - tonumber(last) >= tonumber(args[1]) then
-                local idle = tonumber((field_value(fields, 'i')))
-                local absolute = tonumber((field_value(fields, 'a')))
-                redis.call('HSET', keys[1], 'l', tostring(now))
-                expire_at(keys[1], expiry(now, idle, absolute))
-                fields[position] = tostring(now)
+            if args[1] ~= '' and now - meta.l >= tonumber(args[1]) then
+                meta.l = now
+                fields[position] = packed_times(meta)
+                redis.call('HSET', keys[1], 'm', fields[position])
+                expire_at(keys[1], meta)
             end
             return fields
         end)
@@ -205,23 +234,20 @@ enum SessionFunctions {
         -- KEYS: session. ARGV: write id, secret digest, If-Match condition ('' for none, '*', or
         -- versions joined by ','), 'patch' or 'replace', then name, raw JSON pairs. In 'patch' a raw
         -- 'null' deletes the attribute; 'replace' first removes every attribute. Slides the idle
-        -- deadline. Reads only the meta fields it needs: a key that exists is a live session, since
-        -- the key expires with it (a script sees time stand still at its start, so it cannot pass
-        -- mid-way).
+        -- deadline.
         redis.register_function('session_write', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local key = keys[1]
-            local meta = redis.call('HMGET', key, 'v', 'i', 'a', 'w', 's', 'p', 'g')
-            if not meta[1] then return nil end
+            local meta = read_meta(key)
+            if not meta then return nil end
             local now = now_ms()
-            local state = token_state(args[2], meta[5], meta[6], meta[7], now)
+            local state = token_state(args[2], meta, now)
             if not state then return nil end
             if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
-            if has_write(meta[4], args[1]) then return redis.call('HGETALL', key) end
-            local version = tonumber(meta[1])
-            if args[3] ~= '' and not version_matches(args[3], version) then
-                return redis.error_reply('SESSIOND_VERSION_MISMATCH ' .. version)
+            if has_write(meta.w, args[1]) then return redis.call('HGETALL', key) end
+            if args[3] ~= '' and not version_matches(args[3], meta.v) then
+                return redis.error_reply('SESSIOND_VERSION_MISMATCH ' .. meta.v)
             end
             local removals = {}
             if args[4] == 'replace' then
@@ -229,7 +255,10 @@ enum SessionFunctions {
                     if string.sub(name, 1, 1) == '.' then removals[#removals + 1] = name end
                 end
             end
-            local updates = {'v', tostring(version + 1), 'l', tostring(now), 'w', remember_write(meta[4], args[1])}
+            meta.v = meta.v + 1
+            meta.l = now
+            meta.w = remember_write(meta.w, args[1])
+            local updates = {'m', packed_times(meta), 'w', meta.w}
             for index = 5, #args, 2 do
                 if args[4] == 'patch' and args[index + 1] == 'null' then
                     removals[#removals + 1] = '.' .. args[index]
@@ -240,7 +269,7 @@ enum SessionFunctions {
             end
             in_slices('HDEL', key, removals, 400)
             in_slices('HSET', key, updates, 200)
-            expire_at(key, expiry(now, tonumber(meta[2]), tonumber(meta[3])))
+            expire_at(key, meta)
             return redis.call('HGETALL', key)
         end)
 
@@ -252,24 +281,24 @@ enum SessionFunctions {
         redis.register_function('session_delete', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
-            local meta = redis.call('HMGET', keys[1], 'u', 's', 'p', 'g')
+            local found = redis.call('HMGET', keys[1], 'u', 'm', 'k')
             local reused = 0
-            if meta[2] and args[3] ~= '' then
-                local state = token_state(args[3], meta[2], meta[3], meta[4], now_ms())
+            if found[2] and args[3] ~= '' then
+                local state = token_state(args[3], unpack_meta(found[2], found[3]), now_ms())
                 if not state then return {0, '', 0} end
                 if state == 'reused' then
                     reused = 1
                     if args[4] ~= 'revoke' then return {0, '', 1} end
                 end
             end
-            local user = meta[1] or ''
+            local user = found[1] or ''
             if redis.call('DEL', keys[1]) == 1 then
                 redis.call('HSET', keys[2], 'w', args[1], 'u', user)
                 redis.call('PEXPIRE', keys[2], args[2])
                 return {1, user, reused}
             end
             local tombstone = redis.call('HMGET', keys[2], 'w', 'u')
-            if has_write(tombstone[1], args[1]) then return {1, tombstone[2] or '', 0} end
+            if tombstone[1] and has_write(tombstone[1], args[1]) then return {1, tombstone[2] or '', 0} end
             return {0, '', 0}
         end)
 
@@ -281,26 +310,27 @@ enum SessionFunctions {
         redis.register_function('session_rotate', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
+            if #args[3] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 32 bytes') end
             local key = keys[1]
-            local meta = redis.call('HMGET', key, 'v', 'i', 'a', 'w', 's', 'p', 'g')
-            if not meta[1] then return nil end
+            local meta = read_meta(key)
+            if not meta then return nil end
             -- A repeat: this write made the current secret.
-            if has_write(meta[4], args[1]) and same_digest(args[3], meta[5]) then return redis.call('HGETALL', key) end
+            if has_write(meta.w, args[1]) and same_digest(args[3], meta.s) then return redis.call('HGETALL', key) end
             local now = now_ms()
-            local state = token_state(args[2], meta[5], meta[6], meta[7], now)
+            local state = token_state(args[2], meta, now)
             if not state then return nil end
             if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
             if state == 'grace' then
                 return redis.error_reply('SESSIOND_TOKEN_SUPERSEDED only the current token can rotate the session')
             end
-            local updates = {'s', args[3], 'p', meta[5], 'g', tostring(now + tonumber(args[4])), 'l', tostring(now),
-                'w', remember_write(meta[4], args[1])}
-            if args[5] == '1' then
-                updates[#updates + 1] = 't'
-                updates[#updates + 1] = tostring(now)
-            end
-            redis.call('HSET', key, unpack(updates))
-            expire_at(key, expiry(now, tonumber(meta[2]), tonumber(meta[3])))
+            meta.p = meta.s
+            meta.s = args[3]
+            meta.g = now + tonumber(args[4])
+            meta.l = now
+            meta.w = remember_write(meta.w, args[1])
+            if args[5] == '1' then meta.t = now end
+            redis.call('HSET', key, 'm', packed_times(meta), 'k', meta.s .. meta.p, 'w', meta.w)
+            expire_at(key, meta)
             return redis.call('HGETALL', key)
         end)
 
