@@ -15,6 +15,7 @@ import Testing
             let parsed = try #require(SessionToken(parsing: token.text))
             #expect(parsed.id == token.id)
             #expect(parsed.secretDigest == token.secretDigest)
+            #expect(token.secretDigest.count == 16)
             #expect(token.id.hex.utf8.count == 32)
             seen.insert(token.text)
             ids.insert(token.id)

@@ -11,8 +11,8 @@ import Testing
     static let tombstone: RedisArgument = "sd:t:{00112233445566778899aabbccddeeff}"
 
     static func writeID(_ byte: UInt8) -> RedisArgument { RedisArgument(bytes: [UInt8](repeating: byte, count: 8)) }
-    /// A secret digest: 32 bytes, as `SessionToken` makes them.
-    static func digest(_ byte: UInt8) -> RedisArgument { RedisArgument(bytes: [UInt8](repeating: byte, count: 32)) }
+    /// A secret digest: 16 bytes, as `SessionToken` makes them.
+    static func digest(_ byte: UInt8) -> RedisArgument { RedisArgument(bytes: [UInt8](repeating: byte, count: 16)) }
 
     static func client(_ redis: RedisServer) throws -> RedisClient {
         RedisClient(configuration: try RedisConfiguration(url: redis.url), functionLibraries: [SessionFunctions.library])
@@ -31,9 +31,10 @@ import Testing
         String(SessionMeta.integer(0, in: try #require(try await client.send("HGET", key, "m").bytes)))
     }
 
+    /// The current digest, and the previous one after a rotation (empty before).
     static func digests(_ client: RedisClient) async throws -> (current: [UInt8], previous: [UInt8]) {
         let digests = try #require(try await client.send("HGET", key, "k").bytes)
-        return (Array(digests[..<32]), Array(digests[32...]))
+        return (Array(digests.prefix(16)), Array(digests.dropFirst(16).prefix(16)))
     }
 
     @Test func aRepeatedCreateReturnsTheSessionItMadeAndAnotherCreateIsACollision() async throws {
@@ -93,15 +94,15 @@ import Testing
         let rotated = try await client.fcall("session_rotate", keys: [Self.key], arguments: rotation)
         let repeated = try await client.fcall("session_rotate", keys: [Self.key], arguments: rotation)
         #expect(Set(rotated.array ?? []) == Set(repeated.array ?? []), "the repeat answers as the rotation did")
-        #expect(try await Self.digests(client).current == [UInt8](repeating: 0xBB, count: 32))
-        #expect(try await Self.digests(client).previous == [UInt8](repeating: 0xAA, count: 32))
+        #expect(try await Self.digests(client).current == [UInt8](repeating: 0xBB, count: 16))
+        #expect(try await Self.digests(client).previous == [UInt8](repeating: 0xAA, count: 16))
         #expect(try await client.send("OBJECT", "ENCODING", Self.key).string == "listpack")
         // Another rotation with the old secret (a new request, after a grace of 0) is a reuse.
         let reuse = await #expect(throws: RedisClientError.self) {
             try await client.fcall("session_rotate", keys: [Self.key], arguments: [Self.writeID(3), Self.digest(0xAA), Self.digest(0xCC), "0", "0"])
         }
         #expect(reuse?.serverErrorPrefix == "SESSIOND_TOKEN_REUSE")
-        #expect(try await Self.digests(client).current == [UInt8](repeating: 0xBB, count: 32))
+        #expect(try await Self.digests(client).current == [UInt8](repeating: 0xBB, count: 16))
         await client.shutdown()
     }
 
@@ -110,8 +111,8 @@ import Testing
         let client = try Self.client(redis)
         _ = try await Self.create(client, writeID: Self.writeID(1))
         // Differs from the session's digest only in its last byte: the comparison covers every word.
-        var almost = [UInt8](repeating: 0xAA, count: 32)
-        almost[31] = 0xAB
+        var almost = [UInt8](repeating: 0xAA, count: 16)
+        almost[15] = 0xAB
         let write = try await client.fcall("session_write", keys: [Self.key], arguments: [
             Self.writeID(2), RedisArgument(bytes: almost), "", "patch", "a", "2",
         ])
@@ -127,8 +128,8 @@ import Testing
         ])
         #expect(delete == .array([.integer(0), .bulkString([]), .integer(0)]))
         #expect(try await Self.version(client) == "1")
-        #expect(try await Self.digests(client).current == [UInt8](repeating: 0xAA, count: 32))
-        #expect(try await Self.digests(client).previous == [UInt8](repeating: 0, count: 32), "never rotated")
+        #expect(try await Self.digests(client).current == [UInt8](repeating: 0xAA, count: 16))
+        #expect(try await Self.digests(client).previous == [], "never rotated")
         await client.shutdown()
     }
 

@@ -21,9 +21,9 @@ struct Session: Sendable {
     let lastSeenAt: Int64
     let idleTimeout: Int64
     let absoluteExpiresAt: Int64
-    /// SHA-256 of the current token's secret.
+    /// The digest of the current token's secret.
     let secretDigest: [UInt8]
-    /// SHA-256 of the previous token's secret, after a rotation.
+    /// The digest of the previous token's secret, after a rotation.
     let previousSecretDigest: [UInt8]?
 
     /// The moment the session ends unless it is used again: min(last slide + idle, absolute).
@@ -44,19 +44,21 @@ struct Session: Sendable {
     }
 }
 
-/// The packed meta fields of a session hash (see ``SessionFunctions``): `m`, seven 8-byte
-/// little-endian integers; `k`, two 32-byte digests (the previous one all zeros before the first
-/// rotation).
+/// The packed meta fields of a session hash (see ``SessionFunctions``): `m`, six 6-byte
+/// little-endian integers; `k`, the current secret's digest, then after a rotation the previous
+/// one's and the end of its grace window.
 enum SessionMeta {
-    static let timesByteCount = 7 * 8
-    static let digestByteCount = 32
+    static let integerByteCount = 6
+    static let timesByteCount = 6 * integerByteCount
+    static let digestByteCount = SessionToken.digestByteCount
 
     /// The integer at `index` (0 version, 1 created, 2 authenticated, 3 last slide, 4 idle,
-    /// 5 absolute deadline, 6 grace end).
+    /// 5 absolute deadline).
     static func integer(_ index: Int, in meta: [UInt8]) -> Int64 {
         var value: UInt64 = 0
-        for offset in (0..<8).reversed() { value = value << 8 | UInt64(meta[index * 8 + offset]) }
-        return Int64(bitPattern: value)
+        for offset in (0..<integerByteCount).reversed() { value = value << 8 | UInt64(meta[index * integerByteCount + offset]) }
+        // Sign-extend the 48 bits.
+        return Int64(bitPattern: value << 16) >> 16
     }
 }
 
@@ -90,17 +92,19 @@ extension Session {
                 }
             }
         }
-        guard let meta, meta.count == SessionMeta.timesByteCount, let digests, digests.count == 2 * SessionMeta.digestByteCount else {
+        let digestBytes = SessionMeta.digestByteCount
+        guard let meta, meta.count == SessionMeta.timesByteCount, let digests,
+            digests.count == digestBytes || digests.count == 2 * digestBytes + SessionMeta.integerByteCount
+        else {
             throw .corrupt("session \(id) lacks its meta fields")
         }
-        let previous = Array(digests[SessionMeta.digestByteCount...])
         self.init(
             id: id, user: user, device: device, data: data, version: SessionMeta.integer(0, in: meta),
             createdAt: SessionMeta.integer(1, in: meta), authenticatedAt: SessionMeta.integer(2, in: meta),
             lastSeenAt: SessionMeta.integer(3, in: meta), idleTimeout: SessionMeta.integer(4, in: meta),
             absoluteExpiresAt: SessionMeta.integer(5, in: meta),
-            secretDigest: Array(digests[..<SessionMeta.digestByteCount]),
-            previousSecretDigest: previous.allSatisfy { $0 == 0 } ? nil : previous
+            secretDigest: Array(digests[..<digestBytes]),
+            previousSecretDigest: digests.count > digestBytes ? Array(digests[digestBytes..<(2 * digestBytes)]) : nil
         )
     }
 }

@@ -9,16 +9,16 @@ import RedisClient
 /// write, touch or rotation can bring back an expired or deleted session.
 ///
 /// A session is one hash: `m`, its times packed (see ``SessionMeta``: version, created,
-/// authenticated, last idle slide, idle timeout, absolute deadline, the end of the previous
-/// secret's grace window), `k` (the SHA-256 of the current token's secret and of the previous one),
-/// `w` (the write ids of its latest writes), `u` (user, optional), `d` (device JSON, optional), and
-/// one field `.<name>` per data attribute holding its raw JSON. Three meta fields rather than ten
-/// keep a read's `HGETALL` short, and none is over 64 bytes, so the hash stays a compact listpack
-/// under Redis' default `hash-max-listpack-value`. The key's expiry is always min(last slide + idle, absolute) − 1 ms, so Redis itself never returns a session
+/// authenticated, last idle slide, idle timeout, absolute deadline), `k` (the digest of the current
+/// token's secret, followed after a rotation by the previous one's and the end of its grace
+/// window), `w` (the write ids of its latest writes), `u` (user, optional), `d` (device JSON,
+/// optional), and one field `.<name>` per data attribute holding its raw JSON. Three meta fields
+/// rather than ten keep a read's `HGETALL` short, and none is over 64 bytes, so the hash stays a
+/// compact listpack under Redis' default `hash-max-listpack-value`. The key's expiry is always min(last slide + idle, absolute) − 1 ms, so Redis itself never returns a session
 /// at or past its deadline and a read needs no script: it is one plain `HGETALL`
 /// (see ``SessionStore/read(_:touch:maxAuthAge:)``).
 ///
-/// Functions that act for a token's holder take the SHA-256 of its secret and compare it, in
+/// Functions that act for a token's holder take its secret's digest (``SessionToken/secretDigest``) and compare it, in
 /// constant time, with `s` and `p`. The current token may do everything; the previous one may read
 /// and write until its grace window ends but never rotate; the previous one after its window is a
 /// reuse (`SESSIOND_TOKEN_REUSE`): somebody kept a token that should be dead. Anything else is no
@@ -65,25 +65,33 @@ enum SessionFunctions {
             end
         end
 
-        -- The meta of a session is three fields, each at most 64 bytes so that the hash stays a
-        -- listpack under Redis' default hash-max-listpack-value: 'm', seven 8-byte little-endian
-        -- integers (version, created, authenticated, last slide, idle timeout, absolute deadline,
-        -- end of the previous secret's grace window); 'k', the current secret's digest and the
-        -- previous one's (zeros before the first rotation); 'w', the write ids. Three fields
-        -- instead of ten keep a read's HGETALL short.
-        local META_TIMES = '<i8i8i8i8i8i8i8'
-        local DIGEST_BYTES = 32
-        -- A literal: the string library is not reachable while the library itself loads.
-        local NO_DIGEST = '\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'
+        -- The meta of a session is three short fields, so that the hash stays a listpack under
+        -- Redis' default hash-max-listpack-value (64) and a read's HGETALL stays short: 'm', six
+        -- 6-byte little-endian integers (version, created, authenticated, last slide, idle timeout,
+        -- absolute deadline; 6 bytes hold milliseconds until the year 6400); 'k', the current
+        -- secret's digest, followed after a rotation by the previous one's and the end of its grace
+        -- window; 'w', the write ids.
+        local META_TIMES = '<i6i6i6i6i6i6'
+        local GRACE_END = '<i6'
+        local DIGEST_BYTES = 16
 
         local function unpack_meta(m, k, w)
-            local v, c, t, l, i, a, g = struct.unpack(META_TIMES, m)
-            return {v = v, c = c, t = t, l = l, i = i, a = a, g = g,
-                s = string.sub(k, 1, DIGEST_BYTES), p = string.sub(k, DIGEST_BYTES + 1), w = w or ''}
+            local v, c, t, l, i, a = struct.unpack(META_TIMES, m)
+            local meta = {v = v, c = c, t = t, l = l, i = i, a = a, s = string.sub(k, 1, DIGEST_BYTES), w = w or ''}
+            if #k > DIGEST_BYTES then
+                meta.p = string.sub(k, DIGEST_BYTES + 1, 2 * DIGEST_BYTES)
+                meta.g = struct.unpack(GRACE_END, k, 2 * DIGEST_BYTES + 1)
+            end
+            return meta
         end
 
         local function packed_times(meta)
-            return struct.pack(META_TIMES, meta.v, meta.c, meta.t, meta.l, meta.i, meta.a, meta.g)
+            return struct.pack(META_TIMES, meta.v, meta.c, meta.t, meta.l, meta.i, meta.a)
+        end
+
+        local function packed_digests(meta)
+            if not meta.p then return meta.s end
+            return meta.s .. meta.p .. struct.pack(GRACE_END, meta.g)
         end
 
         -- The whole hash, its meta and the position of 'm''s value in it, or nil when the session is
@@ -156,21 +164,20 @@ enum SessionFunctions {
             return false
         end
 
-        -- Whether two 32-byte secret digests are equal, in time that does not depend on where they
-        -- differ: both are read as eight 32-bit words and every word is compared.
+        -- Whether two 16-byte secret digests are equal, in time that does not depend on where they
+        -- differ: both are read as four 32-bit words and every word is compared.
         local function same_digest(a, b)
             if #a ~= DIGEST_BYTES or #b ~= DIGEST_BYTES then return false end
-            local a1, a2, a3, a4, a5, a6, a7, a8 = struct.unpack('<I4I4I4I4I4I4I4I4', a)
-            local b1, b2, b3, b4, b5, b6, b7, b8 = struct.unpack('<I4I4I4I4I4I4I4I4', b)
-            return bit.bor(bit.bxor(a1, b1), bit.bxor(a2, b2), bit.bxor(a3, b3), bit.bxor(a4, b4),
-                bit.bxor(a5, b5), bit.bxor(a6, b6), bit.bxor(a7, b7), bit.bxor(a8, b8)) == 0
+            local a1, a2, a3, a4 = struct.unpack('<I4I4I4I4', a)
+            local b1, b2, b3, b4 = struct.unpack('<I4I4I4I4', b)
+            return bit.bor(bit.bxor(a1, b1), bit.bxor(a2, b2), bit.bxor(a3, b3), bit.bxor(a4, b4)) == 0
         end
 
         -- What a presented secret digest is to the session: 'current', 'grace' (the previous token,
         -- inside its grace window), 'reused' (the previous token after it) or nil (no token of it).
         local function token_state(digest, meta, now)
             if same_digest(digest, meta.s) then return 'current' end
-            if meta.p ~= NO_DIGEST and same_digest(digest, meta.p) then
+            if meta.p and same_digest(digest, meta.p) then
                 if now < meta.g then return 'grace' end
                 return 'reused'
             end
@@ -184,16 +191,15 @@ enum SessionFunctions {
         redis.register_function('session_create', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
-            if #args[5] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 32 bytes') end
+            if #args[5] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
             local existing = read_meta(keys[1])
             if existing then
                 if has_write(existing.w, args[1]) then return redis.call('HGETALL', keys[1]) end
                 return redis.error_reply('SESSIOND_EXISTS session id collision')
             end
             local now = now_ms()
-            local meta = {v = 1, c = now, t = now, l = now, i = tonumber(args[3]), a = now + tonumber(args[4]), g = 0,
-                s = args[5], p = NO_DIGEST, w = args[1]}
-            local fields = {'m', packed_times(meta), 'k', meta.s .. meta.p, 'w', meta.w}
+            local meta = {v = 1, c = now, t = now, l = now, i = tonumber(args[3]), a = now + tonumber(args[4]), s = args[5], w = args[1]}
+            local fields = {'m', packed_times(meta), 'k', packed_digests(meta), 'w', meta.w}
             if args[2] ~= '' then
                 fields[#fields + 1] = 'u'
                 fields[#fields + 1] = args[2]
@@ -310,7 +316,7 @@ enum SessionFunctions {
         redis.register_function('session_rotate', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
-            if #args[3] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 32 bytes') end
+            if #args[3] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
             local key = keys[1]
             local meta = read_meta(key)
             if not meta then return nil end
@@ -329,7 +335,7 @@ enum SessionFunctions {
             meta.l = now
             meta.w = remember_write(meta.w, args[1])
             if args[5] == '1' then meta.t = now end
-            redis.call('HSET', key, 'm', packed_times(meta), 'k', meta.s .. meta.p, 'w', meta.w)
+            redis.call('HSET', key, 'm', packed_times(meta), 'k', packed_digests(meta), 'w', meta.w)
             expire_at(key, meta)
             return redis.call('HGETALL', key)
         end)

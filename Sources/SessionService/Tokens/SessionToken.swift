@@ -4,12 +4,16 @@ import COpenSSL
 /// session's 16-byte id and a 32-byte secret from OpenSSL's CSPRNG: 68 URL-safe characters, and a
 /// prefix secret scanners can look for.
 ///
-/// The id is public (logs, admin routes, Redis keys); the secret is not. Redis keeps only the
-/// secret's SHA-256 (``secretDigest``), so a dump, a replica or `MONITOR` holds no usable token, and
+/// The id is public (logs, admin routes, Redis keys); the secret is not. Redis keeps only a digest
+/// of the secret (``secretDigest``), so a dump, a replica or `MONITOR` holds no usable token, and
 /// the token itself exists only in the answer that issues it and in the caller's requests.
 struct SessionToken: Sendable {
     static let prefix = "sds_"
     static let secretByteCount = 32
+    /// The digest kept of a secret: the first 128 bits of its SHA-256. Finding a secret for a known
+    /// digest takes ~2^128 work, guessing one 2^256 tries; 16 bytes rather than 32 keep every
+    /// session's hash 16 to 32 bytes smaller.
+    static let digestByteCount = 16
     /// The characters of a token: the prefix and 64 base64url characters (48 bytes).
     static let length = prefix.utf8.count + (SessionID.byteCount + secretByteCount) / 3 * 4
 
@@ -17,7 +21,8 @@ struct SessionToken: Sendable {
     let text: String
     /// The session it belongs to.
     let id: SessionID
-    /// SHA-256 of the secret: what Redis keeps and what a presented token is compared with.
+    /// The secret's digest (``digestByteCount`` bytes): what Redis keeps and what a presented token
+    /// is compared with.
     let secretDigest: [UInt8]
 
     /// A token for a new session: a fresh id and a fresh secret.
@@ -29,7 +34,7 @@ struct SessionToken: Sendable {
     /// A new token for an existing session (a rotation): the same id, a fresh secret.
     static func generate(for id: SessionID) throws(SessionTokenError) -> SessionToken {
         let secret = try randomBytes(secretByteCount)
-        return SessionToken(text: prefix + Base64URL.encode(id.bytes + secret), id: id, secretDigest: sha256(secret))
+        return SessionToken(text: prefix + Base64URL.encode(id.bytes + secret), id: id, secretDigest: digest(of: secret))
     }
 
     /// Parses a token received from a caller; `nil` unless it is exactly the prefix and 64 base64url
@@ -41,7 +46,7 @@ struct SessionToken: Sendable {
         else { return nil }
         self.text = String(text)
         self.id = SessionID(bytes: Array(bytes.prefix(SessionID.byteCount)))
-        self.secretDigest = Self.sha256(Array(bytes.dropFirst(SessionID.byteCount)))
+        self.secretDigest = Self.digest(of: Array(bytes.dropFirst(SessionID.byteCount)))
     }
 
     private init(text: String, id: SessionID, secretDigest: [UInt8]) {
@@ -56,12 +61,12 @@ struct SessionToken: Sendable {
         return bytes
     }
 
-    private static func sha256(_ bytes: [UInt8]) -> [UInt8] {
+    private static func digest(of secret: [UInt8]) -> [UInt8] {
         var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
-        bytes.withUnsafeBufferPointer { input in
+        secret.withUnsafeBufferPointer { input in
             _ = SHA256(input.baseAddress, input.count, &digest)
         }
-        return digest
+        return Array(digest.prefix(digestByteCount))
     }
 }
 
