@@ -6,10 +6,6 @@ import Testing
 /// Devices, and what a user can do about their other sessions ("sign out my other devices"),
 /// through real HTTP on each topology.
 @Suite(.sharedBackends) struct OtherSessionsTests {
-    static func ids(_ response: HTTPTestResponse) -> [String] {
-        (response.jsonObject?["sessions"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
-    }
-
     @Test(arguments: Topology.allCases) func aDeviceIsKeptApartFromDataAndShownEverywhere(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
@@ -70,7 +66,7 @@ import Testing
         let here = sessions[2]
         let others = try await service.request("GET", "/v1/session/others", headers: [("X-Session-Token", here.token)])
         #expect(others.status == 200)
-        #expect(Self.ids(others) == [sessions[0].id, sessions[1].id, sessions[3].id], "the others, oldest first")
+        #expect(UserSessionsTests.ids(others) == [sessions[0].id, sessions[1].id, sessions[3].id], "the others, oldest first")
         #expect(!others.text.contains("\"data\""))
         #expect(others.text.contains(#""label":"device 3""#))
 
@@ -81,13 +77,13 @@ import Testing
             #expect(try await service.get(session.token).status == (index == 2 ? 200 : 404))
         }
         #expect(try await service.get(strangerToken).status == 200)
-        #expect(Self.ids(try await service.request("GET", "/v1/users/kim/sessions")) == [here.id])
-        #expect(Self.ids(try await service.request("GET", "/v1/session/others", headers: [("X-Session-Token", here.token)])) == [])
+        #expect(UserSessionsTests.ids(try await service.request("GET", "/v1/users/kim/sessions")) == [here.id])
+        #expect(UserSessionsTests.ids(try await service.request("GET", "/v1/session/others", headers: [("X-Session-Token", here.token)])) == [])
 
         // Without a user there are no others; without a live session there is nothing to ask about.
         let (anonymous, _) = try await service.create()
         let none = try await service.request("GET", "/v1/session/others", headers: [("X-Session-Token", anonymous)])
-        #expect(none.status == 200 && Self.ids(none) == [] && none.text == #"{"sessions":[]}"#)
+        #expect(none.status == 200 && UserSessionsTests.ids(none) == [] && none.text == #"{"sessions":[]}"#)
         #expect(try await service.request("DELETE", "/v1/session/others", headers: [("X-Session-Token", anonymous)]).jsonObject?["revoked"] as? Int == 0)
         #expect(try await service.request("GET", "/v1/session/others", headers: [("X-Session-Token", sessions[0].token)]).errorCode == "session_not_found")
         #expect(try await service.request("DELETE", "/v1/session/others").errorCode == "missing_session_token")
@@ -108,7 +104,7 @@ import Testing
         #expect(try await service.get(kept.token).status == 200)
         #expect(try await service.get(sessions[0].token).status == 404)
         #expect(try await service.get(sessions[2].token).status == 404)
-        #expect(Self.ids(try await service.request("GET", "/v1/users/lou/sessions")) == [kept.id])
+        #expect(UserSessionsTests.ids(try await service.request("GET", "/v1/users/lou/sessions")) == [kept.id])
         for bad in ["", "xyz", kept.id.uppercased(), kept.id + "0"] {
             #expect(try await service.request("DELETE", "/v1/users/lou/sessions?except=\(bad)").errorCode == "invalid_request", "\(bad)")
         }
