@@ -134,9 +134,15 @@ import Testing
         }
         var latestFound = Int64.min
         var firstGone: Int64?
+        // The loop's own pace, by Redis' clock: how close to the deadline a read can be expected
+        // (a loaded machine slows every round).
+        var longestRound: Int64 = 0
+        var previousBefore: Int64?
         let giveUp = ContinuousClock.now + .seconds(10)
         while firstGone == nil, ContinuousClock.now < giveUp {
             let before = try await redisNow()
+            if let previousBefore { longestRound = max(longestRound, before - previousBefore) }
+            previousBefore = before
             switch try await service.get(token).status {
             case 200:
                 #expect(before < deadline, "found although Redis' clock read \(before) before the request, at or past the deadline \(deadline)")
@@ -148,9 +154,10 @@ import Testing
                 return
             }
         }
-        #expect(latestFound >= deadline - 500, "read up to the deadline (last found \(deadline - latestFound) ms before it)")
+        let slack = max(500, 2 * longestRound)
+        #expect(latestFound >= deadline - slack, "read up to the deadline (last found \(deadline - latestFound) ms before it; rounds took up to \(longestRound) ms)")
         let gone = try #require(firstGone)
-        #expect(gone <= deadline + 500, "gone at its deadline, not later (\(gone - deadline) ms after)")
+        #expect(gone <= deadline + slack, "gone at its deadline, not later (\(gone - deadline) ms after; rounds took up to \(longestRound) ms)")
         await service.stop()
     }
 
