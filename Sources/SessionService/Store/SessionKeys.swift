@@ -12,8 +12,8 @@ struct SessionKeys: Sendable {
     }
 
     func session(_ id: SessionID) -> String { "\(prefix)s:{\(id.hex)}" }
-    /// What a delete or the take half of a rotation leaves behind for a while, so that repeating
-    /// that write answers as its first application did (see ``SessionFunctions``).
+    /// What a delete leaves behind for a while, so that repeating it answers as its first
+    /// application did (see ``SessionFunctions``).
     func tombstone(_ id: SessionID) -> String { "\(prefix)t:{\(id.hex)}" }
     func userIndex(_ user: String) -> String { "\(prefix)u:{\(user)}" }
     var readinessProbe: String { "\(prefix)readyz" }
