@@ -12,6 +12,8 @@ import Glibc
 enum Device {
     static let maximumUserAgentCharacters = 512
     static let maximumLabelCharacters = 128
+    /// The longest text form of an IPv6 address (`INET6_ADDRSTRLEN` without its terminator).
+    static let maximumIPCharacters = 45
 
     /// The stored JSON object for the request's `device` member; `nil` for `null`, `{}` or all-null.
     static func json(from member: JSONScanner.Member) throws -> [UInt8]? {
@@ -29,7 +31,7 @@ enum Device {
         for member in members where !member.isNull {
             switch member.name {
             case "ip":
-                let text = try string(member)
+                let text = try string(member, maximumCharacters: maximumIPCharacters)
                 guard isIPAddress(text) else { throw APIError.invalidRequest("'device.ip' must be an IPv4 or IPv6 address") }
                 ip = text
             case "user_agent": userAgent = try string(member, maximumCharacters: maximumUserAgentCharacters)
@@ -51,7 +53,7 @@ enum Device {
     /// What a session without a device shows.
     static let none: [UInt8] = Array(#"{"ip":null,"user_agent":null,"label":null}"#.utf8)
 
-    private static func string(_ member: JSONScanner.Member, maximumCharacters: Int = 45) throws -> String {
+    private static func string(_ member: JSONScanner.Member, maximumCharacters: Int) throws -> String {
         guard let text = JSONScanner.decodedString(member.raw) else {
             throw APIError.invalidRequest("'device.\(member.name)' must be a string")
         }

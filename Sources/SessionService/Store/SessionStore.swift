@@ -57,7 +57,7 @@ struct SessionStore: Sendable {
     func create(
         user: String?, device: [UInt8]?, data: [Session.Attribute], idleTimeout: Int?, absoluteTimeout: Int?
     ) async throws(SessionStoreError) -> (SessionToken, Session) {
-        let token = try newToken { () throws(SessionTokenError) in try SessionToken.generate() }
+        let token = try newToken()
         let writeID = WriteID()
         let idleMilliseconds = Int64(idleTimeout ?? settings.idleTimeoutSeconds) * 1000
         let absoluteMilliseconds = Int64(absoluteTimeout ?? settings.absoluteTimeoutSeconds) * 1000
@@ -173,7 +173,7 @@ struct SessionStore: Sendable {
     /// counts as reused after that.
     /// - Parameter reauthenticated: the user has just proved who they are: `authenticated_at` is now.
     func rotate(_ token: SessionToken, graceSeconds: Int?, reauthenticated: Bool) async throws(SessionStoreError) -> (SessionToken, Session) {
-        let newToken = try newToken { () throws(SessionTokenError) in try SessionToken.generate(for: token.id) }
+        let newToken = try newToken(for: token.id)
         let reply = try await tokenCall(token, .rotate, keys: [keys.session(token.id)], [
             WriteID().argument, RedisArgument(bytes: token.secretDigest), RedisArgument(bytes: newToken.secretDigest),
             RedisArgument(Int64(graceSeconds ?? settings.rotationGraceSeconds) * 1000), reauthenticated ? "1" : "0",
@@ -277,10 +277,12 @@ struct SessionStore: Sendable {
         try await send(["ZRANGE", RedisArgument(indexKey), "0", "-1"]).array?.compactMap { $0.string } ?? []
     }
 
-    /// A fresh token; a CSPRNG failure is a server fault, never a weaker token.
-    private func newToken(_ generate: () throws(SessionTokenError) -> SessionToken) throws(SessionStoreError) -> SessionToken {
+    /// A fresh token, for a new session or (with `id`) a rotation; a CSPRNG failure is a server
+    /// fault, never a weaker token.
+    private func newToken(for id: SessionID? = nil) throws(SessionStoreError) -> SessionToken {
         do {
-            return try generate()
+            if let id { return try SessionToken.generate(for: id) }
+            return try SessionToken.generate()
         } catch {
             throw .corrupt("\(error)")
         }
