@@ -18,10 +18,11 @@ import Testing
         return (try #require(object["token"] as? String), try #require(object["session"] as? [String: Any]))
     }
 
-    static func listedIDs(_ service: TestService, _ path: String, token: String? = nil) async throws -> [String] {
-        let response = try await service.request("GET", path, headers: token.map { [("X-Session-Token", $0)] } ?? [])
+    /// The ids the admin list gives for `user`.
+    static func listedIDs(_ service: TestService, user: String) async throws -> [String] {
+        let response = try await service.request("GET", "/v1/users/\(user)/sessions")
         #expect(response.status == 200, "\(response.text)")
-        return (response.jsonObject?["sessions"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
+        return UserSessionsTests.ids(response)
     }
 
     static func reuseCount(_ service: TestService, action: String) async throws -> Int? {
@@ -52,7 +53,7 @@ import Testing
         #expect(try await service.patch(oldToken, #"{"x":1}"#).status == 404)
         #expect(try await Self.rotate(service, oldToken).status == 404)
         #expect(try await service.get(newToken).status == 200, "under the reject policy the session lives on")
-        #expect(try await Self.listedIDs(service, "/v1/users/erin/sessions") == [original["id"] as? String].compactMap { $0 })
+        #expect(try await Self.listedIDs(service, user: "erin") == [original["id"] as? String].compactMap { $0 })
         await service.stop()
     }
 
@@ -93,7 +94,7 @@ import Testing
         })
         #expect(ContinuousClock.now - started >= .seconds(5))
         #expect(try await service.get(newToken).errorCode == "session_not_found")
-        #expect(try await Self.listedIDs(service, "/v1/users/gwen/sessions") == [])
+        #expect(try await Self.listedIDs(service, user: "gwen") == [])
         #expect(try await service.request("GET", "/v1/sessions/\(id)").status == 404)
         #expect(try await Self.reuseCount(service, action: "revoked") == 1)
         let warnings = logs.all.filter { $0.hasPrefix("warning") && $0.contains("grace window") }
@@ -215,7 +216,7 @@ import Testing
             if let token = outcome.token { new = try await service.get(token, query: "?touch=false").status }
             #expect(old == 404 && new == 200, "session \(sessions[outcome.index].id): old \(old), new \(new.map(String.init) ?? "none")")
         }
-        let listed = try await Self.listedIDs(service, "/v1/users/\(user)/sessions")
+        let listed = try await Self.listedIDs(service, user: user)
         #expect(listed.count == sessions.count)
         #expect(Set(listed) == Set(sessions.map(\.id)))
         for primary in primaries { await primary.shutdown() }
