@@ -91,6 +91,44 @@ import Testing
         #expect(channel.isActive)
     }
 
+    @Test func aBlockOfSeveralCommandsGetsAllItsRepliesTogetherErrorsIncluded() throws {
+        let channel = try Self.connectedChannel()
+        var buffer = channel.allocator.buffer(capacity: 64)
+        let block = RedisPayload.transaction([["INCR", "k"], ["GET", "k"]])
+        let replies = try block.encoded(into: &buffer)
+        #expect(replies == 4)
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        channel.write(RedisRequest(encoded: buffer, promise: promise, replies: replies), promise: nil)
+        let blockOutcome = Outcome(promise.futureResult)
+        let (_, after) = try Self.send(["ECHO", "after"], on: channel)
+        channel.embeddedEventLoop.run()
+        #expect(try Self.written(channel).hasPrefix("*1\r\n$5\r\nMULTI\r\n*2\r\n$4\r\nINCR\r\n"))
+        try channel.writeInbound(ByteBuffer(string: "+OK\r\n+QUEUED\r\n+QUEUED\r\n"))
+        #expect(blockOutcome.isPending, "three of its four replies")
+        try channel.writeInbound(ByteBuffer(string: "*2\r\n-ERR value is not an integer\r\n$1\r\nv\r\n$5\r\nafter\r\n"))
+        let reply = try #require(blockOutcome.reply)
+        #expect(reply == .array([
+            .simpleString("OK"), .simpleString("QUEUED"), .simpleString("QUEUED"),
+            .array([.error("ERR value is not an integer"), .bulkString(Array("v".utf8))]),
+        ]))
+        #expect(after.reply == .bulkString(Array("after".utf8)), "the next command gets the next reply")
+        // What the caller sees: the first error, as the failing command's own.
+        #expect(throws: RedisClientError.serverError("ERR value is not an integer")) { try block.result(of: reply) }
+        #expect(channel.isActive)
+    }
+
+    @Test func aBlockRefusedWhileQueueingFailsWithThatRefusal() throws {
+        let block = RedisPayload.transaction([["FCALL", "f", "1", "k"], ["HGETALL", "k"]])
+        let aborted = RESPValue.array([
+            .simpleString("OK"), .error("MOVED 12182 127.0.0.1:7001"), .simpleString("QUEUED"),
+            .error("EXECABORT Transaction discarded because of previous errors."),
+        ])
+        #expect(throws: RedisClientError.serverError("MOVED 12182 127.0.0.1:7001")) { try block.result(of: aborted) }
+        let ran = RESPValue.array([.simpleString("OK"), .simpleString("QUEUED"), .simpleString("QUEUED"), .array([.integer(1), .array([])])])
+        #expect(try block.result(of: ran) == .array([.integer(1), .array([])]))
+        #expect(throws: RedisClientError.self) { try block.result(of: .array([.simpleString("OK")])) }
+    }
+
     @Test func aCommandPastItsDeadlineFailsWithTimeoutAndTheConnectionIsDropped() throws {
         let channel = try Self.connectedChannel(commandTimeout: .milliseconds(100))
         let (_, stuck) = try Self.send(["BLPOP", "q", "0"], on: channel)

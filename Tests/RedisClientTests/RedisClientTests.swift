@@ -306,6 +306,29 @@ import RedisClient
         await admin.shutdown()
     }
 
+    /// `fcall(_:keys:arguments:then:)`: the function and the read run in one MULTI block, and the
+    /// block fails as the command in it that failed would have alone.
+    @Test func aFunctionAndTheReadAfterItRunAsOneBlock() async throws {
+        let server = try await RedisServer.start()
+        let client = try Self.client(for: server, functions: [Self.library])
+        let admin = try Self.client(for: server)
+        let (result, read) = try await client.fcall("incr_by_two", keys: ["counter"], arguments: [], then: ["GET", "counter"])
+        #expect(result == .integer(2) && read == .bulkString(Array("2".utf8)))
+        // The function's own error.
+        let failed = try #require(await Result { try await client.fcall("fail", keys: ["counter"], arguments: [], then: ["GET", "counter"]) }.failure as? RedisClientError)
+        #expect(failed.code == .serverError && failed.serverErrorPrefix == "CUSTOM")
+        // Refused while queueing (wrong arity): the whole block is discarded, so the function did not run.
+        let refused = try #require(await Result { try await client.fcall("incr_by_two", keys: ["counter"], arguments: [], then: ["GET"]) }.failure as? RedisClientError)
+        #expect(refused.code == .serverError && refused.message.contains("wrong number of arguments"))
+        #expect(try await admin.send("GET", "counter") == .bulkString(Array("2".utf8)), "nothing in the refused block ran")
+        // A missing library is loaded again and the block repeated, as for a plain FCALL.
+        _ = try await admin.send("FUNCTION", "FLUSH")
+        let again = try await client.fcall("incr_by_two", keys: ["counter"], arguments: [], then: ["GET", "counter"])
+        #expect(again.result == .integer(4) && again.read == .bulkString(Array("4".utf8)))
+        await client.shutdown()
+        await admin.shutdown()
+    }
+
     @Test func functionsAreThereAgainAfterTheServerRestarts() async throws {
         let server = try await RedisServer.start()
         let client = try Self.client(for: server, functions: [Self.library])

@@ -99,27 +99,31 @@ public final class RedisClient: Sendable {
     /// the configured number of replicas acknowledged the write (else `durabilityTimeout`, and the
     /// write is not retried: it did happen on the primary).
     public func send(_ arguments: [RedisArgument], idempotent: Bool = false, durable: Bool = false) async throws -> RESPValue {
-        guard let metrics else { return try await sendRetrying(arguments, idempotent: idempotent, durable: durable) }
+        try await send(.command(arguments), idempotent: idempotent, durable: durable)
+    }
+
+    private func send(_ payload: RedisPayload, idempotent: Bool, durable: Bool) async throws -> RESPValue {
+        guard let metrics else { return try await sendRetrying(payload, idempotent: idempotent, durable: durable) }
         let started = ContinuousClock.now
         do {
-            let reply = try await sendRetrying(arguments, idempotent: idempotent, durable: durable)
-            metrics.recordCommand(arguments, duration: .now - started, error: nil)
+            let reply = try await sendRetrying(payload, idempotent: idempotent, durable: durable)
+            metrics.recordCommand(payload.leading, duration: .now - started, error: nil)
             return reply
         } catch {
-            metrics.recordCommand(arguments, duration: .now - started, error: error)
+            metrics.recordCommand(payload.leading, duration: .now - started, error: error)
             throw error
         }
     }
 
-    private func sendRetrying(_ arguments: [RedisArgument], idempotent: Bool, durable: Bool) async throws -> RESPValue {
+    private func sendRetrying(_ payload: RedisPayload, idempotent: Bool, durable: Bool) async throws -> RESPValue {
         let durability = durable ? self.durability : nil
-        if let cluster { return try await cluster.send(arguments, idempotent: idempotent, durability: durability) }
-        guard resolver.isSentinelMode else { return try await sendToTheServer(arguments, idempotent: idempotent, durability: durability) }
+        if let cluster { return try await cluster.send(payload, idempotent: idempotent, durability: durability) }
+        guard resolver.isSentinelMode else { return try await sendToTheServer(payload, idempotent: idempotent, durability: durability) }
         let deadline = ContinuousClock.now + failoverTimeout
         var pause = Duration.milliseconds(50)
         while true {
             do {
-                return try await sendOnce(arguments, durability: durability)
+                return try await sendOnce(payload, durability: durability)
             } catch let error as RedisClientError where error.isSafeToRetry(idempotent: idempotent) {
                 guard ContinuousClock.now + pause < deadline else { throw error }
                 try await Task.sleep(for: pause)
@@ -132,7 +136,7 @@ public final class RedisClient: Sendable {
     /// closed (`CLIENT KILL`, its `timeout`, a proxy) is sent again over a new connection, within
     /// the failover deadline, once this command has reached the server; a server that cannot be
     /// reached, refuses every connection or answers late still fails at once.
-    private func sendToTheServer(_ arguments: [RedisArgument], idempotent: Bool, durability: RedisDurability?) async throws -> RESPValue {
+    private func sendToTheServer(_ payload: RedisPayload, idempotent: Bool, durability: RedisDurability?) async throws -> RESPValue {
         let deadline = ContinuousClock.now + failoverTimeout
         var pause = Duration.milliseconds(5)
         var reachedTheServer = false
@@ -140,7 +144,7 @@ public final class RedisClient: Sendable {
             do {
                 let connection = try await connectionForCommand()
                 reachedTheServer = true
-                return try await send(arguments, on: connection, durability: durability)
+                return try await send(payload, on: connection, durability: durability)
             } catch let error as RedisClientError where idempotent && reachedTheServer && error.code == .connectionClosed {
                 guard ContinuousClock.now + pause < deadline else { throw error }
                 try await Task.sleep(for: pause)
@@ -157,8 +161,8 @@ public final class RedisClient: Sendable {
         return slots[nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue % slots.count]
     }
 
-    private func sendOnce(_ arguments: [RedisArgument], durability: RedisDurability?) async throws -> RESPValue {
-        try await send(arguments, on: try await connectionForCommand(), durability: durability)
+    private func sendOnce(_ payload: RedisPayload, durability: RedisDurability?) async throws -> RESPValue {
+        try await send(payload, on: try await connectionForCommand(), durability: durability)
     }
 
     /// The caller's slot's connection, or any live one when that slot cannot connect.
@@ -173,12 +177,12 @@ public final class RedisClient: Sendable {
         }
     }
 
-    private func send(_ arguments: [RedisArgument], on connection: RedisConnection, durability: RedisDurability?) async throws -> RESPValue {
+    private func send(_ payload: RedisPayload, on connection: RedisConnection, durability: RedisDurability?) async throws -> RESPValue {
         do {
             if let durability {
-                return try await connection.sendDurably(arguments, durability)
+                return try await connection.sendDurably(payload, durability)
             }
-            return try await connection.send(arguments)
+            return try await connection.send(payload)
         } catch let error as RedisClientError where error.meansNotThePrimary {
             // The server is (now) a replica, or lost its primary: stop using it and ask again.
             resolver.invalidate(connection.endpoint)
@@ -237,14 +241,37 @@ extension RedisClient {
         _ function: String, keys: [RedisArgument] = [], arguments: [RedisArgument] = [],
         idempotent: Bool = false, durable: Bool = false
     ) async throws -> RESPValue {
+        try await callReloading(.command(Self.fcallCommand(function, keys: keys, arguments: arguments)), idempotent: idempotent, durable: durable)
+    }
+
+    /// Calls a Redis Function and runs `read` right after it in the same `MULTI`/`EXEC` block, so
+    /// nothing comes between them: the state a write left is read with a plain command rather than
+    /// handed back through Lua, which costs Redis far more (see BENCHMARKS.md). `read` must name a
+    /// key of the function's hash slot. Reloads missing libraries as ``fcall(_:keys:arguments:idempotent:durable:)`` does.
+    /// - Returns: the function's result and `read`'s reply.
+    public func fcall(
+        _ function: String, keys: [RedisArgument], arguments: [RedisArgument], then read: [RedisArgument],
+        idempotent: Bool = false, durable: Bool = false
+    ) async throws -> (result: RESPValue, read: RESPValue) {
+        let block = RedisPayload.transaction([Self.fcallCommand(function, keys: keys, arguments: arguments), read])
+        let replies = try await callReloading(block, idempotent: idempotent, durable: durable).array ?? []
+        guard replies.count == 2 else { throw RedisClientError.protocolError("EXEC answered \(replies.count) replies to 2 commands") }
+        return (replies[0], replies[1])
+    }
+
+    private static func fcallCommand(_ function: String, keys: [RedisArgument], arguments: [RedisArgument]) -> [RedisArgument] {
         var command: [RedisArgument] = ["FCALL", RedisArgument(function), RedisArgument(keys.count)]
         command.append(contentsOf: keys)
         command.append(contentsOf: arguments)
+        return command
+    }
+
+    private func callReloading(_ payload: RedisPayload, idempotent: Bool, durable: Bool) async throws -> RESPValue {
         do {
-            return try await send(command, idempotent: idempotent, durable: durable)
+            return try await send(payload, idempotent: idempotent, durable: durable)
         } catch let error as RedisClientError where error.isFunctionNotFound && !functionLibraries.isEmpty {
             try await loadFunctionLibraries()
-            return try await send(command, idempotent: idempotent, durable: durable)
+            return try await send(payload, idempotent: idempotent, durable: durable)
         }
     }
 

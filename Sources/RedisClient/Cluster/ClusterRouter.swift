@@ -50,11 +50,12 @@ final class ClusterRouter: Sendable {
 
     // MARK: - Commands
 
-    /// Sends one command to the node serving its key (any primary for a command without a key).
+    /// Sends one command (or block: routed by its first command) to the node serving its key (any
+    /// primary for a command without a key).
     /// - Throws: as ``RedisClient/send(_:idempotent:durable:)``; `connectionFailed` when no node
     ///   serves the slot within the failover deadline or the redirects exceed ``maximumRedirects``.
-    func send(_ arguments: [RedisArgument], idempotent: Bool, durability: RedisDurability?) async throws -> RESPValue {
-        let slot = Self.slot(of: arguments)
+    func send(_ payload: RedisPayload, idempotent: Bool, durability: RedisDurability?) async throws -> RESPValue {
+        let slot = Self.slot(of: payload.leading)
         let deadline = ContinuousClock.now + configuration.failoverTimeout
         var redirect: ClusterRedirect?
         var redirects = 0
@@ -84,9 +85,9 @@ final class ClusterRouter: Sendable {
             do {
                 metrics?.recordCommand(to: endpoint)
                 let connection = try await connection(to: endpoint)
-                if asking { return try await connection.sendAsking(arguments, durability: durability) }
-                if let durability { return try await connection.sendDurably(arguments, durability) }
-                return try await connection.send(arguments)
+                if asking { return try await connection.sendAsking(payload, durability: durability) }
+                if let durability { return try await connection.sendDurably(payload, durability) }
+                return try await connection.send(payload)
             } catch let failure as RedisClientError {
                 error = failure
             }

@@ -2,8 +2,9 @@ import NIOCore
 
 /// Pipelines commands over one channel and matches replies to callers in FIFO order.
 ///
-/// - Every written ``RedisRequest`` joins a FIFO; each reply hiredis parses completes the oldest entry.
-/// - An error reply fails only its own command.
+/// - Every written ``RedisRequest`` joins a FIFO; each reply hiredis parses completes the oldest entry
+///   (a request of several commands, once all their replies came).
+/// - An error reply fails only its own command (in a request of several, it is one of their replies).
 /// - A caller that gave up (cancelled) keeps its place in the FIFO: its reply is read and dropped,
 ///   so it never shifts replies onto other callers.
 /// - When the oldest command passes its deadline the server is considered stuck: that command fails
@@ -22,6 +23,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private struct Pending {
         let promise: EventLoopPromise<RESPValue>
         let deadline: NIODeadline
+        /// Replies still owed to a request of several commands, and those already read.
+        var outstanding: Int
+        var replies: [RESPValue] = []
     }
 
     private let reader = RESPReplyReader()
@@ -49,7 +53,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        pending.append(Pending(promise: request.promise, deadline: context.eventLoop.now + commandTimeout))
+        pending.append(Pending(promise: request.promise, deadline: context.eventLoop.now + commandTimeout, outstanding: request.replies))
         context.write(wrapOutboundOut(request.encoded), promise: promise)
         armDeadlineTimer(context: context)
         if !flushScheduled {
@@ -71,12 +75,20 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             if let failure { throw failure }
             // hiredis may now hold several complete replies (or none): drain them all.
             while let reply = try reader.next() {
-                guard let entry = pending.popFirst() else {
+                guard !pending.isEmpty else {
                     guard let onPush else { throw .protocolError("Redis sent a reply nobody asked for") }
                     onPush(reply)
                     continue
                 }
-                if case .error(let message) = reply {
+                if pending[pending.startIndex].outstanding > 1 {
+                    pending[pending.startIndex].outstanding -= 1
+                    pending[pending.startIndex].replies.append(reply)
+                    continue
+                }
+                let entry = pending.removeFirst()
+                if !entry.replies.isEmpty {
+                    entry.promise.succeed(.array(entry.replies + [reply]))
+                } else if case .error(let message) = reply {
                     entry.promise.fail(RedisClientError.serverError(message))
                 } else {
                     entry.promise.succeed(reply)

@@ -137,47 +137,52 @@ final class RedisConnection: Sendable {
         }
     }
 
-    /// Sends one command and waits for its reply.
+    /// Sends one command (or a `MULTI` block, see ``RedisPayload``) and waits for its reply.
     /// - Throws: ``RedisClientError`` (`serverError` for an error reply, `timeout`, `connectionClosed`,
     ///   `protocolError`, `invalidCommand`) or `CancellationError` when the caller is cancelled.
+    func send(_ payload: RedisPayload) async throws -> RESPValue {
+        try await sendNumbered(payload).reply
+    }
+
+    /// Sends one command and waits for its reply.
     func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
-        try await sendNumbered(arguments).reply
+        try await send(.command(arguments))
     }
 
     /// Sends a write and returns its reply once `durability.replicas` replicas have it (group commit:
     /// see ``awaitReplication(after:_:)``).
-    func sendDurably(_ arguments: [RedisArgument], _ durability: RedisDurability) async throws -> RESPValue {
-        let (reply, sequence) = try await sendNumbered(arguments)
+    func sendDurably(_ payload: RedisPayload, _ durability: RedisDurability) async throws -> RESPValue {
+        let (reply, sequence) = try await sendNumbered(payload)
         try await awaitReplication(after: sequence, durability)
         return reply
     }
 
     /// Sends `ASKING` and the command in one write, so that no other caller's command can come
-    /// between them (Redis forgets `ASKING` after the next command); returns the command's reply,
-    /// once `durability.replicas` replicas have it when `durability` is given.
-    func sendAsking(_ arguments: [RedisArgument], durability: RedisDurability?) async throws -> RESPValue {
-        let (reply, sequence) = try await sendNumbered(arguments, asking: true)
+    /// between them (Redis forgets `ASKING` after the next command, but not inside a `MULTI` block);
+    /// returns the command's reply, once `durability.replicas` replicas have it when `durability` is given.
+    func sendAsking(_ payload: RedisPayload, durability: RedisDurability?) async throws -> RESPValue {
+        let (reply, sequence) = try await sendNumbered(payload, asking: true)
         if let durability { try await awaitReplication(after: sequence, durability) }
         return reply
     }
 
-    private func sendNumbered(_ arguments: [RedisArgument], asking: Bool = false) async throws -> (reply: RESPValue, sequence: UInt64) {
+    private func sendNumbered(_ payload: RedisPayload, asking: Bool = false) async throws -> (reply: RESPValue, sequence: UInt64) {
         try Task.checkCancellation()
-        let (promise, sequence) = try asking ? enqueue(["ASKING"], then: arguments) : enqueue(arguments)
+        let (promise, sequence) = try asking ? enqueue(.command(["ASKING"]), then: payload) : enqueue(payload)
         let reply = try await withTaskCancellationHandler {
             try await promise.futureResult.get()
         } onCancel: {
             // The command keeps its place in the handler's FIFO; its reply will be dropped there.
             promise.fail(CancellationError())
         }
-        return (reply, sequence)
+        return (try payload.result(of: reply), sequence)
     }
 
-    /// Writes the command into the channel and numbers it, atomically; with `first`, that command
+    /// Writes the unit into the channel and numbers it, atomically; with `first`, that command
     /// goes immediately before it (its reply is dropped).
-    private func enqueue(_ first: [RedisArgument]? = nil, then arguments: [RedisArgument]) throws -> (EventLoopPromise<RESPValue>, UInt64) {
+    private func enqueue(_ first: RedisPayload? = nil, then payload: RedisPayload) throws -> (EventLoopPromise<RESPValue>, UInt64) {
         let before = try first.map { try makeRequest($0) }
-        let (command, promise) = try makeRequest(arguments)
+        let (command, promise) = try makeRequest(payload)
         let sequence = sendOrder.withLock { counter -> UInt64 in
             if let before {
                 counter += 1
@@ -190,15 +195,15 @@ final class RedisConnection: Sendable {
         return (promise, sequence)
     }
 
-    private func enqueue(_ arguments: [RedisArgument]) throws -> (EventLoopPromise<RESPValue>, UInt64) {
-        try enqueue(nil, then: arguments)
+    private func enqueue(_ payload: RedisPayload) throws -> (EventLoopPromise<RESPValue>, UInt64) {
+        try enqueue(nil, then: payload)
     }
 
-    private func makeRequest(_ arguments: [RedisArgument]) throws -> (request: RedisRequest, promise: EventLoopPromise<RESPValue>) {
+    private func makeRequest(_ payload: RedisPayload) throws -> (request: RedisRequest, promise: EventLoopPromise<RESPValue>) {
         var buffer = channel.allocator.buffer(capacity: 64)
-        try RESPCommandEncoder.encode(arguments, into: &buffer)
+        let replies = try payload.encoded(into: &buffer)
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        return (RedisRequest(encoded: buffer, promise: promise), promise)
+        return (RedisRequest(encoded: buffer, promise: promise, replies: replies), promise)
     }
 
     /// A write into a channel that has already closed never reaches the handler, so nothing would
@@ -222,7 +227,7 @@ final class RedisConnection: Sendable {
         let milliseconds = max(1, TimeAmount(durability.timeout).nanoseconds / 1_000_000)
         let wait = try latestWait.withLock { latest -> EventLoopFuture<RESPValue> in
             if let latest, latest.sequence > sequence { return latest.reply }
-            let (promise, waitSequence) = try enqueue(["WAIT", RedisArgument(durability.replicas), RedisArgument(milliseconds)])
+            let (promise, waitSequence) = try enqueue(.command(["WAIT", RedisArgument(durability.replicas), RedisArgument(milliseconds)]))
             latest = (waitSequence, promise.futureResult)
             return promise.futureResult
         }
