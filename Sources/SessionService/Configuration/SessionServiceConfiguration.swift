@@ -104,7 +104,7 @@ public struct SessionServiceConfiguration: Sendable {
         Setting(name: "absolute-timeout", help: "seconds after creation that end a session regardless of use", defaultDescription: "86400") { configuration, value throws(ConfigurationError) in
             configuration.absoluteTimeout = try integer(value, "--absolute-timeout / SESSIOND_ABSOLUTE_TIMEOUT", in: 1...315_360_000)
         },
-        Setting(name: "touch-interval", help: "seconds before a read slides the idle deadline again (0 = every read)", defaultDescription: "60") { configuration, value throws(ConfigurationError) in
+        Setting(name: "touch-interval", help: "seconds before a read or a write slides the idle deadline again (0 = every one)", defaultDescription: "60") { configuration, value throws(ConfigurationError) in
             configuration.touchInterval = try integer(value, "--touch-interval / SESSIOND_TOUCH_INTERVAL", in: 0...315_360_000)
         },
         Setting(name: "max-body-bytes", help: "largest request body accepted", defaultDescription: "65536") { configuration, value throws(ConfigurationError) in

@@ -16,7 +16,11 @@ import RedisClient
 /// rather than ten keep a read's `HGETALL` short, and none is over 64 bytes, so the hash stays a
 /// compact listpack under Redis' default `hash-max-listpack-value`. The key's expiry is always min(last slide + idle, absolute) − 1 ms, so Redis itself never returns a session
 /// at or past its deadline and a read needs no script: it is one plain `HGETALL`
-/// (see ``SessionStore/read(_:touch:maxAuthAge:)``).
+/// (see ``SessionStore/read(_:touch:maxAuthAge:)``). A function that makes or changes a session
+/// returns only whether it found one; sessiond reads the result with `HGETALL` right after the
+/// `FCALL` in one `MULTI` block (``RedisClient/fcall(_:keys:arguments:then:idempotent:durable:)``),
+/// because handing the hash back through Lua costs Redis more than the rest of a write.
+/// The idle deadline slides (`PEXPIREAT`) at most once per touch interval, on a write as on a read.
 ///
 /// Functions that act for a token's holder take its secret's digest (``SessionToken/secretDigest``) and compare it, in
 /// constant time, with `s` and `p`. The current token may do everything; the previous one may read
@@ -77,8 +81,9 @@ enum SessionFunctions {
 
         local function unpack_meta(m, k, w)
             local v, c, t, l, i, a = struct.unpack(META_TIMES, m)
-            local meta = {v = v, c = c, t = t, l = l, i = i, a = a, s = string.sub(k, 1, DIGEST_BYTES), w = w or ''}
+            local meta = {v = v, c = c, t = t, l = l, i = i, a = a, s = k, w = w or ''}
             if #k > DIGEST_BYTES then
+                meta.s = string.sub(k, 1, DIGEST_BYTES)
                 meta.p = string.sub(k, DIGEST_BYTES + 1, 2 * DIGEST_BYTES)
                 meta.g = struct.unpack(GRACE_END, k, 2 * DIGEST_BYTES + 1)
             end
@@ -92,30 +97,6 @@ enum SessionFunctions {
         local function packed_digests(meta)
             if not meta.p then return meta.s end
             return meta.s .. meta.p .. struct.pack(GRACE_END, meta.g)
-        end
-
-        -- The whole hash, its meta and the position of 'm''s value in it, or nil when the session is
-        -- gone. A key Redis has not evicted yet but whose deadline has passed counts as gone.
-        local function load(key, now)
-            local fields = redis.call('HGETALL', key)
-            local m, k, w, position
-            for index = 1, #fields, 2 do
-                local name = fields[index]
-                if name == 'm' then
-                    m, position = fields[index + 1], index + 1
-                elseif name == 'k' then
-                    k = fields[index + 1]
-                elseif name == 'w' then
-                    w = fields[index + 1]
-                end
-            end
-            if not m then return nil end
-            local meta = unpack_meta(m, k, w)
-            if now >= expiry(meta) then
-                redis.call('DEL', key)
-                return nil
-            end
-            return fields, meta, position
         end
 
         -- The meta of a session, nil when it is gone (a key that exists is a live session, since the
@@ -165,20 +146,21 @@ enum SessionFunctions {
         end
 
         -- Whether two 16-byte secret digests are equal, in time that does not depend on where they
-        -- differ: both are read as four 32-bit words and every word is compared.
+        -- differ: both are read as four 32-bit words (in one unpack: half the cost of two) and
+        -- every word is compared.
         local function same_digest(a, b)
             if #a ~= DIGEST_BYTES or #b ~= DIGEST_BYTES then return false end
-            local a1, a2, a3, a4 = struct.unpack('<I4I4I4I4', a)
-            local b1, b2, b3, b4 = struct.unpack('<I4I4I4I4', b)
+            local a1, a2, a3, a4, b1, b2, b3, b4 = struct.unpack('<I4I4I4I4I4I4I4I4', a .. b)
             return bit.bor(bit.bxor(a1, b1), bit.bxor(a2, b2), bit.bxor(a3, b3), bit.bxor(a4, b4)) == 0
         end
 
         -- What a presented secret digest is to the session: 'current', 'grace' (the previous token,
         -- inside its grace window), 'reused' (the previous token after it) or nil (no token of it).
+        -- Redis' clock is asked (when `now` is not given) only for the previous token.
         local function token_state(digest, meta, now)
             if same_digest(digest, meta.s) then return 'current' end
             if meta.p and same_digest(digest, meta.p) then
-                if now < meta.g then return 'grace' end
+                if (now or now_ms()) < meta.g then return 'grace' end
                 return 'reused'
             end
             return nil
@@ -186,15 +168,20 @@ enum SessionFunctions {
 
         local TOKEN_REUSE = 'SESSIOND_TOKEN_REUSE the previous token was presented after its grace window'
 
+        -- Every function that makes or changes a session returns 1 when it did (or had already done: a
+        -- repeat) and nil when there is no session for the token; sessiond reads the session in
+        -- the same MULTI block with a plain HGETALL, which costs Redis a fraction of handing the
+        -- hash back through Lua.
+
         -- KEYS: session. ARGV: write id, user ('' for none), idle ms, absolute ms, secret digest,
-        -- device JSON ('' for none), then name, raw JSON pairs.
+        -- device JSON ('' for none), then name, raw JSON pairs. Returns 1 (also for a repeat).
         redis.register_function('session_create', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             if #args[5] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
             local existing = read_meta(keys[1])
             if existing then
-                if has_write(existing.w, args[1]) then return redis.call('HGETALL', keys[1]) end
+                if has_write(existing.w, args[1]) then return 1 end
                 return redis.error_reply('SESSIOND_EXISTS session id collision')
             end
             local now = now_ms()
@@ -214,44 +201,53 @@ enum SessionFunctions {
             end
             in_slices('HSET', keys[1], fields, 200)
             expire_at(keys[1], meta)
-            return fields
+            return 1
         end)
 
+        -- Whether the idle deadline slides now: when `interval` ms ('' never) have passed since the
+        -- last slide by Redis' clock. sessiond asks only when its estimate of that clock says so;
+        -- this is the check that counts. Each slide is a PEXPIREAT more for Redis and its replicas,
+        -- so reads and writes alike slide at most once per touch interval.
+        local function slides(interval, meta, now)
+            return interval ~= '' and now - meta.l >= tonumber(interval)
+        end
+
         -- KEYS: session. ARGV: minimum ms since the last slide ('' never to slide), secret digest.
-        -- Slides the idle deadline when that much has passed by Redis' clock (sessiond asks only
-        -- when its estimate of that clock says so; this is the check that counts). Returns the
-        -- session, nil when it is gone or the token is not its own.
+        -- Slides the idle deadline when that much has passed. Returns 1, nil when the session is
+        -- gone or the token is not its own.
         redis.register_function('session_touch', function(keys, args)
+            local meta = read_meta(keys[1])
+            if not meta then return nil end
             local now = now_ms()
-            local fields, meta, position = load(keys[1], now)
-            if not fields then return nil end
             local state = token_state(args[2], meta, now)
             if not state then return nil end
             if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
-            if args[1] ~= '' and now - meta.l >= tonumber(args[1]) then
+            if slides(args[1], meta, now) then
                 meta.l = now
-                fields[position] = packed_times(meta)
-                redis.call('HSET', keys[1], 'm', fields[position])
+                redis.call('HSET', keys[1], 'm', packed_times(meta))
                 expire_at(keys[1], meta)
             end
-            return fields
+            return 1
         end)
 
         -- KEYS: session. ARGV: write id, secret digest, If-Match condition ('' for none, '*', or
-        -- versions joined by ','), 'patch' or 'replace', then name, raw JSON pairs. In 'patch' a raw
-        -- 'null' deletes the attribute; 'replace' first removes every attribute. Slides the idle
-        -- deadline.
+        -- versions joined by ','), 'patch' or 'replace', minimum ms since the last slide before
+        -- this write slides the idle deadline too, sessiond's estimate of Redis' clock (ms; '' to
+        -- ask Redis' clock in any case), then name, raw JSON pairs. In 'patch' a raw 'null'
+        -- deletes the attribute; 'replace' first removes every attribute. Returns 1, nil when the
+        -- session is gone or the token is not its own. As for a read, the estimate only decides
+        -- whether to ask Redis' clock (TIME and its conversion cost a fifth of a write): when it
+        -- says a slide may be due, Redis' clock decides.
         redis.register_function('session_write', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local key = keys[1]
             local meta = read_meta(key)
             if not meta then return nil end
-            local now = now_ms()
-            local state = token_state(args[2], meta, now)
+            local state = token_state(args[2], meta)
             if not state then return nil end
             if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
-            if has_write(meta.w, args[1]) then return redis.call('HGETALL', key) end
+            if has_write(meta.w, args[1]) then return 1 end
             if args[3] ~= '' and not version_matches(args[3], meta.v) then
                 return redis.error_reply('SESSIOND_VERSION_MISMATCH ' .. meta.v)
             end
@@ -262,10 +258,15 @@ enum SessionFunctions {
                 end
             end
             meta.v = meta.v + 1
-            meta.l = now
+            local slide = false
+            if args[6] == '' or tonumber(args[6]) - meta.l >= tonumber(args[5]) then
+                local now = now_ms()
+                slide = slides(args[5], meta, now)
+                if slide then meta.l = now end
+            end
             meta.w = remember_write(meta.w, args[1])
             local updates = {'m', packed_times(meta), 'w', meta.w}
-            for index = 5, #args, 2 do
+            for index = 7, #args, 2 do
                 if args[4] == 'patch' and args[index + 1] == 'null' then
                     removals[#removals + 1] = '.' .. args[index]
                 else
@@ -275,8 +276,8 @@ enum SessionFunctions {
             end
             in_slices('HDEL', key, removals, 400)
             in_slices('HSET', key, updates, 200)
-            expire_at(key, meta)
-            return redis.call('HGETALL', key)
+            if slide then expire_at(key, meta) end
+            return 1
         end)
 
         -- KEYS: session, its tombstone. ARGV: write id, tombstone retention ms, secret digest (''
@@ -290,7 +291,7 @@ enum SessionFunctions {
             local found = redis.call('HMGET', keys[1], 'u', 'm', 'k')
             local reused = 0
             if found[2] and args[3] ~= '' then
-                local state = token_state(args[3], unpack_meta(found[2], found[3]), now_ms())
+                local state = token_state(args[3], unpack_meta(found[2], found[3]))
                 if not state then return {0, '', 0} end
                 if state == 'reused' then
                     reused = 1
@@ -312,7 +313,7 @@ enum SessionFunctions {
         -- ms, '1' when the user has just authenticated again ('0' otherwise). Gives the session its
         -- new secret and remembers the one it replaces, which keeps working for the grace window;
         -- slides the idle deadline. Only the current token may rotate: the previous one inside its
-        -- window gets SESSIOND_TOKEN_SUPERSEDED. Returns the session, nil when it is gone.
+        -- window gets SESSIOND_TOKEN_SUPERSEDED. Returns 1, nil when the session is gone.
         redis.register_function('session_rotate', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
@@ -321,7 +322,7 @@ enum SessionFunctions {
             local meta = read_meta(key)
             if not meta then return nil end
             -- A repeat: this write made the current secret.
-            if has_write(meta.w, args[1]) and same_digest(args[3], meta.s) then return redis.call('HGETALL', key) end
+            if has_write(meta.w, args[1]) and same_digest(args[3], meta.s) then return 1 end
             local now = now_ms()
             local state = token_state(args[2], meta, now)
             if not state then return nil end
@@ -337,7 +338,7 @@ enum SessionFunctions {
             if args[5] == '1' then meta.t = now end
             redis.call('HSET', key, 'm', packed_times(meta), 'k', packed_digests(meta), 'w', meta.w)
             expire_at(key, meta)
-            return redis.call('HGETALL', key)
+            return 1
         end)
 
         -- KEYS: a user's index (sorted set of session ids scored by absolute deadline + 1 s).

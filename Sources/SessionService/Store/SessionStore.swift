@@ -17,7 +17,7 @@ struct SessionStore: Sendable {
     struct Settings: Sendable {
         var idleTimeoutSeconds: Int
         var absoluteTimeoutSeconds: Int
-        /// Seconds that must pass before a read slides the idle deadline again (0 = every read).
+        /// Seconds that must pass before a read or a write slides the idle deadline again (0 = every one).
         var touchIntervalSeconds: Int
         /// Live sessions a user may hold (0 = no cap); one more revokes the oldest.
         var maxSessionsPerUser: Int
@@ -72,8 +72,8 @@ struct SessionStore: Sendable {
             writeID.argument, RedisArgument(user ?? ""), RedisArgument(idleMilliseconds), RedisArgument(absoluteMilliseconds),
             RedisArgument(bytes: token.secretDigest), RedisArgument(bytes: device ?? []),
         ] + data.redisArguments
-        let reply = try await call(.create, keys: [keys.session(token.id)], arguments)
-        let session = try Session(id: token.id, fields: reply)
+        let session = try await callThenRead(.create, session: token.id, arguments)
+        guard let session else { throw .corrupt("session_create made no session") }
         if let user, settings.maxSessionsPerUser > 0, indexSize > settings.maxSessionsPerUser {
             try await enforceCap(user: user, keeping: token.id)
         }
@@ -118,9 +118,7 @@ struct SessionStore: Sendable {
 
     /// `session_touch` for `token`: slides when `minimumInterval` ms have passed ("" never).
     private func touch(_ token: SessionToken, minimumInterval: RedisArgument) async throws(SessionStoreError) -> Session {
-        let reply = try await tokenCall(token, .touch, keys: [keys.session(token.id)], [minimumInterval, RedisArgument(bytes: token.secretDigest)])
-        guard !reply.isNull else { throw .notFound }
-        return try Session(id: token.id, fields: reply)
+        try await tokenCall(token, .touch, [minimumInterval, RedisArgument(bytes: token.secretDigest)])
     }
 
     /// Sets each named attribute (a raw `null` deletes it), atomically; version + 1.
@@ -133,14 +131,17 @@ struct SessionStore: Sendable {
         try await write(token, mode: "replace", attributes: data, ifMatch: ifMatch)
     }
 
+    /// Slides the idle deadline too when the touch interval has passed since the last slide (by
+    /// Redis' clock, asked only when this host's estimate of it says so, as for a read).
     private func write(_ token: SessionToken, mode: String, attributes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
+        let interval = Int64(settings.touchIntervalSeconds) * 1000
+        // With an interval of 0 every write slides: no estimate, Redis' clock in any case.
+        let estimate = interval == 0 ? "" : RedisArgument(try await withSessionStoreErrors { try await clock.now() })
         let arguments: [RedisArgument] = [
             WriteID().argument, RedisArgument(bytes: token.secretDigest), RedisArgument(ifMatch?.functionArgument ?? ""),
-            RedisArgument(mode),
+            RedisArgument(mode), RedisArgument(interval), estimate,
         ] + attributes.redisArguments
-        let reply = try await tokenCall(token, .write, keys: [keys.session(token.id)], arguments)
-        guard !reply.isNull else { throw .notFound }
-        return try Session(id: token.id, fields: reply)
+        return try await tokenCall(token, .write, arguments)
     }
 
     /// Ends the session of `token` (idempotent; a token that is none of the session's ends
@@ -174,19 +175,20 @@ struct SessionStore: Sendable {
     /// - Parameter reauthenticated: the user has just proved who they are: `authenticated_at` is now.
     func rotate(_ token: SessionToken, graceSeconds: Int?, reauthenticated: Bool) async throws(SessionStoreError) -> (SessionToken, Session) {
         let newToken = try newToken(for: token.id)
-        let reply = try await tokenCall(token, .rotate, keys: [keys.session(token.id)], [
+        let session = try await tokenCall(token, .rotate, [
             WriteID().argument, RedisArgument(bytes: token.secretDigest), RedisArgument(bytes: newToken.secretDigest),
             RedisArgument(Int64(graceSeconds ?? settings.rotationGraceSeconds) * 1000), reauthenticated ? "1" : "0",
         ])
-        guard !reply.isNull else { throw .notFound }
-        return (newToken, try Session(id: token.id, fields: reply))
+        return (newToken, session)
     }
 
-    /// A function acting for `token`'s holder. A reused token is reported and, under the `revoke`
-    /// policy, ends its session at once; either way the caller sees no session.
-    private func tokenCall(_ token: SessionToken, _ function: SessionFunction, keys: [String], _ arguments: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
-        do {
-            return try await call(function, keys: keys, arguments)
+    /// A function acting for `token`'s holder on its session, and the session it leaves. A reused
+    /// token is reported and, under the `revoke` policy, ends its session at once; either way the
+    /// caller sees no session.
+    private func tokenCall(_ token: SessionToken, _ function: SessionFunction, _ arguments: [RedisArgument]) async throws(SessionStoreError) -> Session {
+        do throws(SessionStoreError) {
+            guard let session = try await callThenRead(function, session: token.id, arguments) else { throw .notFound }
+            return session
         } catch .tokenReused {
             let revoked = settings.reusePolicy == .revoke ? try await delete(token.id, secretDigest: token.secretDigest).deleted : false
             reportReuse(of: token.id, revoked: revoked)
@@ -317,6 +319,17 @@ struct SessionStore: Sendable {
                 function.rawValue, keys: keys.map { RedisArgument($0) }, arguments: arguments, idempotent: true, durable: true
             )
         }
+    }
+
+    /// Calls a function on one session (its key the only key) and reads the session it leaves, in
+    /// one `MULTI` block; `nil` when the function found no session (for the token it was given).
+    private func callThenRead(_ function: SessionFunction, session id: SessionID, _ arguments: [RedisArgument]) async throws(SessionStoreError) -> Session? {
+        let key = RedisArgument(keys.session(id))
+        let (result, fields) = try await withSessionStoreErrors {
+            try await redis.fcall(function.rawValue, keys: [key], arguments: arguments, then: ["HGETALL", key], idempotent: true, durable: true)
+        }
+        guard !result.isNull else { return nil }
+        return try Session(id: id, fields: fields)
     }
 
     /// The arguments of `session_delete`; an empty digest is an administrator's delete (no token).
