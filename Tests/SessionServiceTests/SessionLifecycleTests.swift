@@ -145,6 +145,23 @@ import Testing
         await service.stop()
     }
 
+    @Test(arguments: Topology.allCases) func withATouchIntervalOfZeroEveryWriteSlides(_ topology: Topology) async throws {
+        let backend = try await Backend.forTest(topology)
+        let service = try await TestService.start(on: backend) { $0.touchInterval = 0 }
+        let (token, created) = try await service.create(#"{"idle_timeout":30}"#)
+        let createdSeen = try Self.milliseconds(created["last_seen_at"])
+        var seen = createdSeen
+        for value in 1...3 {
+            let earlier = seen
+            #expect(await eventually { Int64(Date().timeIntervalSince1970 * 1000) > earlier + 20 })
+            let patched = try #require(try await service.patch(token, #"{"a":\#(value)}"#).jsonObject)
+            seen = try Self.milliseconds(patched["last_seen_at"])
+            #expect(seen > earlier, "write \(value) slid the deadline")
+            #expect(try Self.milliseconds(patched["expires_at"]) == seen + 30_000)
+        }
+        await service.stop()
+    }
+
     /// A read is a plain HGETALL, so the deadline is the key's: it expires 1 ms before the session's
     /// `expires_at`, and Redis returns nothing at or after it. Read in a tight loop across the
     /// deadline, each answer compared with Redis' clock taken just before the request.
