@@ -19,7 +19,7 @@ import RedisClient
 /// (see ``SessionStore/read(_:touch:maxAuthAge:)``). A function that makes or changes a session
 /// returns only whether it found one; sessiond reads the result with `HGETALL` right after the
 /// `FCALL` in one `MULTI` block (``RedisClient/fcall(_:keys:arguments:then:idempotent:durable:)``),
-/// because handing the hash back through Lua costs Redis more than the rest of a write.
+/// because handing the hash back through Lua cost a third of a write's Redis time (BENCHMARKS.md).
 /// The idle deadline slides (`PEXPIREAT`) at most once per touch interval, on a write as on a read.
 ///
 /// Functions that act for a token's holder take its secret's digest (``SessionToken/secretDigest``) and compare it, in
