@@ -43,6 +43,7 @@ import Testing
             "{\"device\":{\"label\":\"\(String(repeating: "x", count: 129))\"}}", "{\"device\":{\"label\":\"\(String(repeating: "é", count: 129))\"}}",
             "{\"device\":{\"user_agent\":\"\(String(repeating: "x", count: 513))\"}}",
             #"{"device":{"label":"tab\there"}}"#, #"{"device":{"label":"bell\u0007"}}"#, #"{"device":{"os":"linux"}}"#,
+            #"{"device":{"os":null}}"#, #"{"device":{"":null}}"#,  // unknown members, even null ones (found by schemathesis)
         ]
         for body in bad {
             let response = try await service.request("POST", "/v1/sessions", json: body)

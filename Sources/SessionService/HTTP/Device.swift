@@ -28,15 +28,16 @@ enum Device {
         var ip: String?
         var userAgent: String?
         var label: String?
-        for member in members where !member.isNull {
+        for member in members {
             switch member.name {
             case "ip":
-                let text = try string(member, maximumCharacters: maximumIPCharacters)
-                guard isIPAddress(text) else { throw APIError.invalidRequest("'device.ip' must be an IPv4 or IPv6 address") }
-                ip = text
+                ip = try string(member, maximumCharacters: maximumIPCharacters)
+                if let ip, !isIPAddress(ip) { throw APIError.invalidRequest("'device.ip' must be an IPv4 or IPv6 address") }
             case "user_agent": userAgent = try string(member, maximumCharacters: maximumUserAgentCharacters)
             case "label": label = try string(member, maximumCharacters: maximumLabelCharacters)
-            default: throw APIError.invalidRequest("unknown member 'device.\(member.name)'; expected ip, user_agent, label")
+            default:
+                // Refused whatever its value, null included.
+                throw APIError.invalidRequest("unknown member 'device.\(member.name)'; expected ip, user_agent, label")
             }
         }
         guard ip != nil || userAgent != nil || label != nil else { return nil }
@@ -53,7 +54,9 @@ enum Device {
     /// What a session without a device shows.
     static let none: [UInt8] = Array(#"{"ip":null,"user_agent":null,"label":null}"#.utf8)
 
-    private static func string(_ member: JSONScanner.Member, maximumCharacters: Int) throws -> String {
+    /// The member's text; `nil` for `null` (not given).
+    private static func string(_ member: JSONScanner.Member, maximumCharacters: Int) throws -> String? {
+        if member.isNull { return nil }
         guard let text = JSONScanner.decodedString(member.raw) else {
             throw APIError.invalidRequest("'device.\(member.name)' must be a string")
         }
