@@ -35,11 +35,11 @@ import Testing
 
     @Test func commandsAreRoutedByTheirFirstKey() {
         let session = HashSlot.of(Array("sd:s:{id}".utf8))
-        #expect(ClusterRouter.slot(of: ["FCALL", "session_touch", "1", "sd:s:{id}", "60000"]) == session)
-        #expect(ClusterRouter.slot(of: ["fcall", "f", "0"]) == nil, "a function without keys goes anywhere")
-        #expect(ClusterRouter.slot(of: ["ZRANGE", "sd:u:{id}", "0", "-1"]) == session)
-        #expect(ClusterRouter.slot(of: ["ROLE"]) == nil)
-        #expect(ClusterRouter.slot(of: ["FUNCTION", "LOAD", "REPLACE", "code"]) == nil)
+        #expect(HashSlot.of(command: ["FCALL", "session_touch", "1", "sd:s:{id}", "60000"]) == session)
+        #expect(HashSlot.of(command: ["fcall", "f", "0"]) == nil, "a function without keys goes anywhere")
+        #expect(HashSlot.of(command: ["ZRANGE", "sd:u:{id}", "0", "-1"]) == session)
+        #expect(HashSlot.of(command: ["ROLE"]) == nil)
+        #expect(HashSlot.of(command: ["FUNCTION", "LOAD", "REPLACE", "code"]) == nil)
     }
 
     // MARK: - The map

@@ -106,9 +106,7 @@ final class ConnectionSlot: Sendable {
                 return nil
             }
         }
-        if let stale {
-            Task { await stale.close() }
-        }
+        stale?.closeSoon()
     }
 
     /// The slot's connection if it is connected and alive right now; never connects.

@@ -13,100 +13,101 @@ import Synchronization
 ///   with `timeout` instead of hanging.
 /// - A cancelled caller gets `CancellationError`; the other callers on its connection are unaffected.
 /// - Function libraries given at creation are loaded on every connection and reloaded when Redis has
-///   lost them (see ``fcall(_:keys:arguments:)``).
+///   lost them (see ``fcall(_:keys:arguments:options:)``).
+/// - One send loop serves every deployment: where a command goes is the topology's (one server, the
+///   primary Sentinel names, the primary of a Cluster slot), and whether it is sent again after an
+///   error is ``CommandAttempt``'s.
+/// - Its background work (following Sentinel's failover announcements, refreshing a Cluster's slot
+///   map) runs inside ``run()``, which must run while the client is used; ``shutdown()`` ends it.
 public final class RedisClient: Sendable {
-    private let slots: [ConnectionSlot]
-    private let nextSlot = Atomic<Int>(0)
+    private let topology: any RedisTopology
+    private let primaries: PrimaryTopology?
+    private let cluster: ClusterTopology?
     private let functionLibraries: [RedisFunctionLibrary]
-    private let resolver: PrimaryResolver
-    /// Cluster mode: where each command goes (then `slots` is empty).
-    private let cluster: ClusterRouter?
     private let failoverTimeout: Duration
     private let durability: RedisDurability?
     private let metrics: RedisClientMetrics?
+    private let stopped: (stream: AsyncStream<Never>, continuation: AsyncStream<Never>.Continuation)
 
-    /// A client for `configuration`. Nothing connects until the first command.
+    /// A client for `configuration`, on `eventLoopGroup`'s loops (share the HTTP server's group, so
+    /// that a request's command runs on the request's own loop). Nothing connects until the first command.
     /// - Parameter metricsFactory: where to report command latency and errors and the primary in use
     ///   (see ``RedisClientMetrics``); nothing is reported without one.
-    public convenience init(
+    public init(
         configuration: RedisConfiguration,
         functionLibraries: [RedisFunctionLibrary] = [],
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "RedisClient"),
-        metricsFactory: (any MetricsFactory)? = nil
-    ) {
-        self.init(
-            configuration: configuration, functionLibraries: functionLibraries,
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger, metricsFactory: metricsFactory
-        )
-    }
-
-    init(
-        configuration: RedisConfiguration,
-        functionLibraries: [RedisFunctionLibrary],
-        eventLoopGroup: any EventLoopGroup,
-        logger: Logger,
         metricsFactory: (any MetricsFactory)? = nil
     ) {
         let loops = Array(eventLoopGroup.makeIterator())
         let count = max(1, configuration.connectionCount ?? loops.count)
+        let connectionLoops = (0..<count).map { loops[$0 % loops.count] }
         let metrics = metricsFactory.map { RedisClientMetrics(factory: $0) }
-        let resolver = PrimaryResolver(configuration: configuration, logger: logger, metrics: metrics)
-        let target = ConnectionTarget(
-            endpoint: { try await resolver.primary().0 }, confirmsPrimary: resolver.isSentinelMode,
-            connected: { resolver.confirmed($0) }, lost: { resolver.invalidate($0) }
-        )
         if let clusterConfiguration = configuration.cluster {
-            self.cluster = ClusterRouter(
-                configuration: configuration, cluster: clusterConfiguration, loops: (0..<count).map { loops[$0 % loops.count] },
+            let cluster = ClusterTopology(
+                configuration: configuration, cluster: clusterConfiguration, loops: connectionLoops,
                 functionLibraries: functionLibraries, logger: logger, metrics: metrics
             )
-            self.slots = []
+            self.cluster = cluster
+            self.primaries = nil
+            self.topology = cluster
         } else {
+            let primaries = PrimaryTopology(
+                configuration: configuration, loops: connectionLoops, functionLibraries: functionLibraries, logger: logger, metrics: metrics
+            )
             self.cluster = nil
-            self.slots = (0..<count).map { index in
-                ConnectionSlot(
-                    eventLoop: loops[index % loops.count], configuration: configuration,
-                    functionLibraries: functionLibraries, target: target, logger: logger
-                )
-            }
+            self.primaries = primaries
+            self.topology = primaries
         }
         self.functionLibraries = functionLibraries
-        self.resolver = resolver
         self.failoverTimeout = configuration.failoverTimeout
         self.durability = configuration.durability
         self.metrics = metrics
-        let slots = self.slots
-        resolver.watchSwitches { primary in
-            for slot in slots { slot.follow(switchTo: primary) }
+        self.stopped = AsyncStream.makeStream(of: Never.self)
+    }
+
+    /// Runs the client's background work until ``shutdown()`` or cancellation: the subscriptions
+    /// to every sentinel's failover announcements, and a Cluster's slot-map refreshes (without which
+    /// a Cluster client never learns where any slot is).
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            if let primaries { group.addTask { await primaries.run() } }
+            if let cluster { group.addTask { await cluster.run() } }
+            for await _ in stopped.stream {}
+            group.cancelAll()
         }
     }
 
     /// Sends one command and returns its reply.
     ///
-    /// Commands from concurrent callers are pipelined; each caller gets its own reply.
+    /// Commands from concurrent callers are pipelined; each caller gets its own reply. After an
+    /// error the command is sent again as ``CommandAttempt`` decides: with Sentinel or Cluster,
+    /// until ``RedisConfiguration/failoverTimeout``, whenever that is safe (always when it was
+    /// certainly not applied; after a broken connection, a timeout or a replica wait that timed
+    /// out, only when `options` says it is ``RedisCommandOptions/idempotent``).
     ///
-    /// In Sentinel mode a command that fails because of a failover is retried until
-    /// ``RedisConfiguration/failoverTimeout``, but only when repeating it is safe: always when it was
-    /// certainly not applied (no connection to a primary could be made, or the server answered
-    /// `READONLY`, `MASTERDOWN`, `LOADING` or `NOREPLICAS`), and after a broken connection, a
-    /// timeout, or a durability timeout on a primary that a failover is leaving, only when the
-    /// caller says the command is `idempotent` (repeating it has the effect of sending it once).
+    /// With ``RedisCommandOptions/durable`` and ``RedisConfiguration/durability`` set, the reply is
+    /// returned only once the configured number of replicas acknowledged the write (else
+    /// `durabilityTimeout`).
     /// - Throws: ``RedisClientError`` — `serverError` for Redis' error reply (only this command fails),
     ///   `timeout`, `connectionClosed` (the command may or may not have run), `connectionFailed`,
-    ///   `notPrimary`, `authenticationFailed`, `protocolError`, `invalidCommand`, `shutDown`; or `CancellationError`.
-    ///
-    /// With `durable: true` and ``RedisConfiguration/durability`` set, the reply is returned only once
-    /// the configured number of replicas acknowledged the write (else `durabilityTimeout`, and the
-    /// write is not retried: it did happen on the primary).
-    public func send(_ arguments: [RedisArgument], idempotent: Bool = false, durable: Bool = false) async throws -> RESPValue {
-        try await send(.command(arguments), idempotent: idempotent, durable: durable)
+    ///   `notPrimary`, `durabilityTimeout`, `authenticationFailed`, `protocolError`, `invalidCommand`,
+    ///   `shutDown`; or `CancellationError`.
+    public func send(_ arguments: [RedisArgument], options: RedisCommandOptions = []) async throws -> RESPValue {
+        try await send(.command(arguments), options: options)
     }
 
-    private func send(_ payload: RedisPayload, idempotent: Bool, durable: Bool) async throws -> RESPValue {
-        guard let metrics else { return try await sendRetrying(payload, idempotent: idempotent, durable: durable) }
+    /// Variadic form of ``send(_:options:)``: `try await client.send("GET", "key")`.
+    public func send(_ arguments: RedisArgument...) async throws -> RESPValue {
+        try await send(arguments)
+    }
+
+    private func send(_ payload: RedisPayload, options: RedisCommandOptions) async throws -> RESPValue {
+        guard let metrics else { return try await sendRetrying(payload, options: options) }
         let started = ContinuousClock.now
         do {
-            let reply = try await sendRetrying(payload, idempotent: idempotent, durable: durable)
+            let reply = try await sendRetrying(payload, options: options)
             metrics.recordCommand(payload.leading, duration: .now - started, error: nil)
             return reply
         } catch {
@@ -115,91 +116,59 @@ public final class RedisClient: Sendable {
         }
     }
 
-    private func sendRetrying(_ payload: RedisPayload, idempotent: Bool, durable: Bool) async throws -> RESPValue {
-        let durability = durable ? self.durability : nil
-        if let cluster { return try await cluster.send(payload, idempotent: idempotent, durability: durability) }
-        guard resolver.isSentinelMode else { return try await sendToTheServer(payload, idempotent: idempotent, durability: durability) }
-        let deadline = ContinuousClock.now + failoverTimeout
-        var pause = Duration.milliseconds(50)
+    /// The one send loop: asks the topology for a connection, sends, and carries out what
+    /// ``CommandAttempt`` says to do after an error.
+    private func sendRetrying(_ payload: RedisPayload, options: RedisCommandOptions) async throws -> RESPValue {
+        let durability = options.contains(.durable) ? self.durability : nil
+        let slot = cluster == nil ? nil : HashSlot.of(command: payload.leading)
+        var attempt = CommandAttempt(
+            deployment: topology.deployment, idempotent: options.contains(.idempotent),
+            canReloadFunctions: !functionLibraries.isEmpty, deadline: .now + failoverTimeout
+        )
+        // Where the next send goes when not where the topology routes it: a redirect's node.
+        var redirect: ClusterRedirect?
+        var connection: RedisConnection?
+        var reloadFunctions = false
         while true {
+            let error: RedisClientError
             do {
-                return try await sendOnce(payload, durability: durability)
-            } catch let error as RedisClientError where error.isSafeToRetry(idempotent: idempotent) {
-                guard ContinuousClock.now + pause < deadline else { throw error }
+                let current: RedisConnection
+                if let connection {
+                    current = connection
+                } else if let redirect {
+                    current = try await topology.connection(to: redirect.endpoint)
+                } else {
+                    current = try await topology.connection(forSlot: slot)
+                }
+                connection = current
+                if reloadFunctions {
+                    reloadFunctions = false
+                    try await current.load(functionLibraries)
+                }
+                return try await current.send(payload, asking: redirect?.kind == .ask, durability: durability)
+            } catch let failure as RedisClientError {
+                error = failure
+            }
+            switch attempt.next(after: error, from: connection?.endpoint, now: .now) {
+            case .fail(let error):
+                throw error
+            case .redirect(let target):
+                metrics?.recordRedirect(target.kind)
+                if target.kind == .moved { topology.moved(slot: target.slot, to: target.endpoint) }
+                redirect = target
+                connection = nil
+            case .reloadFunctions:
+                // The function did not run: the server that lacks the libraries gets them, and the
+                // command goes there again.
+                reloadFunctions = true
+            case .retry(let pause, let notice):
+                if let notice { await topology.noticed(notice, on: connection) }
+                if error.code == .durabilityTimeout { metrics?.recordDurabilityRetry() }
+                redirect = nil
+                connection = nil
                 try await Task.sleep(for: pause)
-                pause = min(pause * 2, .milliseconds(400))
             }
         }
-    }
-
-    /// One server, no failover to wait for. An idempotent command whose connection the server
-    /// closed (`CLIENT KILL`, its `timeout`, a proxy) is sent again over a new connection, within
-    /// the failover deadline, once this command has reached the server; a server that cannot be
-    /// reached, refuses every connection or answers late still fails at once.
-    private func sendToTheServer(_ payload: RedisPayload, idempotent: Bool, durability: RedisDurability?) async throws -> RESPValue {
-        let deadline = ContinuousClock.now + failoverTimeout
-        var pause = Duration.milliseconds(5)
-        var reachedTheServer = false
-        while true {
-            do {
-                let connection = try await connectionForCommand()
-                reachedTheServer = true
-                return try await send(payload, on: connection, durability: durability)
-            } catch let error as RedisClientError where idempotent && reachedTheServer && error.code == .connectionClosed {
-                guard ContinuousClock.now + pause < deadline else { throw error }
-                try await Task.sleep(for: pause)
-                pause = min(pause * 2, .milliseconds(400))
-            }
-        }
-    }
-
-    /// A caller running on one of the client's event loops (a task on an event-loop executor) gets
-    /// that loop's connection, so its command and reply never change thread; any other caller takes
-    /// the slots in turn.
-    private func slotForCaller() -> ConnectionSlot {
-        if let local = slots.first(where: { $0.eventLoop.inEventLoop }) { return local }
-        return slots[nextSlot.wrappingAdd(1, ordering: .relaxed).oldValue % slots.count]
-    }
-
-    private func sendOnce(_ payload: RedisPayload, durability: RedisDurability?) async throws -> RESPValue {
-        try await send(payload, on: try await connectionForCommand(), durability: durability)
-    }
-
-    /// The caller's slot's connection, or any live one when that slot cannot connect.
-    private func connectionForCommand() async throws -> RedisConnection {
-        do {
-            return try await slotForCaller().connection()
-        } catch let error as RedisClientError where error.code != .shutDown {
-            // This slot cannot connect (or is backing off); the command was not sent, so it is safe
-            // to send it on another slot's live connection instead of failing it.
-            guard let live = slots.lazy.compactMap(\.liveConnection).first else { throw error }
-            return live
-        }
-    }
-
-    private func send(_ payload: RedisPayload, on connection: RedisConnection, durability: RedisDurability?) async throws -> RESPValue {
-        do {
-            if let durability {
-                return try await connection.sendDurably(payload, durability)
-            }
-            return try await connection.send(payload)
-        } catch let error as RedisClientError where error.meansNotThePrimary {
-            // The server is (now) a replica, or lost its primary: stop using it and ask again.
-            resolver.invalidate(connection.endpoint)
-            await connection.close()
-            throw error
-        } catch let error as RedisClientError where error.code == .durabilityTimeout && !resolver.isCurrent(connection.endpoint) {
-            // The replicas did not confirm because a failover is leaving this primary: whether the
-            // write survives is unknown, exactly as if the connection had broken (so an idempotent
-            // write is retried on the new primary).
-            await connection.close()
-            throw RedisClientError.connectionClosed("a failover left \(connection.endpoint) while the write waited for its replicas: \(error.message)")
-        }
-    }
-
-    /// Variadic form of ``send(_:)-([RedisArgument])``: `try await client.send("GET", "key")`.
-    public func send(_ arguments: RedisArgument...) async throws -> RESPValue {
-        try await send(arguments, idempotent: false)
     }
 
     /// Cluster mode: the slots covered and every primary, with what `ROLE` says on sessiond's own
@@ -212,21 +181,18 @@ public final class RedisClient: Sendable {
     /// The server commands go to, how it was found, and what its `ROLE` says now (in Cluster mode:
     /// one of the primaries; see ``clusterStatus()``).
     public func primaryStatus() async throws -> RedisPrimaryStatus {
-        let (endpoint, source) = try await resolver.primary()
-        let role = try await send(["ROLE"], idempotent: true).array ?? []
+        let (endpoint, source) = try await primaries?.resolver.primary() ?? (RedisEndpoint(host: "cluster", port: 0), "cluster")
+        let role = try await send(["ROLE"], options: .idempotent).array ?? []
         return RedisPrimaryStatus(
             endpoint: endpoint, foundBy: source, role: role.first?.string ?? "unknown",
             connectedReplicas: role.count >= 3 ? role[2].array?.count ?? 0 : 0
         )
     }
 
-    /// Closes every connection; later commands fail with `shutDown`.
+    /// Closes every connection and ends ``run()``; later commands fail with `shutDown`.
     public func shutdown() async {
-        resolver.shutdown()
-        await cluster?.shutdown()
-        for slot in slots {
-            await slot.shutdown()
-        }
+        stopped.continuation.finish()
+        await topology.shutdown()
     }
 }
 
@@ -234,27 +200,26 @@ extension RedisClient {
     /// Calls a Redis Function with `FCALL`.
     ///
     /// When Redis answers that the function does not exist (a restart, a failover, `FUNCTION FLUSH`),
-    /// the client's libraries are loaded again and the call is repeated once; that is safe because a
-    /// function that was not found did not run.
-    /// - Throws: as ``send(_:)-([RedisArgument])``; the function's own errors come as `serverError`.
+    /// the client's libraries are loaded on that server and the call is repeated once; that is safe
+    /// because a function that was not found did not run.
+    /// - Throws: as ``send(_:options:)``; the function's own errors come as `serverError`.
     public func fcall(
-        _ function: String, keys: [RedisArgument] = [], arguments: [RedisArgument] = [],
-        idempotent: Bool = false, durable: Bool = false
+        _ function: String, keys: [RedisArgument] = [], arguments: [RedisArgument] = [], options: RedisCommandOptions = []
     ) async throws -> RESPValue {
-        try await callReloading(.command(Self.fcallCommand(function, keys: keys, arguments: arguments)), idempotent: idempotent, durable: durable)
+        try await send(.command(Self.fcallCommand(function, keys: keys, arguments: arguments)), options: options)
     }
 
     /// Calls a Redis Function and runs `read` right after it in the same `MULTI`/`EXEC` block, so
     /// nothing comes between them: the state a write left is read with a plain command rather than
     /// handed back through Lua, which costs Redis far more (see BENCHMARKS.md). `read` must name a
-    /// key of the function's hash slot. Reloads missing libraries as ``fcall(_:keys:arguments:idempotent:durable:)`` does.
+    /// key of the function's hash slot. Reloads missing libraries as ``fcall(_:keys:arguments:options:)`` does.
     /// - Returns: the function's result and `read`'s reply.
     public func fcall(
         _ function: String, keys: [RedisArgument], arguments: [RedisArgument], then read: [RedisArgument],
-        idempotent: Bool = false, durable: Bool = false
+        options: RedisCommandOptions = []
     ) async throws -> (result: RESPValue, read: RESPValue) {
         let block = RedisPayload.transaction([Self.fcallCommand(function, keys: keys, arguments: arguments), read])
-        let replies = try await callReloading(block, idempotent: idempotent, durable: durable).array ?? []
+        let replies = try await send(block, options: options).array ?? []
         guard replies.count == 2 else { throw RedisClientError.protocolError("EXEC answered \(replies.count) replies to 2 commands") }
         return (replies[0], replies[1])
     }
@@ -266,23 +231,24 @@ extension RedisClient {
         return command
     }
 
-    private func callReloading(_ payload: RedisPayload, idempotent: Bool, durable: Bool) async throws -> RESPValue {
-        do {
-            return try await send(payload, idempotent: idempotent, durable: durable)
-        } catch let error as RedisClientError where error.isFunctionNotFound && !functionLibraries.isEmpty {
-            try await loadFunctionLibraries()
-            return try await send(payload, idempotent: idempotent, durable: durable)
-        }
-    }
-
     /// Loads (or replaces) every library the client was given, on the server (in Cluster mode, on
     /// every primary).
     public func loadFunctionLibraries() async throws {
         if let cluster { return try await cluster.loadFunctionLibrariesEverywhere() }
-        for library in functionLibraries {
-            _ = try await send(library.loadCommand, idempotent: true)
-        }
+        try await topology.connection(forSlot: nil).load(functionLibraries)
     }
+}
+
+/// How a command may be treated, beyond being sent once.
+public struct RedisCommandOptions: OptionSet, Sendable, Hashable {
+    public let rawValue: UInt8
+    public init(rawValue: UInt8) { self.rawValue = rawValue }
+
+    /// Sending it twice has the effect of sending it once, so it may be sent again when the outcome
+    /// of a send is unknown (a broken connection, a timeout, a replica wait that timed out).
+    public static let idempotent = RedisCommandOptions(rawValue: 1 << 0)
+    /// A write that waits for ``RedisConfiguration/durability``'s replicas, when that is set.
+    public static let durable = RedisCommandOptions(rawValue: 1 << 1)
 }
 
 /// What ``RedisClient/primaryStatus()`` reports.
@@ -293,30 +259,4 @@ public struct RedisPrimaryStatus: Sendable, Hashable {
     /// The first element of `ROLE`: `master` for a primary.
     public let role: String
     public let connectedReplicas: Int
-}
-
-extension RedisClientError {
-    /// The server refused the command because it is not a writable primary (a failover happened or
-    /// is under way); the command was not applied.
-    var meansNotThePrimary: Bool {
-        switch serverErrorPrefix {
-        case "READONLY", "MASTERDOWN": true
-        default: false
-        }
-    }
-
-    /// Whether repeating the command cannot apply it twice.
-    func isSafeToRetry(idempotent: Bool) -> Bool {
-        switch code {
-        case .connectionFailed, .notPrimary: return true  // never sent to a primary
-        case .serverError: return meansNotThePrimary || serverErrorPrefix == "LOADING" || serverErrorPrefix == "NOREPLICAS"
-        case .connectionClosed, .timeout: return idempotent  // may or may not have run
-        default: return false
-        }
-    }
-
-    /// Redis' answer to `FCALL` of a function it does not have.
-    var isFunctionNotFound: Bool {
-        code == .serverError && message.hasPrefix("ERR Function not found")
-    }
 }

@@ -13,6 +13,12 @@ import Synchronization
 ///   `redis_cluster_topology_refreshes_total{result="ok"|"failed"}` (rounds of the refresh loop),
 ///   `redis_cluster_node_commands_total{node}` (commands sent to each node, retries included).
 ///
+/// - `redis_durability_retries_total`: writes whose replica wait (`WAIT`) timed out and that were
+///   sent again because a failover may have been under way (each such write is either
+///   acknowledged later or fails with `durability_timeout`);
+/// - Sentinel mode: `redis_sentinel_watch_failures_total`: failed attempts to subscribe to a
+///   sentinel's failover announcements (they are retried every second).
+///
 /// Metric objects are made once per label set and kept, so a command costs a dictionary lookup.
 final class RedisClientMetrics: Sendable {
     private let factory: any MetricsFactory
@@ -23,10 +29,14 @@ final class RedisClientMetrics: Sendable {
     private let redirects: [ClusterRedirect.Kind: Counter]
     private let refreshes: (ok: Counter, failed: Counter)
     private let nodeCommands = Mutex<[RedisEndpoint: Counter]>([:])
+    private let durabilityRetries: Counter
+    private let sentinelWatchFailures: Counter
 
     init(factory: any MetricsFactory) {
         self.factory = factory
         primaryChanges = Counter(label: "redis_primary_changes_total", factory: factory)
+        durabilityRetries = Counter(label: "redis_durability_retries_total", factory: factory)
+        sentinelWatchFailures = Counter(label: "redis_sentinel_watch_failures_total", factory: factory)
         redirects = [
             .moved: Counter(label: "redis_cluster_redirects_total", dimensions: [("kind", "moved")], factory: factory),
             .ask: Counter(label: "redis_cluster_redirects_total", dimensions: [("kind", "ask")], factory: factory),
@@ -35,6 +45,14 @@ final class RedisClientMetrics: Sendable {
             Counter(label: "redis_cluster_topology_refreshes_total", dimensions: [("result", "ok")], factory: factory),
             Counter(label: "redis_cluster_topology_refreshes_total", dimensions: [("result", "failed")], factory: factory)
         )
+    }
+
+    func recordDurabilityRetry() {
+        durabilityRetries.increment()
+    }
+
+    func recordSentinelWatchFailure() {
+        sentinelWatchFailures.increment()
     }
 
     func recordRedirect(_ kind: ClusterRedirect.Kind) {

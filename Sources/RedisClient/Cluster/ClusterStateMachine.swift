@@ -1,7 +1,7 @@
 import Foundation
 
-/// The cluster router's decisions as a value: the slot map in use, when to fetch a new one, and
-/// from whom. No I/O: ``ClusterRouter`` runs the refresh rounds this plans, one loop at a time.
+/// The cluster topology's decisions as a value: the slot map in use, when to fetch a new one, and
+/// from whom. No I/O: ``ClusterTopology`` runs the refresh rounds this plans, one loop at a time.
 ///
 /// - One refresh loop per process. A trigger during a round (a MOVED, a broken connection) sets a
 ///   pending flag that earns one more round, so a thousand MOVEDs cost at most two refreshes.

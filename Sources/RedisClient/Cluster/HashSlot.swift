@@ -11,6 +11,24 @@ public enum HashSlot {
         Int(crc16(hashedPart(of: key)) % UInt16(count))
     }
 
+    /// The slot of a command's key: `FCALL`'s first key, else the first argument, unless the
+    /// command has no key (then `nil`: any primary will do).
+    static func of(command arguments: [RedisArgument]) -> Int? {
+        guard let command = arguments.first else { return nil }
+        let name = String(decoding: command.bytes, as: UTF8.self).uppercased()
+        if name == "FCALL" || name == "FCALL_RO" || name == "EVAL" || name == "EVALSHA" {
+            guard arguments.count > 3, let count = Int(String(decoding: arguments[2].bytes, as: UTF8.self)), count > 0 else { return nil }
+            return of(arguments[3].bytes)
+        }
+        if keylessCommands.contains(name) || arguments.count < 2 { return nil }
+        return of(arguments[1].bytes)
+    }
+
+    private static let keylessCommands: Set<String> = [
+        "PING", "ECHO", "ROLE", "INFO", "WAIT", "FUNCTION", "CLUSTER", "CLIENT", "CONFIG", "DBSIZE", "TIME",
+        "SCAN", "FLUSHALL", "FLUSHDB", "AUTH", "SELECT", "HELLO", "COMMAND", "MEMORY", "SLOWLOG", "LATENCY",
+    ]
+
     /// The bytes that are hashed: the hash tag when there is a non-empty one, else the whole key.
     static func hashedPart<Key: Collection<UInt8>>(of key: Key) -> Key.SubSequence {
         if let open = key.firstIndex(of: UInt8(ascii: "{")) {

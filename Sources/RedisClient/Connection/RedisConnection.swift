@@ -84,6 +84,11 @@ final class RedisConnection: Sendable {
         let connection = RedisConnection(channel: channel, endpoint: RedisEndpoint(host: configuration.host, port: configuration.port))
         do {
             try await connection.handshake(configuration: configuration, functionLibraries: functionLibraries, confirmPrimary: confirmPrimary)
+        } catch let error as RedisClientError where error.code == .connectionClosed || error.code == .timeout {
+            // No caller's command was sent: to the caller this server could not be connected to
+            // (a TLS peer that refuses the client's certificate closes the connection here).
+            try? await channel.close()
+            throw RedisClientError.connectionFailed("the handshake with \(connection.endpoint) failed: \(error.message)")
         } catch {
             try? await channel.close()
             throw error
@@ -132,38 +137,54 @@ final class RedisConnection: Sendable {
                 throw RedisClientError.notPrimary("\(endpoint) is a \(role ?? "server of unknown role"), not the primary")
             }
         }
+        try await load(functionLibraries)
+    }
+
+    /// Loads (or replaces) each library on this connection's server.
+    func load(_ functionLibraries: [RedisFunctionLibrary]) async throws {
         for library in functionLibraries {
-            _ = try await send(library.loadCommand)
+            _ = try await send(.command(library.loadCommand))
+        }
+    }
+
+    /// Connects to `configuration`'s server, sends one command and closes: for the questions a
+    /// topology asks a node it does not keep a connection to (a sentinel, a cluster node for its
+    /// slot map). Connect and reply each take at most `limit`, so a silent node cannot hold up a
+    /// caller that others can answer.
+    static func query(_ command: [RedisArgument], at configuration: RedisConfiguration, on eventLoop: any EventLoop, within limit: Duration) async throws -> RESPValue {
+        var configuration = configuration
+        configuration.connectTimeout = min(configuration.connectTimeout, limit)
+        configuration.commandTimeout = min(configuration.commandTimeout, limit)
+        let connection = try await connect(to: configuration, on: eventLoop, functionLibraries: [])
+        do {
+            let reply = try await connection.send(.command(command))
+            await connection.close()
+            return reply
+        } catch {
+            await connection.close()
+            throw error
         }
     }
 
     /// Sends one command (or a `MULTI` block, see ``RedisPayload``) and waits for its reply.
+    /// - Parameters:
+    ///   - asking: Redis Cluster's `ASK`: `ASKING` goes right before the payload, in one write, so
+    ///     that no other caller's command can come between them (Redis forgets `ASKING` after the
+    ///     next command, but not inside a `MULTI` block).
+    ///   - durability: the reply is returned once this many replicas have the write (group commit:
+    ///     see ``awaitReplication(after:_:)``).
     /// - Throws: ``RedisClientError`` (`serverError` for an error reply, `timeout`, `connectionClosed`,
-    ///   `protocolError`, `invalidCommand`) or `CancellationError` when the caller is cancelled.
-    func send(_ payload: RedisPayload) async throws -> RESPValue {
-        try await sendNumbered(payload).reply
+    ///   `protocolError`, `invalidCommand`, `durabilityTimeout`) or `CancellationError` when the
+    ///   caller is cancelled.
+    func send(_ payload: RedisPayload, asking: Bool = false, durability: RedisDurability? = nil) async throws -> RESPValue {
+        let (reply, sequence) = try await sendNumbered(payload, asking: asking)
+        if let durability { try await awaitReplication(after: sequence, durability) }
+        return reply
     }
 
     /// Sends one command and waits for its reply.
     func send(_ arguments: [RedisArgument]) async throws -> RESPValue {
         try await send(.command(arguments))
-    }
-
-    /// Sends a write and returns its reply once `durability.replicas` replicas have it (group commit:
-    /// see ``awaitReplication(after:_:)``).
-    func sendDurably(_ payload: RedisPayload, _ durability: RedisDurability) async throws -> RESPValue {
-        let (reply, sequence) = try await sendNumbered(payload)
-        try await awaitReplication(after: sequence, durability)
-        return reply
-    }
-
-    /// Sends `ASKING` and the command in one write, so that no other caller's command can come
-    /// between them (Redis forgets `ASKING` after the next command, but not inside a `MULTI` block);
-    /// returns the command's reply, once `durability.replicas` replicas have it when `durability` is given.
-    func sendAsking(_ payload: RedisPayload, durability: RedisDurability?) async throws -> RESPValue {
-        let (reply, sequence) = try await sendNumbered(payload, asking: true)
-        if let durability { try await awaitReplication(after: sequence, durability) }
-        return reply
     }
 
     private func sendNumbered(_ payload: RedisPayload, asking: Bool = false) async throws -> (reply: RESPValue, sequence: UInt64) {
@@ -242,5 +263,10 @@ final class RedisConnection: Sendable {
     /// Closes the connection; pending commands fail with `connectionClosed`.
     func close() async {
         try? await channel.close()
+    }
+
+    /// Starts closing the connection without waiting for it (from code that cannot wait).
+    func closeSoon() {
+        channel.close(promise: nil)
     }
 }

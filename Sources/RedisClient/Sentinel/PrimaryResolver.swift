@@ -16,8 +16,6 @@ final class PrimaryResolver: Sendable {
 
     private struct State {
         var primary = PrimaryStateMachine<Lookup>()
-        var watchers: [Task<Void, Never>] = []
-        var isShutDown = false
     }
 
     /// How long one sentinel may take to connect and answer a query: a sentinel that accepts
@@ -31,45 +29,41 @@ final class PrimaryResolver: Sendable {
 
     private let configuration: RedisConfiguration
     private let state = Mutex(State())
+    /// Where the sentinel connections live: the client's own event loops.
+    private let loops: [any EventLoop]
     private let logger: Logger
     private let metrics: RedisClientMetrics?
 
-    init(configuration: RedisConfiguration, logger: Logger, metrics: RedisClientMetrics? = nil) {
+    init(configuration: RedisConfiguration, loops: [any EventLoop], logger: Logger, metrics: RedisClientMetrics? = nil) {
         self.configuration = configuration
+        self.loops = loops
         self.logger = logger
         self.metrics = metrics
     }
 
     var isSentinelMode: Bool { configuration.sentinel != nil }
 
-    /// Starts listening for `+switch-master` on every sentinel; `handler` learns each new primary.
-    func watchSwitches(_ handler: @escaping @Sendable (RedisEndpoint) -> Void) {
+    /// Listens for failover announcements on every sentinel until cancelled; `handler` learns each
+    /// new primary. Returns at once without Sentinel.
+    func watchSwitches(_ handler: @escaping @Sendable (RedisEndpoint) -> Void) async {
         guard let sentinel = configuration.sentinel else { return }
         onSwitch.withLock { $0 = handler }
-        let watchers = sentinel.sentinels.map { address in
-            Task { await self.watch(address, sentinel: sentinel) }
+        await withDiscardingTaskGroup { group in
+            for (index, address) in sentinel.sentinels.enumerated() {
+                group.addTask { await self.watch(address, sentinel: sentinel, on: self.loops[index % self.loops.count]) }
+            }
         }
-        state.withLock { $0.watchers = watchers }
     }
 
-    /// Stops the `+switch-master` listeners.
-    func shutdown() {
-        let watchers = state.withLock { state -> [Task<Void, Never>] in
-            state.isShutDown = true
-            return state.watchers
-        }
-        for watcher in watchers { watcher.cancel() }
-    }
-
-    /// One sentinel's `+switch-master` subscription, re-made after it breaks, until shutdown.
-    private func watch(_ address: RedisEndpoint, sentinel: SentinelConfiguration) async {
+    /// One sentinel's subscription, re-made a second after it breaks, until cancelled. A failure
+    /// is logged once per outage (and again when the subscription is back) and counted.
+    private func watch(_ address: RedisEndpoint, sentinel: SentinelConfiguration, on loop: any EventLoop) async {
         let target = sentinelConnectionConfiguration(sentinel, at: address)
         let masterName = sentinel.masterName
+        var failing = false
         while !Task.isCancelled {
             do {
-                let connection = try await RedisConnection.connect(
-                    to: target, on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: []
-                ) { message in
+                let connection = try await RedisConnection.connect(to: target, on: loop, functionLibraries: []) { message in
                     guard let parts = message.array, parts.count == 3, parts[0].string == "message",
                         let channel = parts[1].string, let words = parts[2].string?.split(separator: " ")
                     else { return }
@@ -78,13 +72,26 @@ final class PrimaryResolver: Sendable {
                 _ = try await connection.send([
                     "SUBSCRIBE", "+switch-master", "+failover-state-send-slaveof-noone", "+promoted-slave",
                 ])
+                if failing {
+                    failing = false
+                    logger.info("watching the sentinel for failovers again", metadata: ["sentinel": "\(address)"])
+                }
                 await withTaskCancellationHandler {
                     try? await connection.closeFuture.get()
                 } onCancel: {
-                    Task { await connection.close() }
+                    connection.closeSoon()
                 }
+                if !Task.isCancelled { throw RedisClientError.connectionClosed("the sentinel closed the subscription") }
             } catch {
-                // The sentinel is away; try again shortly.
+                guard !Task.isCancelled else { return }
+                metrics?.recordSentinelWatchFailure()
+                if !failing {
+                    failing = true
+                    logger.warning(
+                        "cannot watch a sentinel for failovers; retrying every second (failovers are still followed through ROLE and READONLY)",
+                        metadata: ["sentinel": "\(address)", "error": "\(error)"]
+                    )
+                }
             }
             try? await Task.sleep(for: .seconds(1))
         }
@@ -179,12 +186,6 @@ final class PrimaryResolver: Sendable {
         state.withLock { $0.primary.invalidate(endpoint) }
     }
 
-    /// Whether commands should still go to `endpoint` (always, without Sentinel).
-    func isCurrent(_ endpoint: RedisEndpoint) -> Bool {
-        guard isSentinelMode else { return true }
-        return state.withLock { $0.primary.isCurrent(endpoint, now: .now) }
-    }
-
     private func askSentinels(_ sentinel: SentinelConfiguration) async throws -> (RedisEndpoint, String) {
         // Ask every sentinel at once. A sentinel that missed a failover still names the old primary
         // (which, restarted, even answers ROLE as a master until Sentinel demotes it), so wait for a
@@ -198,17 +199,10 @@ final class PrimaryResolver: Sendable {
                 group.addTask {
                     let reply: RESPValue
                     do {
-                        let connection = try await RedisConnection.connect(
-                            to: self.sentinelConnectionConfiguration(sentinel, at: address),
-                            on: MultiThreadedEventLoopGroup.singleton.next(), functionLibraries: []
+                        reply = try await RedisConnection.query(
+                            ["SENTINEL", "MASTER", RedisArgument(sentinel.masterName)],
+                            at: self.sentinelConnectionConfiguration(sentinel, at: address), on: self.loops[0], within: Self.sentinelQueryTimeout
                         )
-                        do {
-                            reply = try await connection.send(["SENTINEL", "MASTER", RedisArgument(sentinel.masterName)])
-                        } catch {
-                            await connection.close()
-                            throw error
-                        }
-                        await connection.close()
                     } catch {
                         return .failure(SentinelFailure(address, error))
                     }
