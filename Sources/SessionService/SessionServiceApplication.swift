@@ -41,9 +41,12 @@ public enum SessionServiceApplication {
         var redisLogger = logger
         redisLogger[metadataKey: "component"] = "redis"
         let metrics = ServiceMetrics()
+        // One event-loop group for the HTTP server and the Redis client: a request's task runs on
+        // its connection's loop and the client answers it over that same loop's Redis connection.
+        let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
         let redis = RedisClient(
-            configuration: redisConfiguration, functionLibraries: [SessionFunctions.library], logger: redisLogger,
-            metricsFactory: metrics.factory
+            configuration: redisConfiguration, functionLibraries: [SessionFunctions.library], eventLoopGroup: eventLoopGroup,
+            logger: redisLogger, metricsFactory: metrics.factory
         )
         let store = SessionStore(
             redis: redis,
@@ -52,7 +55,7 @@ public enum SessionServiceApplication {
                 touchIntervalSeconds: configuration.touchInterval, maxSessionsPerUser: configuration.maxSessionsPerUser,
                 // A write is retried only within the failover deadline: a minute (or twice the
                 // deadline) outlasts every retry.
-                tombstoneMilliseconds: max(60_000, configuration.failoverTimeout * 2),
+                tombstoneRetention: .milliseconds(max(60_000, configuration.failoverTimeout * 2)),
                 rotationGraceSeconds: configuration.rotationGrace, reusePolicy: configuration.rotationReuse,
                 keys: SessionKeys(prefix: configuration.keyPrefix)
             ),
@@ -89,7 +92,7 @@ public enum SessionServiceApplication {
         ).server(
             configuration: ServerConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
-            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger
+            eventLoopGroup: eventLoopGroup, logger: logger
         )
         return SessionServer(services: [RedisClientService(client: redis), server], logger: logger)
     }
@@ -112,12 +115,15 @@ public struct SessionServer: Sendable {
     }
 }
 
-/// Closes the Redis connections when the application shuts down.
+/// Runs the Redis client's background work, and closes its connections when the application shuts
+/// down (after the HTTP server, which stops first, has answered the requests in progress).
 struct RedisClientService: Service {
     let client: RedisClient
 
     func run() async throws {
+        async let background: Void = client.run()
         try? await gracefulShutdown()
         await client.shutdown()
+        await background
     }
 }

@@ -80,7 +80,7 @@ final class Backend: Sendable {
             configuration = RedisConfiguration(host: "127.0.0.1", port: 1)
             configuration.cluster = ClusterConfiguration(seeds: cluster?.endpoints ?? [])
         }
-        return RedisClient(configuration: configuration)
+        return RedisClient.running(configuration: configuration)
     }
 }
 

@@ -2,6 +2,8 @@ import Foundation
 import RedisTestSupport
 import Testing
 
+@testable import SessionService
+
 /// What operators see: which instance answered, and Prometheus metrics that never carry a token.
 @Suite struct ObservabilityTests {
     @Test func everyResponseNamesTheInstanceThatServedIt() async throws {
@@ -38,7 +40,8 @@ import Testing
         #expect(text.contains(#"sessiond_http_request_duration_seconds_bucket{method="GET",route="/v1/session",status="200",le="+Inf"} 3"#))
         // Reads are plain reads: one HGETALL each, no function.
         #expect(text.contains(#"redis_command_duration_seconds_count{command="HGETALL"} 4"#))
-        #expect(!text.contains("FCALL session_touch"), "no read came within the touch interval of the last slide")
+        #expect(text.contains("redis_command_duration_seconds_count{command=\"FCALL \(SessionFunctions.functionPrefix)create\"} 1"))
+        #expect(!text.contains("FCALL \(SessionFunctions.functionPrefix)touch"), "no read came within the touch interval of the last slide")
         #expect(text.contains("redis_primary{address=\"127.0.0.1:\(redis.port)\"} 1.0"))
         #expect(text.contains("redis_primary_changes_total 0"))
         #expect(!text.contains(token), "a token never reaches the metrics")

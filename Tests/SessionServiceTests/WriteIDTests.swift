@@ -8,28 +8,50 @@ import Testing
 /// repeat answers as the first application did and changes nothing. Each is called as sessiond
 /// calls it: in a `MULTI` block with an `HGETALL` of the session after it. Real Redis, no HTTP.
 @Suite struct WriteIDTests {
-    static let key: RedisArgument = "sd:s:{00112233445566778899aabbccddeeff}"
-    static let tombstone: RedisArgument = "sd:t:{00112233445566778899aabbccddeeff}"
+    static let id = SessionID(parsing: "00112233445566778899aabbccddeeff")!
+    static let keys = SessionKeys(prefix: "sd:")
+    static let key = RedisArgument(keys.session(id))
+    static let tombstone = RedisArgument(keys.tombstone(id))
 
-    static func writeID(_ byte: UInt8) -> RedisArgument { RedisArgument(bytes: [UInt8](repeating: byte, count: 8)) }
+    static func writeID(_ byte: UInt8) -> WriteID { WriteID(bytes: [UInt8](repeating: byte, count: 8)) }
     /// A secret digest: 16 bytes, as `SessionToken` makes them.
-    static func digest(_ byte: UInt8) -> RedisArgument { RedisArgument(bytes: [UInt8](repeating: byte, count: 16)) }
+    static func digest(_ byte: UInt8) -> [UInt8] { [UInt8](repeating: byte, count: 16) }
+    static func holder(_ byte: UInt8) -> SessionCall.Holder { .init(secretDigest: digest(byte), onReuse: .revoke) }
 
     static func client(_ redis: RedisServer) throws -> RedisClient {
         RedisClient(configuration: try RedisConfiguration(url: redis.url), functionLibraries: [SessionFunctions.library])
     }
 
     /// The function's result and the session after it, as sessiond reads them.
-    static func call(_ client: RedisClient, _ function: String, _ arguments: [RedisArgument]) async throws -> (result: RESPValue, read: RESPValue) {
-        try await client.fcall(function, keys: [key], arguments: arguments, then: ["HGETALL", key])
+    static func call(_ client: RedisClient, _ call: SessionCall) async throws -> (result: RESPValue, read: RESPValue) {
+        try await client.fcall(call.function, keys: call.keys(keys), arguments: call.arguments, then: ["HGETALL", key])
     }
 
-    static func create(_ client: RedisClient, writeID: RedisArgument) async throws -> (result: RESPValue, read: RESPValue) {
-        try await call(client, "session_create", [writeID, "alice", "600000", "3600000", digest(0xAA), "", "a", "1"])
+    /// The function's result alone.
+    static func result(_ client: RedisClient, _ call: SessionCall) async throws -> RESPValue {
+        try await client.fcall(call.function, keys: call.keys(keys), arguments: call.arguments)
     }
 
-    static func patch(_ client: RedisClient, writeID: RedisArgument, _ value: String) async throws -> (result: RESPValue, read: RESPValue) {
-        try await call(client, "session_write", [writeID, digest(0xAA), "", "patch", "0", "0", "a", RedisArgument(value)])
+    static func create(_ client: RedisClient, writeID: WriteID) async throws -> (result: RESPValue, read: RESPValue) {
+        try await call(client, .create(
+            id, writeID, user: "alice", idleTimeout: .seconds(600), absoluteTimeout: .seconds(3600), secretDigest: digest(0xAA),
+            device: nil, data: [Session.Attribute(name: "a", raw: Array("1".utf8))]
+        ))
+    }
+
+    static func patch(_ client: RedisClient, writeID: WriteID, _ value: String) async throws -> (result: RESPValue, read: RESPValue) {
+        try await call(client, .write(
+            id, writeID, holder(0xAA), ifMatch: nil, mode: .patch, slide: .after(.zero), clockEstimate: 0,
+            attributes: [Session.Attribute(name: "a", raw: Array(value.utf8))]
+        ))
+    }
+
+    static func delete(_ client: RedisClient, writeID: WriteID, holder: SessionCall.Holder? = nil) async throws -> RESPValue {
+        try await result(client, .delete(id, writeID, holder, tombstoneRetention: .seconds(60)))
+    }
+
+    static func rotate(_ client: RedisClient, writeID: WriteID, from old: UInt8, to new: UInt8) async throws -> (result: RESPValue, read: RESPValue) {
+        try await call(client, .rotate(id, writeID, holder(old), newSecretDigest: digest(new), grace: .zero, reauthenticated: false))
     }
 
     /// The version, from the packed times (see ``SessionMeta``).
@@ -82,13 +104,12 @@ import Testing
         let redis = try await RedisServer.start()
         let client = try Self.client(redis)
         _ = try await Self.create(client, writeID: Self.writeID(1))
-        let arguments = [Self.writeID(2), "60000", "", "revoke"]
-        let first = try await client.fcall("session_delete", keys: [Self.key, Self.tombstone], arguments: arguments)
-        let repeated = try await client.fcall("session_delete", keys: [Self.key, Self.tombstone], arguments: arguments)
-        let other = try await client.fcall("session_delete", keys: [Self.key, Self.tombstone], arguments: [Self.writeID(3), "60000", "", "revoke"])
-        #expect(first == .array([.integer(1), .bulkString(Array("alice".utf8)), .integer(0)]))
+        let first = try await Self.delete(client, writeID: Self.writeID(2))
+        let repeated = try await Self.delete(client, writeID: Self.writeID(2))
+        let other = try await Self.delete(client, writeID: Self.writeID(3))
+        #expect(first == .array([.integer(1), .bulkString(Array("alice".utf8))]))
         #expect(repeated == first)
-        #expect(other == .array([.integer(0), .bulkString([]), .integer(0)]), "another delete finds nothing")
+        #expect(other == .null, "another delete finds nothing")
         let remaining = try #require(try await client.send("PTTL", Self.tombstone).integer)
         #expect(remaining > 0 && remaining <= 60000, "the tombstone expires (\(remaining) ms)")
         await client.shutdown()
@@ -98,20 +119,30 @@ import Testing
         let redis = try await RedisServer.start()
         let client = try Self.client(redis)
         _ = try await Self.create(client, writeID: Self.writeID(1))
-        let rotation = [Self.writeID(2), Self.digest(0xAA), Self.digest(0xBB), "0", "0"]
-        let rotated = try await Self.call(client, "session_rotate", rotation)
-        let repeated = try await Self.call(client, "session_rotate", rotation)
+        let rotated = try await Self.rotate(client, writeID: Self.writeID(2), from: 0xAA, to: 0xBB)
+        let repeated = try await Self.rotate(client, writeID: Self.writeID(2), from: 0xAA, to: 0xBB)
         #expect(rotated.result == .integer(1) && repeated.result == .integer(1))
         #expect(rotated.read == repeated.read, "the repeat answers as the rotation did")
-        #expect(try await Self.digests(client).current == [UInt8](repeating: 0xBB, count: 16))
-        #expect(try await Self.digests(client).previous == [UInt8](repeating: 0xAA, count: 16))
+        #expect(try await Self.digests(client).current == Self.digest(0xBB))
+        #expect(try await Self.digests(client).previous == Self.digest(0xAA))
         #expect(try await client.send("OBJECT", "ENCODING", Self.key).string == "listpack")
-        // Another rotation with the old secret (a new request, after a grace of 0) is a reuse.
-        let reuse = await #expect(throws: RedisClientError.self) {
-            try await client.fcall("session_rotate", keys: [Self.key], arguments: [Self.writeID(3), Self.digest(0xAA), Self.digest(0xCC), "0", "0"])
-        }
-        #expect(reuse?.serverErrorPrefix == "SESSIOND_TOKEN_REUSE")
-        #expect(try await Self.digests(client).current == [UInt8](repeating: 0xBB, count: 16))
+        // Another rotation with the old secret (a new request, after a grace of 0) is a reuse,
+        // which under the revoke policy ends the session in that same call.
+        let reuse = try await Self.rotate(client, writeID: Self.writeID(3), from: 0xAA, to: 0xCC)
+        #expect(reuse.result == .array([.bulkString(Array("reused".utf8)), .integer(1), .bulkString(Array("alice".utf8))]))
+        #expect(reuse.read == .array([]), "the reused token's session is gone")
+        await client.shutdown()
+    }
+
+    @Test func aReusedTokenUnderTheRejectPolicyIsRefusedAndTheSessionStays() async throws {
+        let redis = try await RedisServer.start()
+        let client = try Self.client(redis)
+        _ = try await Self.create(client, writeID: Self.writeID(1))
+        _ = try await Self.rotate(client, writeID: Self.writeID(2), from: 0xAA, to: 0xBB)
+        let rejecting = SessionCall.Holder(secretDigest: Self.digest(0xAA), onReuse: .reject)
+        let touch = try await Self.result(client, .touch(Self.id, rejecting, slide: .never))
+        #expect(touch == .array([.bulkString(Array("reused".utf8)), .integer(0), .bulkString([])]))
+        #expect(try await Self.digests(client).current == Self.digest(0xBB), "the session stays with its current token")
         await client.shutdown()
     }
 
@@ -120,24 +151,22 @@ import Testing
         let client = try Self.client(redis)
         _ = try await Self.create(client, writeID: Self.writeID(1))
         // Differs from the session's digest only in its last byte: the comparison covers every word.
-        var almost = [UInt8](repeating: 0xAA, count: 16)
+        var almost = Self.digest(0xAA)
         almost[15] = 0xAB
-        let write = try await client.fcall("session_write", keys: [Self.key], arguments: [
-            Self.writeID(2), RedisArgument(bytes: almost), "", "patch", "0", "0", "a", "2",
-        ])
+        let holder = SessionCall.Holder(secretDigest: almost, onReuse: .revoke)
+        let write = try await Self.result(client, .write(
+            Self.id, Self.writeID(2), holder, ifMatch: nil, mode: .patch, slide: .after(.zero), clockEstimate: 0,
+            attributes: [Session.Attribute(name: "a", raw: Array("2".utf8))]
+        ))
         #expect(write == .null)
-        let touch = try await client.fcall("session_touch", keys: [Self.key], arguments: ["0", RedisArgument(bytes: almost)])
-        #expect(touch == .null)
-        let rotation = try await client.fcall("session_rotate", keys: [Self.key], arguments: [
-            Self.writeID(3), RedisArgument(bytes: almost), Self.digest(0xCC), "0", "0",
-        ])
+        #expect(try await Self.result(client, .touch(Self.id, holder, slide: .after(.zero))) == .null)
+        let rotation = try await Self.result(client, .rotate(
+            Self.id, Self.writeID(3), holder, newSecretDigest: Self.digest(0xCC), grace: .zero, reauthenticated: false
+        ))
         #expect(rotation == .null)
-        let delete = try await client.fcall("session_delete", keys: [Self.key, Self.tombstone], arguments: [
-            Self.writeID(4), "60000", RedisArgument(bytes: almost), "revoke",
-        ])
-        #expect(delete == .array([.integer(0), .bulkString([]), .integer(0)]))
+        #expect(try await Self.delete(client, writeID: Self.writeID(4), holder: holder) == .null)
         #expect(try await Self.version(client) == "1")
-        #expect(try await Self.digests(client).current == [UInt8](repeating: 0xAA, count: 16))
+        #expect(try await Self.digests(client).current == Self.digest(0xAA))
         #expect(try await Self.digests(client).previous == [], "never rotated")
         await client.shutdown()
     }
@@ -145,7 +174,9 @@ import Testing
     @Test func aWriteIDOfTheWrongLengthIsRefused() async throws {
         let redis = try await RedisServer.start()
         let client = try Self.client(redis)
-        let error = await #expect(throws: RedisClientError.self) { try await Self.create(client, writeID: "short") }
+        let error = await #expect(throws: RedisClientError.self) {
+            try await Self.create(client, writeID: WriteID(bytes: Array("short".utf8)))
+        }
         #expect(error?.message.contains("write id") == true)
         await client.shutdown()
     }

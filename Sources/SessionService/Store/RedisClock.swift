@@ -51,7 +51,7 @@ final class RedisClock: Sendable {
     /// `TIME` answers with Redis' clock at some moment of the round trip: take its middle.
     private func measureOffset() async throws -> Int64 {
         let before = Self.hostMilliseconds()
-        let reply = try await redis.send(["TIME"], idempotent: true)
+        let reply = try await redis.send(["TIME"], options: .idempotent)
         let after = Self.hostMilliseconds()
         guard let parts = reply.array, parts.count == 2, let seconds = parts[0].string.flatMap({ Int64($0) }),
             let microseconds = parts[1].string.flatMap({ Int64($0) })

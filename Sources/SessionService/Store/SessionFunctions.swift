@@ -36,8 +36,16 @@ import RedisClient
 /// its write id, so its repeat also answers as the first did. The user-index function needs no id:
 /// adding an id that is there changes nothing.
 enum SessionFunctions {
+    /// The version of the functions' calling convention (arguments and replies). It names the
+    /// library and every function in it (`sessiond_v2_write`), so instances that speak different
+    /// versions can share one Redis without replacing each other's functions: Redis keeps function
+    /// names unique across libraries, and each instance loads and calls only its own.
+    static let protocolVersion = 2
+    /// `sessiond_v<version>_`: the prefix of every function name of this version.
+    static let functionPrefix = "sessiond_v\(protocolVersion)_"
+
     static let library = RedisFunctionLibrary(source: #"""
-        #!lua name=sessiond
+        #!lua name=sessiond_v\#(protocolVersion)
 
         local function now_ms()
             local t = redis.call('TIME')
@@ -166,16 +174,26 @@ enum SessionFunctions {
             return nil
         end
 
-        local TOKEN_REUSE = 'SESSIOND_TOKEN_REUSE the previous token was presented after its grace window'
+        -- The previous token after its grace window: somebody kept a token that should be dead.
+        -- Under the 'revoke' policy the session ends here, in the call that saw the reuse.
+        -- Returns the reply {'reused', 1 when revoked else 0, user or ''}.
+        local function token_reused(key, policy)
+            if policy ~= 'revoke' then return {'reused', 0, ''} end
+            local user = redis.call('HGET', key, 'u') or ''
+            redis.call('DEL', key)
+            return {'reused', 1, user}
+        end
 
         -- Every function that makes or changes a session returns 1 when it did (or had already done: a
         -- repeat) and nil when there is no session for the token; sessiond reads the session in
         -- the same MULTI block with a plain HGETALL, which costs Redis a fraction of handing the
-        -- hash back through Lua.
+        -- hash back through Lua. An outcome that is the caller's, not a fault, is a reply too, never
+        -- an error: {'reused', revoked, user}, {'superseded'}, {'version_mismatch', version}.
+        -- SessionCall (Swift) is the only encoder of these arguments and decoder of these replies.
 
         -- KEYS: session. ARGV: write id, user ('' for none), idle ms, absolute ms, secret digest,
         -- device JSON ('' for none), then name, raw JSON pairs. Returns 1 (also for a repeat).
-        redis.register_function('session_create', function(keys, args)
+        redis.register_function('\#(functionPrefix)create', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             if #args[5] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
@@ -212,16 +230,16 @@ enum SessionFunctions {
             return interval ~= '' and now - meta.l >= tonumber(interval)
         end
 
-        -- KEYS: session. ARGV: minimum ms since the last slide ('' never to slide), secret digest.
-        -- Slides the idle deadline when that much has passed. Returns 1, nil when the session is
-        -- gone or the token is not its own.
-        redis.register_function('session_touch', function(keys, args)
+        -- KEYS: session. ARGV: minimum ms since the last slide ('' never to slide), secret digest,
+        -- 'revoke' or 'reject' (what a reused token does). Slides the idle deadline when that much
+        -- has passed. Returns 1, nil when the session is gone or the token is not its own.
+        redis.register_function('\#(functionPrefix)touch', function(keys, args)
             local meta = read_meta(keys[1])
             if not meta then return nil end
             local now = now_ms()
             local state = token_state(args[2], meta, now)
             if not state then return nil end
-            if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
+            if state == 'reused' then return token_reused(keys[1], args[3]) end
             if slides(args[1], meta, now) then
                 meta.l = now
                 redis.call('HSET', keys[1], 'm', packed_times(meta))
@@ -232,13 +250,13 @@ enum SessionFunctions {
 
         -- KEYS: session. ARGV: write id, secret digest, If-Match condition ('' for none, '*', or
         -- versions joined by ','), 'patch' or 'replace', minimum ms since the last slide before
-        -- this write slides the idle deadline too, sessiond's estimate of Redis' clock (ms; '' to
-        -- ask Redis' clock in any case), then name, raw JSON pairs. In 'patch' a raw 'null'
-        -- deletes the attribute; 'replace' first removes every attribute. Returns 1, nil when the
-        -- session is gone or the token is not its own. As for a read, the estimate only decides
-        -- whether to ask Redis' clock (TIME and its conversion cost a fifth of a write): when it
-        -- says a slide may be due, Redis' clock decides.
-        redis.register_function('session_write', function(keys, args)
+        -- this write slides the idle deadline too ('' never), sessiond's estimate of Redis' clock (ms; '' to
+        -- ask Redis' clock in any case), 'revoke' or 'reject' (what a reused token does), then
+        -- name, raw JSON pairs. In 'patch' a raw 'null' deletes the attribute; 'replace' first
+        -- removes every attribute. Returns 1, nil when the session is gone or the token is not its
+        -- own. As for a read, the estimate only decides whether to ask Redis' clock (TIME and its
+        -- conversion cost a fifth of a write): when it says a slide may be due, Redis' clock decides.
+        redis.register_function('\#(functionPrefix)write', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local key = keys[1]
@@ -246,10 +264,10 @@ enum SessionFunctions {
             if not meta then return nil end
             local state = token_state(args[2], meta)
             if not state then return nil end
-            if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
+            if state == 'reused' then return token_reused(key, args[7]) end
             if has_write(meta.w, args[1]) then return 1 end
             if args[3] ~= '' and not version_matches(args[3], meta.v) then
-                return redis.error_reply('SESSIOND_VERSION_MISMATCH ' .. meta.v)
+                return {'version_mismatch', meta.v}
             end
             local removals = {}
             if args[4] == 'replace' then
@@ -259,14 +277,14 @@ enum SessionFunctions {
             end
             meta.v = meta.v + 1
             local slide = false
-            if args[6] == '' or tonumber(args[6]) - meta.l >= tonumber(args[5]) then
+            if args[5] ~= '' and (args[6] == '' or tonumber(args[6]) - meta.l >= tonumber(args[5])) then
                 local now = now_ms()
                 slide = slides(args[5], meta, now)
                 if slide then meta.l = now end
             end
             meta.w = remember_write(meta.w, args[1])
             local updates = {'m', packed_times(meta), 'w', meta.w}
-            for index = 7, #args, 2 do
+            for index = 8, #args, 2 do
                 if args[4] == 'patch' and args[index + 1] == 'null' then
                     removals[#removals + 1] = '.' .. args[index]
                 else
@@ -282,39 +300,36 @@ enum SessionFunctions {
 
         -- KEYS: session, its tombstone. ARGV: write id, tombstone retention ms, secret digest (''
         -- for an administrator, who needs no token), 'revoke' or 'reject' (what a reused token
-        -- does). Deletes the session. Returns {deleted, user or '', reused}: deleted is 1 when it
-        -- existed (or this very delete already removed it); reused is 1 when the token was the
-        -- previous one after its grace window (then the session is deleted only under 'revoke').
-        redis.register_function('session_delete', function(keys, args)
+        -- does). Deletes the session. Returns {1, user or ''} when it existed (or this very delete
+        -- already removed it), nil when there was nothing of the token's to delete, or the reuse
+        -- reply when the token was the previous one after its grace window.
+        redis.register_function('\#(functionPrefix)delete', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local found = redis.call('HMGET', keys[1], 'u', 'm', 'k')
-            local reused = 0
             if found[2] and args[3] ~= '' then
                 local state = token_state(args[3], unpack_meta(found[2], found[3]))
-                if not state then return {0, '', 0} end
-                if state == 'reused' then
-                    reused = 1
-                    if args[4] ~= 'revoke' then return {0, '', 1} end
-                end
+                if not state then return nil end
+                if state == 'reused' then return token_reused(keys[1], args[4]) end
             end
             local user = found[1] or ''
             if redis.call('DEL', keys[1]) == 1 then
                 redis.call('HSET', keys[2], 'w', args[1], 'u', user)
                 redis.call('PEXPIRE', keys[2], args[2])
-                return {1, user, reused}
+                return {1, user}
             end
             local tombstone = redis.call('HMGET', keys[2], 'w', 'u')
-            if tombstone[1] and has_write(tombstone[1], args[1]) then return {1, tombstone[2] or '', 0} end
-            return {0, '', 0}
+            if tombstone[1] and has_write(tombstone[1], args[1]) then return {1, tombstone[2] or ''} end
+            return nil
         end)
 
         -- KEYS: session. ARGV: write id, the current secret's digest, the new secret's digest, grace
-        -- ms, '1' when the user has just authenticated again ('0' otherwise). Gives the session its
-        -- new secret and remembers the one it replaces, which keeps working for the grace window;
-        -- slides the idle deadline. Only the current token may rotate: the previous one inside its
-        -- window gets SESSIOND_TOKEN_SUPERSEDED. Returns 1, nil when the session is gone.
-        redis.register_function('session_rotate', function(keys, args)
+        -- ms, '1' when the user has just authenticated again ('0' otherwise), 'revoke' or 'reject'
+        -- (what a reused token does). Gives the session its new secret and remembers the one it
+        -- replaces, which keeps working for the grace window; slides the idle deadline. Only the
+        -- current token may rotate: the previous one inside its window gets {'superseded'}.
+        -- Returns 1, nil when the session is gone.
+        redis.register_function('\#(functionPrefix)rotate', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             if #args[3] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
@@ -326,10 +341,8 @@ enum SessionFunctions {
             local now = now_ms()
             local state = token_state(args[2], meta, now)
             if not state then return nil end
-            if state == 'reused' then return redis.error_reply(TOKEN_REUSE) end
-            if state == 'grace' then
-                return redis.error_reply('SESSIOND_TOKEN_SUPERSEDED only the current token can rotate the session')
-            end
+            if state == 'reused' then return token_reused(key, args[6]) end
+            if state == 'grace' then return {'superseded'} end
             meta.p = meta.s
             meta.s = args[3]
             meta.g = now + tonumber(args[4])
@@ -345,7 +358,7 @@ enum SessionFunctions {
         -- ARGV: id, absolute deadline ms ('' to use now + ARGV[3]), lifetime ms.
         -- Adds the id, drops entries past their absolute deadline (those sessions are certainly
         -- gone), keeps the index alive exactly as long as its longest-lived entry. Returns its size.
-        redis.register_function('user_index_add', function(keys, args)
+        redis.register_function('\#(functionPrefix)index_add', function(keys, args)
             local now = now_ms()
             local deadline = args[2] ~= '' and tonumber(args[2]) or now + tonumber(args[3])
             redis.call('ZADD', keys[1], deadline + 1000, args[1])
@@ -355,19 +368,4 @@ enum SessionFunctions {
             return redis.call('ZCARD', keys[1])
         end)
         """#)
-}
-
-/// The functions of ``SessionFunctions/library`` and the policy each call follows, in one place.
-///
-/// Every one of them may be sent again after a broken connection, a timeout or a failover: the
-/// touch and the index upkeep change nothing that matters when repeated, and the session writes
-/// recognise their write id (see ``SessionFunctions``). Every one of them writes, so in the
-/// replicated mode its acknowledgement waits for the replicas; reads are plain commands.
-enum SessionFunction: String, Sendable {
-    case create = "session_create"
-    case touch = "session_touch"
-    case write = "session_write"
-    case delete = "session_delete"
-    case rotate = "session_rotate"
-    case userIndexAdd = "user_index_add"
 }

@@ -23,7 +23,7 @@ struct SessionStore: Sendable {
         var maxSessionsPerUser: Int
         /// How long a delete's tombstone keeps its write id: longer than any retry of that write
         /// can come (see ``SessionFunctions``).
-        var tombstoneMilliseconds: Int
+        var tombstoneRetention: Duration
         /// Seconds the previous token keeps working after a rotation, unless the rotation says.
         var rotationGraceSeconds: Int
         /// What a reused token (the previous one after its grace window) does to its session.
@@ -58,22 +58,17 @@ struct SessionStore: Sendable {
         user: String?, device: [UInt8]?, data: [Session.Attribute], idleTimeout: Int?, absoluteTimeout: Int?
     ) async throws(SessionStoreError) -> (SessionToken, Session) {
         let token = try newToken()
-        let writeID = WriteID()
-        let idleMilliseconds = Int64(idleTimeout ?? settings.idleTimeoutSeconds) * 1000
-        let absoluteMilliseconds = Int64(absoluteTimeout ?? settings.absoluteTimeoutSeconds) * 1000
+        let idle = Duration.seconds(idleTimeout ?? settings.idleTimeoutSeconds)
+        let absolute = Duration.seconds(absoluteTimeout ?? settings.absoluteTimeoutSeconds)
         var indexSize: Int64 = 0
-        if let user {
-            let reply = try await call(.userIndexAdd, keys: [keys.userIndex(user)], [
-                RedisArgument(token.id.hex), "", RedisArgument(absoluteMilliseconds),
-            ])
-            indexSize = reply.integer ?? 0
+        if let user, case .indexSize(let size) = try await call(.indexAdd(user: user, token.id, lifetime: absolute)) {
+            indexSize = size
         }
-        let arguments: [RedisArgument] = [
-            writeID.argument, RedisArgument(user ?? ""), RedisArgument(idleMilliseconds), RedisArgument(absoluteMilliseconds),
-            RedisArgument(bytes: token.secretDigest), RedisArgument(bytes: device ?? []),
-        ] + data.redisArguments
-        let session = try await callThenRead(.create, session: token.id, arguments)
-        guard let session else { throw .corrupt("session_create made no session") }
+        let creation = SessionCall.create(
+            token.id, WriteID(), user: user, idleTimeout: idle, absoluteTimeout: absolute, secretDigest: token.secretDigest,
+            device: device, data: data
+        )
+        guard let session = try await callThenRead(creation).session else { throw .corrupt("\(creation.function) made no session") }
         if let user, settings.maxSessionsPerUser > 0, indexSize > settings.maxSessionsPerUser {
             try await enforceCap(user: user, keeping: token.id)
         }
@@ -89,15 +84,15 @@ struct SessionStore: Sendable {
     /// - Parameter maxAuthAge: milliseconds; a session authenticated longer ago is refused with
     ///   ``SessionStoreError/reauthenticationRequired(authenticatedAt:)`` and left as it is.
     func read(_ token: SessionToken, touch: Bool, maxAuthAge: Int64? = nil) async throws(SessionStoreError) -> Session {
-        let interval = Int64(settings.touchIntervalSeconds) * 1000
-        if touch, interval == 0, maxAuthAge == nil {
+        let interval = Duration.seconds(settings.touchIntervalSeconds)
+        if touch, interval == .zero, maxAuthAge == nil {
             // Every read slides: the function reads too, in one round trip.
-            return try await self.touch(token, minimumInterval: "0")
+            return try await self.touch(token, slide: .after(.zero))
         }
         var session = try await read(token.id)
         switch session.recognise(token) {
         case .current: break
-        case .previous: session = try await self.touch(token, minimumInterval: "")
+        case .previous: session = try await self.touch(token, slide: .never)
         case .none: throw .notFound
         }
         guard touch || maxAuthAge != nil else { return session }
@@ -105,8 +100,8 @@ struct SessionStore: Sendable {
         if let maxAuthAge, now - session.authenticatedAt > maxAuthAge {
             throw .reauthenticationRequired(authenticatedAt: session.authenticatedAt)
         }
-        guard touch, now - session.lastSeenAt >= interval else { return session }
-        return try await self.touch(token, minimumInterval: RedisArgument(interval))
+        guard touch, now - session.lastSeenAt >= interval.milliseconds else { return session }
+        return try await self.touch(token, slide: .after(interval))
     }
 
     /// The session with this id, for an administrator (no token, never slides).
@@ -116,87 +111,90 @@ struct SessionStore: Sendable {
         return try Session(id: id, fields: reply)
     }
 
-    /// `session_touch` for `token`: slides when `minimumInterval` ms have passed ("" never).
-    private func touch(_ token: SessionToken, minimumInterval: RedisArgument) async throws(SessionStoreError) -> Session {
-        try await tokenCall(token, .touch, [minimumInterval, RedisArgument(bytes: token.secretDigest)])
+    private func touch(_ token: SessionToken, slide: SessionCall.Slide) async throws(SessionStoreError) -> Session {
+        try await tokenCall(.touch(token.id, holder(of: token), slide: slide), token: token)
     }
 
     /// Sets each named attribute (a raw `null` deletes it), atomically; version + 1.
     func patch(_ token: SessionToken, changes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
-        try await write(token, mode: "patch", attributes: changes, ifMatch: ifMatch)
+        try await write(token, mode: .patch, attributes: changes, ifMatch: ifMatch)
     }
 
     /// Replaces the whole data object, atomically; version + 1.
     func replaceData(_ token: SessionToken, data: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
-        try await write(token, mode: "replace", attributes: data, ifMatch: ifMatch)
+        try await write(token, mode: .replace, attributes: data, ifMatch: ifMatch)
     }
 
     /// Slides the idle deadline too when the touch interval has passed since the last slide (by
     /// Redis' clock, asked only when this host's estimate of it says so, as for a read).
-    private func write(_ token: SessionToken, mode: String, attributes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
-        let interval = Int64(settings.touchIntervalSeconds) * 1000
+    private func write(_ token: SessionToken, mode: SessionCall.WriteMode, attributes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
+        let interval = Duration.seconds(settings.touchIntervalSeconds)
         // With an interval of 0 every write slides: no estimate, Redis' clock in any case.
-        let estimate = interval == 0 ? "" : RedisArgument(try await withSessionStoreErrors { try await clock.now() })
-        let arguments: [RedisArgument] = [
-            WriteID().argument, RedisArgument(bytes: token.secretDigest), RedisArgument(ifMatch?.functionArgument ?? ""),
-            RedisArgument(mode), RedisArgument(interval), estimate,
-        ] + attributes.redisArguments
-        return try await tokenCall(token, .write, arguments)
+        let estimate = interval == .zero ? nil : try await withSessionStoreErrors { try await clock.now() }
+        return try await tokenCall(
+            .write(token.id, WriteID(), holder(of: token), ifMatch: ifMatch, mode: mode, slide: .after(interval), clockEstimate: estimate, attributes: attributes),
+            token: token
+        )
     }
 
     /// Ends the session of `token` (idempotent; a token that is none of the session's ends
     /// nothing); its index entry is removed after it.
     func delete(_ token: SessionToken) async throws(SessionStoreError) {
-        let outcome = try await delete(token.id, secretDigest: token.secretDigest)
-        if outcome.reused { reportReuse(of: token.id, revoked: outcome.deleted) }
+        _ = try await delete(token.id, holder: holder(of: token))
     }
 
     /// Ends a session by id, for an administrator (idempotent). Returns whether it existed.
     @discardableResult
     func delete(_ id: SessionID) async throws(SessionStoreError) -> Bool {
-        try await delete(id, secretDigest: []).deleted
+        try await delete(id, holder: nil)
     }
 
-    private func delete(_ id: SessionID, secretDigest: [UInt8]) async throws(SessionStoreError) -> (deleted: Bool, reused: Bool) {
-        let reply = try await call(.delete, keys: [keys.session(id), keys.tombstone(id)], deleteArguments(WriteID(), secretDigest: secretDigest))
-        guard let parts = reply.array, parts.count == 3 else { throw .corrupt("unexpected reply to session_delete") }
-        let deleted = parts[0].integer == 1
-        if deleted, let user = parts[1].string, !user.isEmpty {
-            _ = try await send(["ZREM", RedisArgument(keys.userIndex(user)), RedisArgument(id.hex)])
+    private func delete(_ id: SessionID, holder: SessionCall.Holder?) async throws(SessionStoreError) -> Bool {
+        switch try await call(.delete(id, WriteID(), holder, tombstoneRetention: settings.tombstoneRetention)) {
+        case .deleted(let user):
+            try await removeFromIndex(id, user: user)
+            return true
+        case .tokenReused(let revoked, let user):
+            try await reused(id, revoked: revoked, user: user)
+            return false
+        default:
+            return false
         }
-        return (deleted, parts[2].integer == 1)
     }
 
     /// Gives the session a new token; its id, data, user, version, creation time and absolute
-    /// deadline stay, the idle deadline slides. One atomic `session_rotate` on the session's own key,
-    /// so a failure leaves it reachable by exactly one of its tokens. The previous token keeps
-    /// reading and writing for `graceSeconds` (default from configuration), never rotates, and
-    /// counts as reused after that.
+    /// deadline stay, the idle deadline slides. One atomic rotation on the session's own key, so a
+    /// failure leaves it reachable by exactly one of its tokens. The previous token keeps reading
+    /// and writing for `graceSeconds` (default from configuration), never rotates, and counts as
+    /// reused after that.
     /// - Parameter reauthenticated: the user has just proved who they are: `authenticated_at` is now.
     func rotate(_ token: SessionToken, graceSeconds: Int?, reauthenticated: Bool) async throws(SessionStoreError) -> (SessionToken, Session) {
         let newToken = try newToken(for: token.id)
-        let session = try await tokenCall(token, .rotate, [
-            WriteID().argument, RedisArgument(bytes: token.secretDigest), RedisArgument(bytes: newToken.secretDigest),
-            RedisArgument(Int64(graceSeconds ?? settings.rotationGraceSeconds) * 1000), reauthenticated ? "1" : "0",
-        ])
+        let grace = Duration.seconds(graceSeconds ?? settings.rotationGraceSeconds)
+        let session = try await tokenCall(
+            .rotate(token.id, WriteID(), holder(of: token), newSecretDigest: newToken.secretDigest, grace: grace, reauthenticated: reauthenticated),
+            token: token
+        )
         return (newToken, session)
     }
 
-    /// A function acting for `token`'s holder on its session, and the session it leaves. A reused
-    /// token is reported and, under the `revoke` policy, ends its session at once; either way the
-    /// caller sees no session.
-    private func tokenCall(_ token: SessionToken, _ function: SessionFunction, _ arguments: [RedisArgument]) async throws(SessionStoreError) -> Session {
-        do throws(SessionStoreError) {
-            guard let session = try await callThenRead(function, session: token.id, arguments) else { throw .notFound }
-            return session
-        } catch .tokenReused {
-            let revoked = settings.reusePolicy == .revoke ? try await delete(token.id, secretDigest: token.secretDigest).deleted : false
-            reportReuse(of: token.id, revoked: revoked)
-            throw .notFound
-        }
+    private func holder(of token: SessionToken) -> SessionCall.Holder {
+        SessionCall.Holder(secretDigest: token.secretDigest, onReuse: settings.reusePolicy)
     }
 
-    private func reportReuse(of id: SessionID, revoked: Bool) {
+    /// A call acting for `token`'s holder on its session, and the session it leaves. A reused token
+    /// (which the call itself revoked under the `revoke` policy) is reported; either way the caller
+    /// sees no session.
+    private func tokenCall(_ call: SessionCall, token: SessionToken) async throws(SessionStoreError) -> Session {
+        let (outcome, session) = try await callThenRead(call)
+        if case .tokenReused(let revoked, let user) = outcome { try await reused(token.id, revoked: revoked, user: user) }
+        guard let session else { throw .notFound }
+        return session
+    }
+
+    /// A rotated-away token came back after its grace window: counted, logged, and when the call
+    /// revoked the session, its index entry removed.
+    private func reused(_ id: SessionID, revoked: Bool, user: String?) async throws(SessionStoreError) {
         reuses.increment()
         logger.warning(
             revoked
@@ -204,6 +202,13 @@ struct SessionStore: Sendable {
                 : "a rotated-away token was presented after its grace window: refused",
             metadata: ["session": "\(id)"]
         )
+        if revoked { try await removeFromIndex(id, user: user) }
+    }
+
+    /// Removes an ended session from its user's index (after the session itself: see the type's doc).
+    private func removeFromIndex(_ id: SessionID, user: String?) async throws(SessionStoreError) {
+        guard let user else { return }
+        _ = try await send(["ZREM", RedisArgument(keys.userIndex(user)), RedisArgument(id.hex)], options: SessionCall.options)
     }
 
     // MARK: - A user's sessions
@@ -231,7 +236,7 @@ struct SessionStore: Sendable {
         }
         let dead = found.filter { $0.1 == nil }.map { RedisArgument($0.0) }
         if !dead.isEmpty {
-            _ = try await send(["ZREM", RedisArgument(indexKey)] + dead)
+            _ = try await send(["ZREM", RedisArgument(indexKey)] + dead, options: SessionCall.options)
         }
         // A session whose user field differs was indexed under a user it no longer belongs to: skip it.
         return found.compactMap { $0.1 }.filter { $0.user == user }.sorted { ($0.createdAt, $0.id.hex) < ($1.createdAt, $1.id.hex) }
@@ -242,23 +247,21 @@ struct SessionStore: Sendable {
     func revokeAll(ofUser user: String, except kept: SessionID? = nil) async throws(SessionStoreError) -> Int {
         let indexKey = keys.userIndex(user)
         let ids = try await indexedIDs(indexKey).filter { $0 != kept?.hex }
-        let arguments = deleteArguments(WriteID(), secretDigest: [])
+        let writeID = WriteID()
         let revoked = try await withSessionStoreErrors {
             try await withThrowingTaskGroup(of: Int.self) { group in
                 for id in ids {
                     group.addTask {
                         guard let sessionID = SessionID(parsing: id) else { return 0 }
-                        let reply = try await call(
-                            .delete, keys: [keys.session(sessionID), keys.tombstone(sessionID)], arguments
-                        )
-                        return reply.array?.first?.integer == 1 ? 1 : 0
+                        let outcome = try await call(.delete(sessionID, writeID, nil, tombstoneRetention: settings.tombstoneRetention))
+                        return if case .deleted = outcome { 1 } else { 0 }
                     }
                 }
                 return try await group.reduce(0, +)
             }
         }
         if !ids.isEmpty {
-            _ = try await send(["ZREM", RedisArgument(indexKey)] + ids.map { RedisArgument($0) })
+            _ = try await send(["ZREM", RedisArgument(indexKey)] + ids.map { RedisArgument($0) }, options: SessionCall.options)
         }
         return revoked
     }
@@ -310,42 +313,30 @@ struct SessionStore: Sendable {
 
     // MARK: - Redis
 
-    /// Calls one of the session functions with the policy ``SessionFunction`` gives it: every call
-    /// may be repeated after a failure whose outcome is unknown, and waits for replicas in the
-    /// replicated mode.
-    private func call(_ function: SessionFunction, keys: [String], _ arguments: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
-        try await withSessionStoreErrors {
-            try await redis.fcall(
-                function.rawValue, keys: keys.map { RedisArgument($0) }, arguments: arguments, idempotent: true, durable: true
-            )
+    /// Calls one session function, with the policy every session call follows (``SessionCall/options``).
+    private func call(_ call: SessionCall) async throws(SessionStoreError) -> SessionCall.Outcome {
+        let reply = try await withSessionStoreErrors {
+            try await redis.fcall(call.function, keys: call.keys(keys), arguments: call.arguments, options: SessionCall.options)
         }
+        return try call.decode(reply)
     }
 
-    /// Calls a function on one session (its key the only key) and reads the session it leaves, in
-    /// one `MULTI` block; `nil` when the function found no session (for the token it was given).
-    private func callThenRead(_ function: SessionFunction, session id: SessionID, _ arguments: [RedisArgument]) async throws(SessionStoreError) -> Session? {
+    /// Calls a function on one session and reads the session it leaves, in one `MULTI` block; the
+    /// session is `nil` when there is none (for the token the call was given).
+    private func callThenRead(_ call: SessionCall) async throws(SessionStoreError) -> (outcome: SessionCall.Outcome, session: Session?) {
+        guard let id = call.session else { throw .corrupt("\(call.function) acts on no session") }
         let key = RedisArgument(keys.session(id))
         let (result, fields) = try await withSessionStoreErrors {
-            try await redis.fcall(function.rawValue, keys: [key], arguments: arguments, then: ["HGETALL", key], idempotent: true, durable: true)
+            try await redis.fcall(call.function, keys: [key], arguments: call.arguments, then: ["HGETALL", key], options: SessionCall.options)
         }
-        guard !result.isNull else { return nil }
-        return try Session(id: id, fields: fields)
+        let outcome = try call.decode(result)
+        guard outcome == .done else { return (outcome, nil) }
+        return (outcome, try Session(id: id, fields: fields))
     }
 
-    /// The arguments of `session_delete`; an empty digest is an administrator's delete (no token).
-    private func deleteArguments(_ writeID: WriteID, secretDigest: [UInt8]) -> [RedisArgument] {
-        [
-            writeID.argument, RedisArgument(settings.tombstoneMilliseconds), RedisArgument(bytes: secretDigest),
-            RedisArgument(settings.reusePolicy.rawValue),
-        ]
-    }
-
-    /// Plain commands here are all idempotent (HGETALL, ZRANGE, ZREM, SET of the readiness key);
-    /// the index removals wait for replicas in replicated mode.
-    private func send(_ command: [RedisArgument]) async throws(SessionStoreError) -> RESPValue {
-        try await withSessionStoreErrors {
-            try await redis.send(command, idempotent: true, durable: command.first == RedisArgument("ZREM"))
-        }
+    /// A plain command (the reads, the index upkeep, the readiness probe): all idempotent.
+    private func send(_ command: [RedisArgument], options: RedisCommandOptions = .idempotent) async throws(SessionStoreError) -> RESPValue {
+        try await withSessionStoreErrors { try await redis.send(command, options: options) }
     }
 
     /// Runs Redis work, mapping every failure to ``SessionStoreError``.
@@ -356,13 +347,7 @@ struct SessionStore: Sendable {
             throw error
         } catch let error as RedisClientError where error.code == .durabilityTimeout {
             throw .notDurable(error)
-        } catch let error as RedisClientError where error.serverErrorPrefix == "SESSIOND_TOKEN_REUSE" {
-            throw .tokenReused
-        } catch let error as RedisClientError where error.serverErrorPrefix == "SESSIOND_TOKEN_SUPERSEDED" {
-            throw .tokenSuperseded
-        } catch let error as RedisClientError where error.serverErrorPrefix == "SESSIOND_VERSION_MISMATCH" {
-            throw .versionMismatch(current: Int64(error.message.split(separator: " ").last ?? "") ?? 0)
-        } catch let error as RedisClientError where error.code == .serverError && !error.isTransientServerError {
+        } catch let error as RedisClientError where error.code == .serverError && !error.isTemporaryRefusal {
             throw .corrupt("Redis refused a command: \(error.message)")
         } catch let error as RedisClientError {
             throw .unavailable(error)
@@ -370,42 +355,6 @@ struct SessionStore: Sendable {
             throw .unavailable(RedisClientError(code: .connectionClosed, message: "the request was cancelled"))
         } catch {
             throw .corrupt("\(error)")
-        }
-    }
-}
-
-/// The id of one request's writes: 8 random bytes, so that Redis can tell a repeated write from a
-/// new one (see ``SessionFunctions``). Not a secret: uniqueness among a session's recent writes
-/// is all it needs.
-struct WriteID: Sendable {
-    let argument: RedisArgument
-
-    init() {
-        var generator = SystemRandomNumberGenerator()
-        let value: UInt64 = generator.next()
-        argument = withUnsafeBytes(of: value) { RedisArgument(bytes: Array($0)) }
-    }
-}
-
-extension [Session.Attribute] {
-    /// Name, raw JSON, name, raw JSON, ...: the attributes as the session functions take them.
-    var redisArguments: [RedisArgument] {
-        var arguments: [RedisArgument] = []
-        arguments.reserveCapacity(count * 2)
-        for attribute in self {
-            arguments.append(RedisArgument(attribute.name))
-            arguments.append(RedisArgument(bytes: attribute.raw))
-        }
-        return arguments
-    }
-}
-
-extension RedisClientError {
-    /// Server errors that mean "not now" rather than "never": retrying later (or elsewhere) can succeed.
-    var isTransientServerError: Bool {
-        switch serverErrorPrefix {
-        case "READONLY", "LOADING", "MASTERDOWN", "NOREPLICAS", "BUSY", "TRYAGAIN", "CLUSTERDOWN", "OOM": true
-        default: false
         }
     }
 }

@@ -1,0 +1,210 @@
+import RedisClient
+
+/// One call of a function of ``SessionFunctions``, with typed arguments: the only encoder of the
+/// functions' `KEYS` and `ARGV` and the only decoder of their replies, kept beside the Lua.
+/// ``SessionStore`` only sequences calls.
+///
+/// Every call may be sent again after a failure whose outcome is unknown (the session writes
+/// recognise their write id, the touch and the index upkeep change nothing when repeated), and every
+/// one of them writes, so in the replicated mode it waits for the replicas: ``options``.
+enum SessionCall: Sendable {
+    /// What a write does with the attributes it is given.
+    enum WriteMode: String, Sendable {
+        /// Sets each named attribute; a raw `null` deletes it.
+        case patch
+        /// Replaces the whole data object.
+        case replace
+    }
+
+    /// When a call slides the session's idle deadline (by Redis' clock).
+    enum Slide: Sendable, Equatable {
+        /// Never: a read with the previous token, which only Redis may judge.
+        case never
+        /// Once this long has passed since the last slide (`.zero`: on every call).
+        case after(Duration)
+    }
+
+    /// The holder of a token acting on its session: the digest of the secret presented, and what
+    /// presenting the previous token after its grace window does.
+    struct Holder: Sendable {
+        let secretDigest: [UInt8]
+        let onReuse: TokenReusePolicy
+    }
+
+    /// Makes a session under `id`; a repeat of `writeID` answers as the first did.
+    case create(
+        SessionID, WriteID, user: String?, idleTimeout: Duration, absoluteTimeout: Duration, secretDigest: [UInt8],
+        device: [UInt8]?, data: [Session.Attribute]
+    )
+    /// Checks `holder`'s token and slides the idle deadline as `slide` says.
+    case touch(SessionID, Holder, slide: Slide)
+    /// Sets or replaces attributes if `ifMatch` holds; slides when `slide` says, asking Redis' clock
+    /// only when `clockEstimate` (sessiond's estimate of it, in ms) says a slide may be due (`nil`:
+    /// ask in any case).
+    case write(
+        SessionID, WriteID, Holder, ifMatch: IfMatch?, mode: WriteMode, slide: Slide, clockEstimate: Int64?,
+        attributes: [Session.Attribute]
+    )
+    /// Gives the session `newSecretDigest`; the holder's token keeps working for `grace`.
+    case rotate(SessionID, WriteID, Holder, newSecretDigest: [UInt8], grace: Duration, reauthenticated: Bool)
+    /// Ends the session: for its token's holder, or for an administrator (`nil`: no token needed).
+    /// Its tombstone remembers `writeID` for `tombstoneRetention`.
+    case delete(SessionID, WriteID, Holder?, tombstoneRetention: Duration)
+    /// Adds `id` to `user`'s index, which lives `lifetime` from now at least.
+    case indexAdd(user: String, SessionID, lifetime: Duration)
+
+    /// What a call answered.
+    enum Outcome: Sendable, Equatable {
+        /// The call did what it was asked (or a repeat found it done).
+        case done
+        /// No session for the token or id (never was, ended, or not this token's).
+        case noSession
+        /// A delete ended the session, which belonged to `user`.
+        case deleted(user: String?)
+        /// The previous token after its grace window; the session was ended when `revoked`, and
+        /// belonged to `user`.
+        case tokenReused(revoked: Bool, user: String?)
+        /// The user's index holds this many ids now.
+        case indexSize(Int64)
+    }
+
+    /// Retried after an unknown outcome, and acknowledged only once replicated in the durable mode.
+    static var options: RedisCommandOptions { [.idempotent, .durable] }
+
+    /// The function's name in Redis.
+    var function: String {
+        let name = switch self {
+        case .create: "create"
+        case .touch: "touch"
+        case .write: "write"
+        case .rotate: "rotate"
+        case .delete: "delete"
+        case .indexAdd: "index_add"
+        }
+        return SessionFunctions.functionPrefix + name
+    }
+
+    /// The session the call acts on (`nil` for the index).
+    var session: SessionID? {
+        switch self {
+        case .create(let id, _, _, _, _, _, _, _), .touch(let id, _, _), .write(let id, _, _, _, _, _, _, _),
+            .rotate(let id, _, _, _, _, _), .delete(let id, _, _, _):
+            id
+        case .indexAdd:
+            nil
+        }
+    }
+
+    /// The call's `KEYS`: all in one hash slot.
+    func keys(_ keys: SessionKeys) -> [RedisArgument] {
+        switch self {
+        case .delete(let id, _, _, _): [RedisArgument(keys.session(id)), RedisArgument(keys.tombstone(id))]
+        case .indexAdd(let user, _, _): [RedisArgument(keys.userIndex(user))]
+        default: session.map { [RedisArgument(keys.session($0))] } ?? []
+        }
+    }
+
+    /// The call's `ARGV`, in the order the Lua reads them.
+    var arguments: [RedisArgument] {
+        switch self {
+        case .create(_, let writeID, let user, let idle, let absolute, let digest, let device, let data):
+            return [
+                writeID.argument, RedisArgument(user ?? ""), RedisArgument(idle.milliseconds), RedisArgument(absolute.milliseconds),
+                RedisArgument(bytes: digest), RedisArgument(bytes: device ?? []),
+            ] + data.redisArguments
+        case .touch(_, let holder, let slide):
+            return [slide.argument, RedisArgument(bytes: holder.secretDigest), holder.onReuse.argument]
+        case .write(_, let writeID, let holder, let ifMatch, let mode, let slide, let estimate, let attributes):
+            return [
+                writeID.argument, RedisArgument(bytes: holder.secretDigest), RedisArgument(ifMatch?.functionArgument ?? ""),
+                RedisArgument(mode.rawValue), slide.argument, estimate.map { RedisArgument($0) } ?? "",
+                holder.onReuse.argument,
+            ] + attributes.redisArguments
+        case .rotate(_, let writeID, let holder, let newDigest, let grace, let reauthenticated):
+            return [
+                writeID.argument, RedisArgument(bytes: holder.secretDigest), RedisArgument(bytes: newDigest),
+                RedisArgument(grace.milliseconds), reauthenticated ? "1" : "0", holder.onReuse.argument,
+            ]
+        case .delete(_, let writeID, let holder, let retention):
+            return [
+                writeID.argument, RedisArgument(retention.milliseconds), RedisArgument(bytes: holder?.secretDigest ?? []),
+                (holder?.onReuse ?? .revoke).argument,
+            ]
+        case .indexAdd(_, let id, let lifetime):
+            return [RedisArgument(id.hex), "", RedisArgument(lifetime.milliseconds)]
+        }
+    }
+
+    /// What the function's reply means.
+    /// - Throws: ``SessionStoreError/versionMismatch(current:)``, ``SessionStoreError/tokenSuperseded``,
+    ///   or ``SessionStoreError/corrupt(_:)`` for a reply no function of this version gives.
+    func decode(_ reply: RESPValue) throws(SessionStoreError) -> Outcome {
+        switch (self, reply) {
+        case (_, .null):
+            return .noSession
+        case (.indexAdd, .integer(let size)):
+            return .indexSize(size)
+        case (.delete, .array(let parts)) where parts.count == 2 && parts[0] == .integer(1):
+            return .deleted(user: parts[1].nonEmptyString)
+        case (.create, .integer(1)), (.touch, .integer(1)), (.write, .integer(1)), (.rotate, .integer(1)):
+            return .done
+        case (_, .array(let parts)):
+            switch (parts.first?.string, parts.count) {
+            case ("reused", 3):
+                return .tokenReused(revoked: parts[1] == .integer(1), user: parts[2].nonEmptyString)
+            case ("superseded", 1):
+                throw .tokenSuperseded
+            case ("version_mismatch", 2):
+                guard let version = parts[1].integer else { break }
+                throw .versionMismatch(current: version)
+            default:
+                break
+            }
+        default:
+            break
+        }
+        throw .corrupt("\(function) answered \(reply)")
+    }
+}
+
+extension SessionCall.Slide {
+    /// `''` (never) or the minimum milliseconds since the last slide.
+    fileprivate var argument: RedisArgument {
+        switch self {
+        case .never: ""
+        case .after(let interval): RedisArgument(interval.milliseconds)
+        }
+    }
+}
+
+extension TokenReusePolicy {
+    fileprivate var argument: RedisArgument { RedisArgument(rawValue) }
+}
+
+extension Duration {
+    /// Whole milliseconds (rounded down), as the functions take times.
+    var milliseconds: Int64 {
+        components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
+    }
+}
+
+extension RESPValue {
+    /// The text of a non-empty string reply; `nil` for an empty one (the functions' "none").
+    fileprivate var nonEmptyString: String? {
+        guard let text = string, !text.isEmpty else { return nil }
+        return text
+    }
+}
+
+extension [Session.Attribute] {
+    /// Name, raw JSON, name, raw JSON, ...: the attributes as the session functions take them.
+    var redisArguments: [RedisArgument] {
+        var arguments: [RedisArgument] = []
+        arguments.reserveCapacity(count * 2)
+        for attribute in self {
+            arguments.append(RedisArgument(attribute.name))
+            arguments.append(RedisArgument(bytes: attribute.raw))
+        }
+        return arguments
+    }
+}

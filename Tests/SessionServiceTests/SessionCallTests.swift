@@ -1,0 +1,138 @@
+import RedisClient
+import Testing
+
+@testable import SessionService
+
+/// The session functions' protocol, encoded and decoded without Redis: each call's function name,
+/// `KEYS` and `ARGV` exactly as the Lua reads them, and each reply the Lua gives, decoded.
+/// (`WriteIDTests` and every API suite run the same calls against real Redis.)
+@Suite struct SessionCallTests {
+    let id = SessionID(parsing: "00112233445566778899aabbccddeeff")!
+    let keys = SessionKeys(prefix: "sd:")
+    let writeID = WriteID(bytes: Array("12345678".utf8))
+    let digest = [UInt8](repeating: 0xAA, count: 16)
+    var holder: SessionCall.Holder { .init(secretDigest: digest, onReuse: .revoke) }
+    let attribute = Session.Attribute(name: "cart", raw: Array(#"{"n":1}"#.utf8))
+
+    func text(_ arguments: [RedisArgument]) -> [String] {
+        arguments.map { String(decoding: $0.bytes, as: UTF8.self) }
+    }
+
+    @Test func everyFunctionIsNamedByTheProtocolVersion() {
+        let calls: [SessionCall] = [
+            .touch(id, holder, slide: .never), .delete(id, writeID, nil, tombstoneRetention: .seconds(60)),
+            .indexAdd(user: "alice", id, lifetime: .seconds(1)),
+        ]
+        #expect(calls.map(\.function) == ["sessiond_v2_touch", "sessiond_v2_delete", "sessiond_v2_index_add"])
+        #expect(SessionFunctions.library.name == "sessiond_v2")
+        for name in ["create", "touch", "write", "rotate", "delete", "index_add"] {
+            #expect(SessionFunctions.library.source.contains("redis.register_function('sessiond_v2_\(name)'"), "\(name)")
+        }
+    }
+
+    @Test func createCarriesItsTimesInMillisecondsAndAbsentPartsAsEmpty() {
+        let call = SessionCall.create(
+            id, writeID, user: nil, idleTimeout: .seconds(1800), absoluteTimeout: .seconds(86400), secretDigest: digest,
+            device: nil, data: [attribute]
+        )
+        #expect(text(call.keys(keys)) == ["sd:s:{00112233445566778899aabbccddeeff}"])
+        let arguments = call.arguments
+        #expect(text(Array(arguments[0..<4])) == ["12345678", "", "1800000", "86400000"])
+        #expect(arguments[4].bytes == digest)
+        #expect(text(Array(arguments[5...])) == ["", "cart", #"{"n":1}"#])
+        let withUser = SessionCall.create(
+            id, writeID, user: "alice", idleTimeout: .milliseconds(1500), absoluteTimeout: .seconds(2), secretDigest: digest,
+            device: Array("{}".utf8), data: []
+        )
+        #expect(text(withUser.arguments).enumerated().filter { [1, 2, 5].contains($0.offset) }.map(\.element) == ["alice", "1500", "{}"])
+    }
+
+    @Test func aTouchSlidesAfterItsIntervalOrNever() {
+        let after = SessionCall.touch(id, holder, slide: .after(.seconds(60)))
+        #expect(text([after.arguments[0], after.arguments[2]]) == ["60000", "revoke"])
+        #expect(after.arguments[1].bytes == digest)
+        let never = SessionCall.touch(id, .init(secretDigest: digest, onReuse: .reject), slide: .never)
+        #expect(text([never.arguments[0], never.arguments[2]]) == ["", "reject"])
+    }
+
+    @Test func aWriteCarriesItsConditionModeSlideAndEstimate() {
+        let patch = SessionCall.write(
+            id, writeID, holder, ifMatch: .versions([3, 4]), mode: .patch, slide: .after(.seconds(60)), clockEstimate: 1_700_000_000_000,
+            attributes: [attribute]
+        )
+        let patchText = text(patch.arguments)
+        #expect(patchText[0] == "12345678")
+        #expect(Array(patchText[2...]) == ["3,4", "patch", "60000", "1700000000000", "revoke", "cart", #"{"n":1}"#])
+        let replace = SessionCall.write(id, writeID, holder, ifMatch: .any, mode: .replace, slide: .after(.zero), clockEstimate: nil, attributes: [])
+        #expect(Array(text(replace.arguments)[2...]) == ["*", "replace", "0", "", "revoke"])
+        let unconditional = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, attributes: [])
+        #expect(Array(text(unconditional.arguments)[2...]) == ["", "patch", "", "", "revoke"])
+    }
+
+    @Test func aRotationAndADeleteCarryTheirPolicies() {
+        let rotation = SessionCall.rotate(id, writeID, holder, newSecretDigest: [UInt8](repeating: 0xBB, count: 16), grace: .seconds(10), reauthenticated: true)
+        #expect(rotation.arguments[2].bytes == [UInt8](repeating: 0xBB, count: 16))
+        #expect(text(Array(rotation.arguments[3...])) == ["10000", "1", "revoke"])
+        let logout = SessionCall.delete(id, writeID, holder, tombstoneRetention: .seconds(60))
+        #expect(text(logout.keys(keys)) == ["sd:s:{00112233445566778899aabbccddeeff}", "sd:t:{00112233445566778899aabbccddeeff}"])
+        #expect(text([logout.arguments[1], logout.arguments[3]]) == ["60000", "revoke"])
+        #expect(logout.arguments[2].bytes == digest)
+        let admin = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
+        #expect(admin.arguments[2].bytes == [], "an administrator presents no token")
+        let index = SessionCall.indexAdd(user: "alice", id, lifetime: .seconds(3600))
+        #expect(text(index.keys(keys)) == ["sd:u:{alice}"])
+        #expect(text(index.arguments) == ["00112233445566778899aabbccddeeff", "", "3600000"])
+        #expect(index.session == nil && logout.session == id)
+    }
+
+    @Test func repliesDecodeToOutcomes() throws {
+        let write = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, attributes: [])
+        #expect(try write.decode(.integer(1)) == .done)
+        #expect(try write.decode(.null) == .noSession)
+        let reused = RESPValue.array([.bulkString(Array("reused".utf8)), .integer(1), .bulkString(Array("alice".utf8))])
+        #expect(try write.decode(reused) == .tokenReused(revoked: true, user: "alice"))
+        let refused = RESPValue.array([.bulkString(Array("reused".utf8)), .integer(0), .bulkString([])])
+        #expect(try write.decode(refused) == .tokenReused(revoked: false, user: nil))
+        let delete = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
+        #expect(try delete.decode(.array([.integer(1), .bulkString(Array("bob".utf8))])) == .deleted(user: "bob"))
+        #expect(try delete.decode(.array([.integer(1), .bulkString([])])) == .deleted(user: nil))
+        #expect(try delete.decode(.null) == .noSession)
+        #expect(try SessionCall.indexAdd(user: "a", id, lifetime: .seconds(1)).decode(.integer(3)) == .indexSize(3))
+    }
+
+    @Test func refusalsDecodeToTheirErrors() {
+        let write = SessionCall.write(id, writeID, holder, ifMatch: .versions([1]), mode: .patch, slide: .never, clockEstimate: nil, attributes: [])
+        #expect {
+            try write.decode(.array([.bulkString(Array("version_mismatch".utf8)), .integer(7)]))
+        } throws: { error in
+            guard case SessionStoreError.versionMismatch(current: 7) = error else { return false }
+            return true
+        }
+        let rotation = SessionCall.rotate(id, writeID, holder, newSecretDigest: digest, grace: .zero, reauthenticated: false)
+        #expect {
+            try rotation.decode(.array([.bulkString(Array("superseded".utf8))]))
+        } throws: { error in
+            guard case SessionStoreError.tokenSuperseded = error else { return false }
+            return true
+        }
+    }
+
+    @Test func aReplyNoFunctionGivesIsCorruptNotAGuess() {
+        let write = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, attributes: [])
+        let delete = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
+        let strange: [(SessionCall, RESPValue)] = [
+            (write, .integer(2)), (write, .array([.bulkString(Array("version_mismatch".utf8)), .bulkString(Array("x".utf8))])),
+            (write, .array([.bulkString(Array("unknown".utf8))])), (delete, .integer(1)), (delete, .array([.integer(0), .bulkString([])])),
+            (SessionCall.indexAdd(user: "a", id, lifetime: .seconds(1)), .bulkString([])),
+        ]
+        for (call, reply) in strange {
+            #expect("\(call.function) \(reply)".isEmpty == false)
+            #expect {
+                try call.decode(reply)
+            } throws: { error in
+                guard case SessionStoreError.corrupt = error else { return false }
+                return true
+            }
+        }
+    }
+}
