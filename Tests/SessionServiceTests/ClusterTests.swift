@@ -108,6 +108,53 @@ extension ReplicationSuites.ClusterTests {
         await service.stop()
     }
 
+    /// The issue's probe: while the slot of a user's index migrates (20,000 other keys in it keep
+    /// it MIGRATING while they move), a session created for the user through one instance is in the
+    /// user's list read through another at once, every time.
+    @Test func aUsersNewSessionIsListedThroughAnotherInstanceWhileTheIndexSlotMigrates() async throws {
+        let cluster = try await RedisClusterTopology.start()
+        let creator = try await Self.service(cluster)
+        let lister = try await Self.service(cluster)
+        let user = "reshard-probe"
+        let slot = HashSlot.of(Array(user.utf8))
+        let owner = try await cluster.primary(ofSlot: slot)
+        for chunk in 0..<20 {
+            let keys = (0..<1000).flatMap { [RedisArgument("{\(user)}:filler:\(chunk * 1000 + $0)"), RedisArgument("x")] }
+            _ = try await cluster.send(["MSET"] + keys, to: owner)
+        }
+        let running = Flag()
+        let probe = Task { () -> (cycles: Int, misses: [String], failures: [String]) in
+            var cycles = 0
+            var misses: [String] = []
+            var failures: [String] = []
+            while running.isSet {
+                let (token, session) = try await creator.create(#"{"user":"\#(user)"}"#)
+                let id = try #require(session["id"] as? String)
+                let listed = try await lister.request("GET", "/v1/users/\(user)/sessions")
+                if listed.status != 200 { failures.append("list: \(listed.status) \(listed.text)") }
+                if !UserSessionsTests.ids(listed).contains(id) { misses.append(id) }
+                let deleted = try await creator.request("DELETE", "/v1/session", headers: [("X-Session-Token", token)])
+                if deleted.status != 204 { failures.append("delete: \(deleted.status) \(deleted.text)") }
+                cycles += 1
+            }
+            return (cycles, misses, failures)
+        }
+        // Around the primaries and back: each move keeps the slot MIGRATING while its keys move.
+        let primaries = try await cluster.primaries()
+        let first = try #require(primaries.firstIndex { $0.port == owner.port })
+        for step in 1...primaries.count {
+            try await cluster.migrate(slot: slot, to: primaries[(first + step) % primaries.count])
+        }
+        running.clear()
+        let (cycles, misses, failures) = try await probe.value
+        print("index slot migrated \(primaries.count) times: \(cycles) create-list-delete cycles, \(misses.count) missing from the list")
+        #expect(cycles > 0)
+        #expect(misses.isEmpty, "sessions missing from their user's list: \(misses.prefix(5))")
+        #expect(failures.isEmpty, "\(failures.prefix(5))")
+        await lister.stop()
+        await creator.stop()
+    }
+
     @Test func killingAShardsPrimaryCostsItsSlotsSecondsAndTheOtherShardsNothing() async throws {
         let cluster = try await RedisClusterTopology.start()
         let service = try await Self.service(cluster)

@@ -61,6 +61,16 @@ struct WriteLoad {
     var readBack = false
     /// Patchers work on these sessions (tokens) instead of creating their own.
     var sessions: [String] = []
+    /// Writes acknowledged so far, for a test to wait on while the load runs.
+    let progress = Tally()
+
+    /// Waits until `more` writes beyond those acknowledged now are acknowledged: a stretch of writing
+    /// measured in writes, not in seconds, so that a slow machine writes as much as a fast one.
+    /// `false` when that takes longer than the (generous) `timeout`.
+    func acknowledge(_ more: Int, within timeout: Duration = .seconds(60)) async -> Bool {
+        let target = progress.count + more
+        return await eventually(timeout: timeout, interval: .milliseconds(20)) { progress.count >= target }
+    }
 
     /// Creates the patchers' sessions (before any failure is injected), then writes until `running`
     /// is cleared.
@@ -96,6 +106,7 @@ struct WriteLoad {
                 if response.status == 201, let token = response.jsonObject?["token"] as? String {
                     outcome.created.append(token)
                     outcome.acknowledgements.append((sent, .now))
+                    progress.add()
                 } else {
                     outcome.refused.append("create: \(response.status) \(response.text)")
                 }
@@ -124,6 +135,7 @@ struct WriteLoad {
                     patcher.acknowledged += 1
                     patcher.lastAcknowledged = step
                     outcome.acknowledgements.append((sent, .now))
+                    progress.add()
                 } else {
                     refuse("patch: \(response.status) \(response.text)")
                     continue
@@ -179,4 +191,11 @@ final class Flag: Sendable {
     private let value = Atomic(true)
     var isSet: Bool { value.load(ordering: .relaxed) }
     func clear() { value.store(false, ordering: .relaxed) }
+}
+
+/// A count shared by concurrent writer tasks.
+final class Tally: Sendable {
+    private let value = Atomic(0)
+    var count: Int { value.load(ordering: .relaxed) }
+    func add() { value.add(1, ordering: .relaxed) }
 }
