@@ -17,16 +17,16 @@ public enum SessionServiceApplication {
     ) throws -> SessionServer {
         try configuration.validate()
         var redisConfiguration = try RedisConfiguration(url: configuration.redisURL)
-        redisConfiguration.commandTimeout = .milliseconds(configuration.redisTimeout)
-        redisConfiguration.connectTimeout = .milliseconds(configuration.redisTimeout)
-        redisConfiguration.failoverTimeout = .milliseconds(configuration.failoverTimeout)
+        redisConfiguration.commandTimeout = configuration.redisTimeout
+        redisConfiguration.connectTimeout = configuration.redisTimeout
+        redisConfiguration.failoverTimeout = configuration.failoverTimeout
         redisConfiguration.tls = configuration.redisTLS()
         if let tls = redisConfiguration.tls, !tls.verifyCertificates {
             logger.warning("TLS to Redis does NOT verify certificates (SESSIOND_REDIS_TLS_VERIFY=false): any server, or anyone in the path, can pose as Redis and read every session")
         }
         if configuration.durability == .replicated {
             redisConfiguration.durability = RedisDurability(
-                replicas: configuration.durabilityReplicas, timeout: .milliseconds(configuration.durabilityTimeout)
+                replicas: configuration.durabilityReplicas, timeout: configuration.durabilityTimeout
             )
         }
         if !configuration.sentinels.isEmpty {
@@ -51,12 +51,12 @@ public enum SessionServiceApplication {
         let store = SessionStore(
             redis: redis,
             settings: .init(
-                idleTimeoutSeconds: configuration.idleTimeout, absoluteTimeoutSeconds: configuration.absoluteTimeout,
-                touchIntervalSeconds: configuration.touchInterval, maxSessionsPerUser: configuration.maxSessionsPerUser,
+                idleTimeout: configuration.idleTimeout, absoluteTimeout: configuration.absoluteTimeout,
+                touchInterval: configuration.touchInterval, maxSessionsPerUser: configuration.maxSessionsPerUser,
                 // A write is retried only within the failover deadline: a minute (or twice the
                 // deadline) outlasts every retry.
-                tombstoneRetention: .milliseconds(max(60_000, configuration.failoverTimeout * 2)),
-                rotationGraceSeconds: configuration.rotationGrace, reusePolicy: configuration.rotationReuse,
+                tombstoneRetention: max(.seconds(60), configuration.failoverTimeout * 2),
+                rotationGrace: configuration.rotationGrace, reusePolicy: configuration.rotationReuse,
                 keys: SessionKeys(prefix: configuration.keyPrefix)
             ),
             logger: logger, metricsFactory: metrics.factory
@@ -88,7 +88,7 @@ public enum SessionServiceApplication {
 
         let server = SessionHTTPChannel(
             responder: router.buildResponder(), serverName: "sessiond", bodyLimit: configuration.maxBodyBytes,
-            idleTimeout: .seconds(configuration.connectionIdleTimeout)
+            idleTimeout: configuration.connectionIdleTimeout
         ).server(
             configuration: ServerConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },

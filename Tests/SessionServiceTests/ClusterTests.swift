@@ -10,8 +10,8 @@ extension ReplicationSuites {
 @Suite(.serialized) struct ClusterTests {
     static func service(_ cluster: RedisClusterTopology, configure: (inout SessionServiceConfiguration) -> Void = { _ in }) async throws -> TestService {
         try await TestService.start(on: .cluster(cluster)) { configuration in
-            configuration.redisTimeout = 1000
-            configuration.failoverTimeout = 5000
+            configuration.redisTimeout = .milliseconds(1000)
+            configuration.failoverTimeout = .milliseconds(5000)
             configure(&configuration)
         }
     }
@@ -245,7 +245,7 @@ extension ReplicationSuites.ClusterTests {
         let service = try await Self.service(cluster) { configuration in
             configuration.durability = .replicated
             configuration.durabilityReplicas = 1
-            configuration.durabilityTimeout = 500
+            configuration.durabilityTimeout = .milliseconds(500)
         }
         #expect(await eventually { try await service.request("GET", "/readyz").status == 200 })
         let sessions = try await Self.sessionsOnEveryPrimary(service, cluster, perPrimary: 8)

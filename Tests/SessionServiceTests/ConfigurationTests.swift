@@ -1,3 +1,4 @@
+import Foundation
 import SessionService
 import Testing
 
@@ -15,17 +16,17 @@ import Testing
         #expect(configuration.host == "127.0.0.1")
         #expect(configuration.port == 8080)
         #expect(configuration.redisURL == "redis://127.0.0.1:6379")
-        #expect(configuration.idleTimeout == 1800)
-        #expect(configuration.absoluteTimeout == 86400)
-        #expect(configuration.touchInterval == 60)
+        #expect(configuration.idleTimeout == .seconds(1800))
+        #expect(configuration.absoluteTimeout == .seconds(86400))
+        #expect(configuration.touchInterval == .seconds(60))
         #expect(configuration.maxBodyBytes == 65536)
         #expect(configuration.maxSessionsPerUser == 0)
         #expect(configuration.apiKeys.isEmpty)
-        #expect(configuration.redisTimeout == 2000)
+        #expect(configuration.redisTimeout == .milliseconds(2000))
         #expect(!configuration.instance.isEmpty)
         #expect(configuration.logLevel == .info)
         #expect(configuration.keyPrefix == "sd:")
-        #expect(configuration.connectionIdleTimeout == 60)
+        #expect(configuration.connectionIdleTimeout == .seconds(60))
         #expect(configuration.cookieName == nil && configuration.authAttributes.isEmpty)
     }
 
@@ -35,14 +36,14 @@ import Testing
             ["SESSIOND_IDLE_TIMEOUT": "30", "SESSIOND_ABSOLUTE_TIMEOUT": "120", "SESSIOND_PORT": "1", "SESSIOND_LOG_LEVEL": "DEBUG",
              "SESSIOND_INSTANCE": "node-a", "SESSIOND_REDIS_URL": "redis://:pw@10.0.0.5:6380/2", "SESSIOND_TOUCH_INTERVAL": "0"]
         )
-        #expect(configuration.idleTimeout == 60)
-        #expect(configuration.absoluteTimeout == 120)
+        #expect(configuration.idleTimeout == .seconds(60))
+        #expect(configuration.absoluteTimeout == .seconds(120))
         #expect(configuration.port == 9000)
         #expect(configuration.apiKeys == ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"])
         #expect(configuration.logLevel == .debug)
         #expect(configuration.instance == "node-a")
         #expect(configuration.redisURL == "redis://:pw@10.0.0.5:6380/2")
-        #expect(configuration.touchInterval == 0)
+        #expect(configuration.touchInterval == .seconds(0))
     }
 
     @Test func sentinelAndDurabilitySettings() throws {
@@ -55,10 +56,10 @@ import Testing
         #expect(configuration.sentinelMaster == "sessions")
         #expect(configuration.durability == .replicated)
         #expect(configuration.durabilityReplicas == 2)
-        #expect(configuration.durabilityTimeout == 50)
-        #expect(configuration.failoverTimeout == 8000)
+        #expect(configuration.durabilityTimeout == .milliseconds(50))
+        #expect(configuration.failoverTimeout == .milliseconds(8000))
         let defaults = try Self.configuration()
-        #expect(defaults.sentinels.isEmpty && defaults.durability == .async && defaults.failoverTimeout == 5000)
+        #expect(defaults.sentinels.isEmpty && defaults.durability == .async && defaults.failoverTimeout == .milliseconds(5000))
     }
 
     @Test(arguments: [
@@ -153,6 +154,30 @@ import Testing
                      "auth-attributes"] {
             #expect(text.contains("--\(name)"))
             #expect(text.contains("SESSIOND_" + name.uppercased().replacingOccurrences(of: "-", with: "_")))
+        }
+    }
+}
+
+extension ConfigurationTests {
+    /// README's configuration table is exactly the one the settings' declarations make: a setting,
+    /// its default or its help text cannot change in one place and not the other.
+    @Test func readmesTableIsTheOneTheSettingsMake() throws {
+        let readme = try String(contentsOf: URL(fileURLWithPath: #filePath)
+            .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("README.md"), encoding: .utf8)
+        let table = SessionServiceConfiguration.markdownTable
+        #expect(readme.contains(table + "\n"), "README.md's configuration table should read:\n\(table)")
+    }
+
+    @Test func everySettingsDefaultIsTheConfigurationsDefault() throws {
+        let parsed = try Self.configuration()
+        let help = SessionServiceConfiguration.helpText
+        for setting in SessionServiceConfiguration.settings where setting.defaultIsValue {
+            // Setting a value to its documented default changes nothing.
+            let variable = setting.environmentVariable
+            let explicit = try Self.configuration([], [variable: setting.defaultDescription])
+            #expect("\(explicit)" == "\(parsed)", "\(variable)=\(setting.defaultDescription)")
+            #expect(help.contains("(env \(variable), default \(setting.defaultDescription))"))
         }
     }
 }

@@ -95,7 +95,7 @@ import Testing
 
     @Test func anIdleConnectionIsClosedAfterTheTimeoutAndABusyOneNever() async throws {
         let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis) { $0.connectionIdleTimeout = 2 }
+        let service = try await TestService.start(redis: redis) { $0.connectionIdleTimeout = .seconds(2) }
         let opened = ContinuousClock.now
         let idle = try await RawTCPConnection.connect(port: service.port)
         // In use every 250 ms, for longer than the timeout.

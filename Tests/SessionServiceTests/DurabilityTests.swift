@@ -23,7 +23,7 @@ extension ReplicationSuites {
         let service = try await TestService.start(redis: primary) { configuration in
             configuration.durability = .replicated
             configuration.durabilityReplicas = 1
-            configuration.durabilityTimeout = 500
+            configuration.durabilityTimeout = .milliseconds(500)
         }
         let ready = try await service.request("GET", "/readyz")
         #expect(ready.status == 200)

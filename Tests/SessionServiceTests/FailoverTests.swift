@@ -9,8 +9,8 @@ extension ReplicationSuites {
     static func service(_ topology: SentinelTopology) async throws -> TestService {
         try await TestService.start(redis: topology.primary) { configuration in
             configuration.findPrimary(through: topology.sentinels)
-            configuration.redisTimeout = 1000
-            configuration.failoverTimeout = 5000
+            configuration.redisTimeout = .milliseconds(1000)
+            configuration.failoverTimeout = .milliseconds(5000)
         }
     }
 
@@ -79,8 +79,8 @@ extension ReplicationSuites {
             configuration.findPrimary(through: topology.sentinels)
             // Listed first, so every lookup asks it first.
             configuration.sentinels.insert(RedisEndpoint(host: "127.0.0.1", port: silent.port), at: 0)
-            configuration.redisTimeout = 1000
-            configuration.failoverTimeout = 5000
+            configuration.redisTimeout = .milliseconds(1000)
+            configuration.failoverTimeout = .milliseconds(5000)
         }
         let primary = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: topology.primary.port))
         var slowest = Duration.zero
@@ -190,8 +190,8 @@ extension ReplicationSuites {
         let topology = try await SentinelTopology.start()
         let service = try await TestService.start(redis: topology.primary) { configuration in
             configuration.findPrimary(through: topology.sentinels)
-            configuration.redisTimeout = 500
-            configuration.failoverTimeout = 2000
+            configuration.redisTimeout = .milliseconds(500)
+            configuration.failoverTimeout = .milliseconds(2000)
         }
         #expect(try await service.request("POST", "/v1/sessions", json: "{}").status == 201)
         for server in topology.servers { await server.kill() }

@@ -97,7 +97,7 @@ import Testing
         let service = try await TestService.start(redis: redis) {
             $0.cookieName = "sid"
             $0.authAttributes = ["role", "note", "big", "absent"]
-            $0.touchInterval = 0
+            $0.touchInterval = .seconds(0)
         }
         let (token, session) = try await service.create(
             "{\"user\":\"Zoë %/x y\",\"data\":{\"role\":{\"level\":\t2},\"note\":{\"a\":\n1},\"big\":\"\(String(repeating: "b", count: 3000))\"}}"

@@ -25,7 +25,7 @@ extension ReplicationSuites {
             configuration.findPrimary(through: topology.sentinels)
             configuration.durability = durability
             configuration.durabilityReplicas = 1
-            configuration.durabilityTimeout = 1000
+            configuration.durabilityTimeout = .milliseconds(1000)
         }
         #expect(await eventually { try await service.request("GET", "/readyz").status == 200 })
         let running = Flag()
@@ -74,8 +74,8 @@ extension ReplicationSuites {
             configuration.findPrimary(through: topology.sentinels)
             configuration.durability = .replicated
             configuration.durabilityReplicas = 1
-            configuration.durabilityTimeout = 300
-            configuration.failoverTimeout = 12_000  // a failover and the replica's resync fit in it
+            configuration.durabilityTimeout = .milliseconds(300)
+            configuration.failoverTimeout = .milliseconds(12_000)  // a failover and the replica's resync fit in it
         }
         // Right after a replica's sync Redis may refuse replicated writes for up to a second.
         #expect(await eventually { try await service.request("POST", "/v1/sessions", json: "{}").status == 201 })

@@ -58,7 +58,7 @@ import Testing
             $0.redisURL = "rediss://127.0.0.1:\(tlsPort)"
             $0.redisTLSCAFile = certificates.caFile
             $0.redisTLSServerName = "redis.test"
-            $0.redisTimeout = 1000
+            $0.redisTimeout = .milliseconds(1000)
         }
         let started = ContinuousClock.now
         let refused = try await without.request("GET", "/readyz")
@@ -76,7 +76,7 @@ import Testing
         let certificates = try await TestCertificates.make()
         let (redis, tlsPort) = try await Self.tlsRedis(certificates)
         let service = try await TestService.start(redis: redis) {
-            $0.redisTimeout = 1000
+            $0.redisTimeout = .milliseconds(1000)
             $0.redisURL = "rediss://127.0.0.1:\(tlsPort)"
             $0.redisTLSCAFile = certificates.caFile
             $0.redisTLSServerName = "redis.test"

@@ -121,7 +121,7 @@ import Testing
 
     @Test(arguments: Topology.allCases) func theConfiguredGraceAppliesWhenARotationNamesNone(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
-        let service = try await TestService.start(on: backend) { $0.rotationGrace = 30 }
+        let service = try await TestService.start(on: backend) { $0.rotationGrace = .seconds(30) }
         let (old, _) = try await service.create()
         let (new, _) = try Self.rotated(try await Self.rotate(service, old))
         #expect(try await service.get(old).status == 200)
@@ -138,7 +138,7 @@ import Testing
 
     @Test(arguments: Topology.allCases) func maxAuthAgeRefusesAStaleLoginUntilARotationReauthenticates(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
-        let service = try await TestService.start(on: backend) { $0.touchInterval = 0 }
+        let service = try await TestService.start(on: backend) { $0.touchInterval = .seconds(0) }
         let (token, created) = try await service.create(#"{"user":"ivy"}"#)
         #expect(created["authenticated_at"] as? String == created["created_at"] as? String)
         #expect(try await service.get(token, query: "?max_auth_age=60").status == 200)

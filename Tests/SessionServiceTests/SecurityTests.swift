@@ -67,7 +67,7 @@ import Testing
 
         let service = try await TestService.start(redis: redis) {
             $0.redisURL = "redis://sessiond:a-test-password@127.0.0.1:\(redis.port)"
-            $0.touchInterval = 0  // every read slides: session_touch too
+            $0.touchInterval = .seconds(0)  // every read slides: session_touch too
         }
         #expect(try await service.request("GET", "/readyz").status == 200)
         let (token, session) = try await service.create(#"{"user":"lee","data":{"a":1}}"#)

@@ -11,7 +11,7 @@ import Testing
             configuration.findPrimary(through: [sentinel])
             configuration.sentinelUsername = username
             configuration.sentinelPassword = password
-            configuration.failoverTimeout = 1000
+            configuration.failoverTimeout = .milliseconds(1000)
         }
     }
 

@@ -108,7 +108,7 @@ import Testing
 
     @Test(arguments: Topology.allCases) func readsSlideTheIdleDeadlineOnlyAfterTheTouchInterval(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
-        let service = try await TestService.start(on: backend) { $0.touchInterval = 1 }
+        let service = try await TestService.start(on: backend) { $0.touchInterval = .seconds(1) }
         let redis = backend.inspector()
         let (token, created, early) = try await Self.requestWithinTheTouchInterval(service, redis: redis, interval: 1000) {
             try await service.get($0)
@@ -142,7 +142,7 @@ import Testing
     /// session costs Redis (and its replicas) one PEXPIREAT per interval, not one per write.
     @Test(arguments: Topology.allCases) func writesSlideTheIdleDeadlineOnlyAfterTheTouchInterval(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
-        let service = try await TestService.start(on: backend) { $0.touchInterval = 1 }
+        let service = try await TestService.start(on: backend) { $0.touchInterval = .seconds(1) }
         let redis = backend.inspector()
         let (token, created, early) = try await Self.requestWithinTheTouchInterval(service, redis: redis, interval: 1000) {
             try await service.patch($0, #"{"a":1}"#)
@@ -174,7 +174,7 @@ import Testing
 
     @Test(arguments: Topology.allCases) func withATouchIntervalOfZeroEveryWriteSlides(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
-        let service = try await TestService.start(on: backend) { $0.touchInterval = 0 }
+        let service = try await TestService.start(on: backend) { $0.touchInterval = .seconds(0) }
         let (token, created) = try await service.create(#"{"idle_timeout":30}"#)
         let createdSeen = try Self.milliseconds(created["last_seen_at"])
         var seen = createdSeen
@@ -317,7 +317,7 @@ import Testing
 
     @Test(arguments: Topology.allCases) func adminReadNeverSlidesAndAdminRevokeEndsTheSession(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
-        let service = try await TestService.start(on: backend) { $0.touchInterval = 0 }
+        let service = try await TestService.start(on: backend) { $0.touchInterval = .seconds(0) }
         let (token, session) = try await service.create()
         let id = try #require(session["id"] as? String)
         #expect(await eventually { Int64(Date().timeIntervalSince1970 * 1000) > (try Self.milliseconds(session["last_seen_at"])) + 20 })
@@ -353,7 +353,7 @@ import Testing
 
     @Test(arguments: Topology.allCases) func activityCannotExtendASessionPastItsAbsoluteDeadline(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
-        let service = try await TestService.start(on: backend) { $0.touchInterval = 0 }
+        let service = try await TestService.start(on: backend) { $0.touchInterval = .seconds(0) }
         let (token, session) = try await service.create(#"{"idle_timeout":60,"absolute_timeout":2}"#)
         let absolute = try Self.milliseconds(session["absolute_expires_at"])
         var lastExpiry: Int64 = 0

@@ -6,7 +6,7 @@ import Testing
 @Suite struct StorageFailureTests {
     @Test func redisDownAnswers503FastAndRecoversWithoutRestart() async throws {
         let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis) { $0.redisTimeout = 500 }
+        let service = try await TestService.start(redis: redis) { $0.redisTimeout = .milliseconds(500) }
         // Set-up: the first connect and handshake may take longer than the tight deadline under load.
         #expect(await eventually { try await service.request("GET", "/readyz").status == 200 })
         let (token, _) = try await service.create(#"{"data":{"kept":false}}"#)

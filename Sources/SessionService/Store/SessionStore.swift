@@ -15,17 +15,17 @@ import RedisClient
 struct SessionStore: Sendable {
     /// Defaults and limits the store applies.
     struct Settings: Sendable {
-        var idleTimeoutSeconds: Int
-        var absoluteTimeoutSeconds: Int
-        /// Seconds that must pass before a read or a write slides the idle deadline again (0 = every one).
-        var touchIntervalSeconds: Int
+        var idleTimeout: Duration
+        var absoluteTimeout: Duration
+        /// How long must pass before a read or a write slides the idle deadline again (zero: every one).
+        var touchInterval: Duration
         /// Live sessions a user may hold (0 = no cap); one more revokes the oldest.
         var maxSessionsPerUser: Int
         /// How long a delete's tombstone keeps its write id: longer than any retry of that write
         /// can come (see ``SessionFunctions``).
         var tombstoneRetention: Duration
-        /// Seconds the previous token keeps working after a rotation, unless the rotation says.
-        var rotationGraceSeconds: Int
+        /// How long the previous token keeps working after a rotation, unless the rotation says.
+        var rotationGrace: Duration
         /// What a reused token (the previous one after its grace window) does to its session.
         var reusePolicy: TokenReusePolicy
         /// Where every key lives.
@@ -58,8 +58,8 @@ struct SessionStore: Sendable {
         user: String?, device: [UInt8]?, data: [Session.Attribute], idleTimeout: Int?, absoluteTimeout: Int?
     ) async throws(SessionStoreError) -> (SessionToken, Session) {
         let token = try newToken()
-        let idle = Duration.seconds(idleTimeout ?? settings.idleTimeoutSeconds)
-        let absolute = Duration.seconds(absoluteTimeout ?? settings.absoluteTimeoutSeconds)
+        let idle = idleTimeout.map { Duration.seconds($0) } ?? settings.idleTimeout
+        let absolute = absoluteTimeout.map { Duration.seconds($0) } ?? settings.absoluteTimeout
         var indexSize: Int64 = 0
         if let user, case .indexSize(let size) = try await call(.indexAdd(user: user, token.id, lifetime: absolute)) {
             indexSize = size
@@ -84,7 +84,7 @@ struct SessionStore: Sendable {
     /// - Parameter maxAuthAge: milliseconds; a session authenticated longer ago is refused with
     ///   ``SessionStoreError/reauthenticationRequired(authenticatedAt:)`` and left as it is.
     func read(_ token: SessionToken, touch: Bool, maxAuthAge: Int64? = nil) async throws(SessionStoreError) -> Session {
-        let interval = Duration.seconds(settings.touchIntervalSeconds)
+        let interval = settings.touchInterval
         if touch, interval == .zero, maxAuthAge == nil {
             // Every read slides: the function reads too, in one round trip.
             return try await self.touch(token, slide: .after(.zero))
@@ -128,7 +128,7 @@ struct SessionStore: Sendable {
     /// Slides the idle deadline too when the touch interval has passed since the last slide (by
     /// Redis' clock, asked only when this host's estimate of it says so, as for a read).
     private func write(_ token: SessionToken, mode: SessionCall.WriteMode, attributes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
-        let interval = Duration.seconds(settings.touchIntervalSeconds)
+        let interval = settings.touchInterval
         // With an interval of 0 every write slides: no estimate, Redis' clock in any case.
         let estimate = interval == .zero ? nil : try await withSessionStoreErrors { try await clock.now() }
         return try await tokenCall(
@@ -170,7 +170,7 @@ struct SessionStore: Sendable {
     /// - Parameter reauthenticated: the user has just proved who they are: `authenticated_at` is now.
     func rotate(_ token: SessionToken, graceSeconds: Int?, reauthenticated: Bool) async throws(SessionStoreError) -> (SessionToken, Session) {
         let newToken = try newToken(for: token.id)
-        let grace = Duration.seconds(graceSeconds ?? settings.rotationGraceSeconds)
+        let grace = graceSeconds.map { Duration.seconds($0) } ?? settings.rotationGrace
         let session = try await tokenCall(
             .rotate(token.id, WriteID(), holder(of: token), newSecretDigest: newToken.secretDigest, grace: grace, reauthenticated: reauthenticated),
             token: token
