@@ -8,10 +8,11 @@ build: deps
 	swift build
 
 # The test command: the Swift suite against real redis-server processes the tests start themselves,
-# then the contract test (openapi.yaml validated, schemathesis against a live sessiond), the compose
-# file's check and the scripted demo against the demo cluster run as plain processes.
+# the session API suites again on valkey-server (Valkey 8, from bookworm-backports), then the
+# contract test (openapi.yaml validated, schemathesis against a live sessiond), the compose file's
+# check and the scripted demo against the demo cluster run as plain processes.
 test:
-	bash scripts/install-deps.sh haproxy docker-compose nginx
+	bash scripts/install-deps.sh haproxy docker-compose nginx valkey-server
 	bash scripts/test.sh
 
 # Serve on 127.0.0.1:8080, starting a local redis-server when none answers (see scripts/run.sh).

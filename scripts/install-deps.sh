@@ -5,14 +5,25 @@ set -euo pipefail
 
 packages=(libhiredis-dev libssl-dev pkg-config redis-server redis-sentinel redis-tools "$@")
 missing=()
+backports=()
 for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" && continue
+    case "$package" in
+        # Valkey 8 is in bookworm-backports only.
+        valkey-*) backports+=("$package") ;;
+        *) missing+=("$package") ;;
+    esac
 done
-if ((${#missing[@]})); then
-    echo "installing: ${missing[*]}"
+if ((${#missing[@]} + ${#backports[@]})); then
+    echo "installing: ${missing[*]} ${backports[*]}"
     export DEBIAN_FRONTEND=noninteractive
+    if ((${#backports[@]})) && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' \
+            > /etc/apt/sources.list.d/bookworm-backports.sources
+    fi
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    if ((${#missing[@]})); then apt-get install -y -qq --no-install-recommends "${missing[@]}"; fi
+    if ((${#backports[@]})); then apt-get install -y -qq --no-install-recommends -t bookworm-backports "${backports[@]}"; fi
 fi
 # Debian starts a system-wide redis-server on :6379 when installing it; sessiond's scripts and tests
 # start their own servers and never rely on (or stop) that one.

@@ -10,6 +10,13 @@ trap 'rm -f "$log"' EXIT
 # A bound on the whole suite (it takes about a minute): a hang fails loudly instead of eating CI's time.
 timeout --signal=KILL 1200 swift test 2>&1 | tee "$log"
 swift_tests=$(sed -nE 's/.*Test run with ([0-9]+) tests? .* passed.*/\1/p' "$log" | tail -1)
+
+# The session API suites again on Valkey 8 (single server, Sentinel and Cluster), the fork managed
+# services now default to: the same tests, with every server they start a valkey-server.
+echo "the session API suites on Valkey ($(valkey-server --version | grep -o 'v=[0-9.]*'))"
+SESSIOND_TEST_SERVER=valkey timeout --signal=KILL 600 swift test --skip-build \
+    --filter 'SessionLifecycleTests|UserSessionsTests|RotationTests|ConcurrencyTests|OtherSessionsTests|WriteIDTests|SecurityTests' 2>&1 | tee "$log"
+valkey_tests=$(sed -nE 's/.*Test run with ([0-9]+) tests? .* passed.*/\1/p' "$log" | tail -1)
 bash scripts/contract-test.sh
 
 # The compose files are valid (no Docker engine here to run them) and refuse to start without API keys.
@@ -34,5 +41,5 @@ for redis in sentinel cluster; do
     bash scripts/cluster.sh down
 done
 
-echo "tests: ${swift_tests:-0} swift tests, the schemathesis contract run, the compose checks and the demo on Sentinel and on Cluster"
-echo "$((${swift_tests:-0} + 4)) passed, 0 failed"
+echo "tests: ${swift_tests:-0} swift tests, ${valkey_tests:-0} of them again on Valkey, the schemathesis contract run, the compose checks and the demo on Sentinel and on Cluster"
+echo "$((${swift_tests:-0} + ${valkey_tests:-0} + 4)) passed, 0 failed"

@@ -72,7 +72,7 @@ public final class RedisServer: Sendable {
                 """
             let file = directory.appendingPathComponent("sentinel.conf")
             try config.write(to: file, atomically: true, encoding: .utf8)
-            return try await launch(argv: ["redis-sentinel", file.path], port: port, arguments: [], directory: directory, timeout: timeout)
+            return try await launch(argv: [serverExecutable, file.path, "--sentinel"], port: port, arguments: [], directory: directory, timeout: timeout)
         }
     }
 
@@ -115,10 +115,14 @@ public final class RedisServer: Sendable {
         return directory
     }
 
+    /// The server every test starts: `redis-server`, or `valkey-server` when the environment has
+    /// `SESSIOND_TEST_SERVER=valkey` (`make test` runs the session API suites that way too).
+    public static let serverExecutable = ProcessInfo.processInfo.environment["SESSIOND_TEST_SERVER"] == "valkey" ? "valkey-server" : "redis-server"
+
     private static func launch(port: Int, arguments: [String], timeout: Duration) async throws -> RedisServer {
         let directory = try makeDirectory(port: port)
         let argv = [
-            "redis-server",
+            serverExecutable,
             "--bind", "127.0.0.1", "--port", String(port),
             "--save", "", "--appendonly", "no",
             "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis.log").path,
