@@ -15,6 +15,8 @@ let seconds = arguments.count > 3 ? Int(arguments[3]) ?? 5 : 5
 let valueBytes = arguments.count > 4 ? Int(arguments[4]) ?? 300 : 300
 
 let client = RedisClient(configuration: try RedisConfiguration(url: arguments[1]))
+// The client's connects run in its background work.
+let background = Task { await client.run() }
 _ = try await client.send("SET", "bench:value", RedisArgument(bytes: [UInt8](repeating: 120, count: valueBytes)))
 
 let clock = ContinuousClock()
@@ -58,3 +60,4 @@ let p50 = microseconds(latencies[latencies.count / 2])
 let p99 = microseconds(latencies[latencies.count * 99 / 100])
 print("redis-client GET: \(opsPerSecond) ops/s, p50 \(p50) µs, p99 \(p99) µs (\(callers) callers, \(seconds) s)")
 await client.shutdown()
+await background.value

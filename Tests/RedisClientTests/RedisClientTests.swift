@@ -20,7 +20,7 @@ import RedisClient
         // Generous: the suite's other tests load both cores, and no test here times a connect.
         configuration.connectTimeout = .seconds(5)
         configuration.reconnectBackoffMaximum = .milliseconds(200)
-        return RedisClient(configuration: configuration, functionLibraries: functions)
+        return RedisClient.running(configuration: configuration, functionLibraries: functions)
     }
 
     /// The value of one `INFO` field, e.g. `connected_clients`.
@@ -257,7 +257,7 @@ import RedisClient
         let port = try freeLoopbackPort()
         var configuration = RedisConfiguration(host: "127.0.0.1", port: port)
         configuration.connectTimeout = .seconds(1)
-        let client = RedisClient(configuration: configuration)
+        let client = RedisClient.running(configuration: configuration)
         let started = ContinuousClock.now
         let error = try #require(await Result { try await client.send("PING") }.failure as? RedisClientError)
         #expect(error.code == .connectionFailed)

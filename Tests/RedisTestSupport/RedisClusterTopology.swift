@@ -108,7 +108,7 @@ public final class RedisClusterTopology: Sendable {
 
     /// Sends one command to one node (not routed).
     public func send(_ arguments: [RedisArgument], to node: RedisServer) async throws -> RESPValue {
-        let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: node.port))
+        let client = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: node.port))
         do {
             let reply = try await client.send(arguments)
             await client.shutdown()

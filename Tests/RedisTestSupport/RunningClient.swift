@@ -1,10 +1,15 @@
+import NIOCore
+import NIOPosix
 import RedisClient
 
 extension RedisClient {
-    /// A client whose background work (``RedisClient/run()``: a Cluster's slot-map refreshes,
-    /// Sentinel's announcements) runs until its `shutdown()`, for tests that use a client directly.
-    public static func running(configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary] = []) -> RedisClient {
-        let client = RedisClient(configuration: configuration, functionLibraries: functionLibraries)
+    /// A client whose background work (``RedisClient/run()``: its connects, lookups and
+    /// refreshes) runs until its `shutdown()`, for tests that use a client directly.
+    public static func running(
+        configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary] = [],
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) -> RedisClient {
+        let client = RedisClient(configuration: configuration, functionLibraries: functionLibraries, eventLoopGroup: eventLoopGroup)
         Task { await client.run() }
         return client
     }

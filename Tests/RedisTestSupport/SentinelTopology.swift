@@ -51,7 +51,7 @@ public final class SentinelTopology: Sendable {
             sentinels.append(try await RedisServer.startSentinel(monitoring: primary))
         }
         let topology = SentinelTopology(primary: primary, replicas: replicas, sentinels: sentinels, proxies: proxies)
-        let primaryClient = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: primary.port))
+        let primaryClient = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: primary.port))
         let ready = await eventually(timeout: .seconds(30), interval: .milliseconds(100)) {
             // Every replica online and streaming (ROLE lists replicas that are still syncing too)...
             guard try await replicasAreStreaming(primaryClient, replicas: replicaCount) else { return false }
@@ -72,7 +72,7 @@ public final class SentinelTopology: Sendable {
     /// The primary's port as the sentinels currently name it (the first sentinel that answers).
     public func primaryPortPerSentinels() async throws -> Int? {
         for sentinel in sentinels {
-            let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: sentinel.port))
+            let client = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: sentinel.port))
             let reply = try? await client.send("SENTINEL", "GET-MASTER-ADDR-BY-NAME", RedisArgument(masterName))
             await client.shutdown()
             if let port = reply?.array?.last?.string.flatMap({ Int($0) }) { return port }
@@ -82,7 +82,7 @@ public final class SentinelTopology: Sendable {
 
     /// `SENTINEL MASTER <name>` as a dictionary.
     func masterState(_ sentinel: RedisServer) async throws -> [String: String] {
-        let client = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: sentinel.port))
+        let client = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: sentinel.port))
         let fields: [RESPValue]
         do {
             fields = try await client.send("SENTINEL", "MASTER", RedisArgument(masterName)).array ?? []

@@ -17,8 +17,8 @@ extension ReplicationSuites {
     @Test func replicatedWritesAreOnTheReplicaWhenAcknowledgedAndShareTheirWaits() async throws {
         let primary = try await RedisServer.start(arguments: ["--repl-diskless-sync-delay", "0"])
         let replica = try await RedisServer.start(arguments: ["--replicaof", "127.0.0.1", String(primary.port)])
-        let onPrimary = RedisClient(configuration: try RedisConfiguration(url: primary.url))
-        let onReplica = RedisClient(configuration: try RedisConfiguration(url: replica.url))
+        let onPrimary = RedisClient.running(configuration: try RedisConfiguration(url: primary.url))
+        let onReplica = RedisClient.running(configuration: try RedisConfiguration(url: replica.url))
         #expect(await eventually { try await replicasAreStreaming(onPrimary, replicas: 1) })
         let service = try await TestService.start(redis: primary) { configuration in
             configuration.durability = .replicated

@@ -15,7 +15,7 @@ import Testing
         // A group of the test's own, not the process-wide singleton: the client must use the group
         // it is given.
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 3)
-        let client = RedisClient(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group)
+        let client = RedisClient.running(configuration: try RedisConfiguration(url: redis.url), eventLoopGroup: group)
         var connectionOfLoop: [Int64] = []
         for loop in group.makeIterator() {
             let ids = try await withTaskExecutorPreference(EventLoopTaskExecutor(loop)) {

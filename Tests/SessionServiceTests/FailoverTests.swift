@@ -28,7 +28,7 @@ extension ReplicationSuites {
             written.append(try await service.create("{\"data\":{\"n\":\(index)}}").token)
         }
         // Let the replicas catch up so the test measures failover, not replication lag.
-        let direct = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: topology.primary.port))
+        let direct = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: topology.primary.port))
         #expect(try await direct.send("WAIT", "2", "1000") == .integer(2))
         await direct.shutdown()
 
@@ -82,7 +82,7 @@ extension ReplicationSuites {
             configuration.redisTimeout = .milliseconds(1000)
             configuration.failoverTimeout = .milliseconds(5000)
         }
-        let primary = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: topology.primary.port))
+        let primary = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: topology.primary.port))
         var slowest = Duration.zero
         var statuses: [Int: Int] = [:]
         for round in 0..<5 {
@@ -125,7 +125,7 @@ extension ReplicationSuites {
         for sentinel in topology.sentinels { await sentinel.kill() }
         // Break sessiond's connections, so that it must look the primary up again: no sentinel
         // answers, and only the last primary a connection confirmed is left.
-        let primary = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: topology.primary.port))
+        let primary = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: topology.primary.port))
         #expect(try await primary.send("CLIENT", "KILL", "TYPE", "normal").integer ?? 0 >= 1)
         await primary.shutdown()
         #expect(await eventually {
@@ -148,7 +148,7 @@ extension ReplicationSuites {
         let load = Task { try await WriteLoad(service: service, creators: 8, patchers: 8).run(while: running) }
         try await Task.sleep(for: .milliseconds(500))  // a stretch of writing before the failover
         // The old primary stays up and writable for a while after this: sessiond must leave it at once.
-        let sentinel = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: topology.sentinels[0].port))
+        let sentinel = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: topology.sentinels[0].port))
         #expect(try await sentinel.send("SENTINEL", "FAILOVER", "mymaster") == .simpleString("OK"))
         await sentinel.shutdown()
         #expect(await eventually(timeout: .seconds(15)) { try await topology.primaryPortPerSentinels() != topology.primary.port })
@@ -177,7 +177,7 @@ extension ReplicationSuites {
         running.clear()
         let outcome = try await load.value
         #expect(outcome.refused.isEmpty, "no READONLY (or anything else) reached a caller: \(outcome.refused.prefix(5))")
-        let old = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: oldPrimary.port))
+        let old = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: oldPrimary.port))
         #expect(await eventually(timeout: .seconds(15)) { try await old.send("ROLE").array?.first?.string == "slave" },
                 "Sentinel turned the old primary into a replica")
         await old.shutdown()

@@ -36,7 +36,7 @@ import Testing
     @Test func aBadDeviceIsRefusedAndNothingIsCreated() async throws {
         let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)
-        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+        let inspector = RedisClient.running(configuration: try RedisConfiguration(url: redis.url))
         let bad = [
             #"{"device":"laptop"}"#, #"{"device":{"ip":"10.0.0.300"}}"#, #"{"device":{"ip":"[::1]"}}"#,
             #"{"device":{"ip":"example.com"}}"#, #"{"device":{"ip":7}}"#, #"{"device":{"label":""}}"#,

@@ -37,7 +37,7 @@ import Testing
         var plainConfiguration = RedisConfiguration(host: "127.0.0.1", port: tlsPort)
         plainConfiguration.connectTimeout = .milliseconds(500)
         plainConfiguration.commandTimeout = .milliseconds(500)
-        let plain = RedisClient(configuration: plainConfiguration)
+        let plain = RedisClient.running(configuration: plainConfiguration)
         await #expect(throws: RedisClientError.self) { _ = try await plain.send("PING") }
         await plain.shutdown()
         await service.stop()
@@ -143,7 +143,7 @@ import Testing
                 + nodes.map { "127.0.0.1:\($0.tlsPort)" } + ["--cluster-replicas", "0", "--cluster-yes"],
             timeout: .seconds(30)
         )
-        let probe = RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: nodes[0].server.port))
+        let probe = RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: nodes[0].server.port))
         #expect(await eventually(timeout: .seconds(20)) {
             (try await probe.send("CLUSTER", "INFO").string ?? "").contains("cluster_state:ok")
         })

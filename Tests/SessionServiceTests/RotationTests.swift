@@ -181,7 +181,7 @@ import Testing
             sessions.append((token, try #require(session["id"] as? String)))
         }
         let primaries = try await backend.primaryPorts().map { port in
-            RedisClient(configuration: RedisConfiguration(host: "127.0.0.1", port: port))
+            RedisClient.running(configuration: RedisConfiguration(host: "127.0.0.1", port: port))
         }
         let killer = Task {
             var kills = 0

@@ -19,7 +19,7 @@ import Testing
         _ = try await service.patch(tokens[1], #"{"more":"data"}"#)
 
         // Everything Redis holds: every key name and every value of every type.
-        let inspector = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+        let inspector = RedisClient.running(configuration: try RedisConfiguration(url: redis.url))
         var stored: [[UInt8]] = []
         let keys = try await inspector.send("KEYS", "*").array?.compactMap(\.bytes) ?? []
         #expect(keys.count >= 6)
@@ -61,7 +61,7 @@ import Testing
         let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
         #expect(readme.contains("ACL SETUSER sessiond on >PASSWORD \(rule)\n"), "README gives the rule the test uses")
         let redis = try await RedisServer.start()
-        let admin = RedisClient(configuration: try RedisConfiguration(url: redis.url))
+        let admin = RedisClient.running(configuration: try RedisConfiguration(url: redis.url))
         let setUser = ["ACL", "SETUSER", "sessiond", "reset", "on", ">a-test-password"] + rule.split(separator: " ").map(String.init)
         #expect(try await admin.send(setUser.map { RedisArgument($0) }) == .simpleString("OK"))
 
@@ -87,7 +87,7 @@ import Testing
         #expect(try await service.request("DELETE", "/v1/users/lee/sessions").jsonObject?["revoked"] as? Int == 1)
 
         // The rule is narrow: the user reaches no other key and no other command.
-        let restricted = RedisClient(configuration: try RedisConfiguration(url: "redis://sessiond:a-test-password@127.0.0.1:\(redis.port)"))
+        let restricted = RedisClient.running(configuration: try RedisConfiguration(url: "redis://sessiond:a-test-password@127.0.0.1:\(redis.port)"))
         for command in [["GET", "other:key"], ["FLUSHALL"], ["KEYS", "*"], ["CONFIG", "GET", "*"]] {
             await #expect(throws: RedisClientError.self, "\(command) is refused") {
                 _ = try await restricted.send(command.map { RedisArgument($0) })

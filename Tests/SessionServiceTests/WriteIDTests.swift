@@ -19,7 +19,7 @@ import Testing
     static func holder(_ byte: UInt8) -> SessionCall.Holder { .init(secretDigest: digest(byte), onReuse: .revoke) }
 
     static func client(_ redis: RedisServer) throws -> RedisClient {
-        RedisClient(configuration: try RedisConfiguration(url: redis.url), functionLibraries: [SessionFunctions.library])
+        RedisClient.running(configuration: try RedisConfiguration(url: redis.url), functionLibraries: [SessionFunctions.library])
     }
 
     /// The function's result and the session after it, as sessiond reads them.

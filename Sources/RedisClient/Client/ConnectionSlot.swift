@@ -41,16 +41,18 @@ final class ConnectionSlot: Sendable {
     private let configuration: RedisConfiguration
     private let functionLibraries: [RedisFunctionLibrary]
     private let target: ConnectionTarget
+    private let background: BackgroundWork
     private let logger: Logger
 
     init(
         eventLoop: any EventLoop, configuration: RedisConfiguration, functionLibraries: [RedisFunctionLibrary],
-        target: ConnectionTarget, logger: Logger
+        target: ConnectionTarget, background: BackgroundWork, logger: Logger
     ) {
         self.eventLoop = eventLoop
         self.configuration = configuration
         self.functionLibraries = functionLibraries
         self.target = target
+        self.background = background
         self.logger = logger
     }
 
@@ -84,9 +86,12 @@ final class ConnectionSlot: Sendable {
         case .fail(let error):
             throw error
         case .start(let promise, let failures):
-            // A separate task, so that cancelling the caller who happened to start it cannot abort
-            // a connect that other callers are waiting for.
-            Task { await self.establish(promise, failures: failures) }
+            // The client's background work, so that cancelling the caller who happened to start it
+            // cannot abort a connect that other callers are waiting for.
+            if !background.start({ await self.establish(promise, failures: failures) }) {
+                state.withLock { $0 = .shutDown }
+                promise.fail(RedisClientError.shutDown)
+            }
             return try await promise.futureResult.get()
         }
     }

@@ -12,16 +12,19 @@ final class PrimaryTopology: RedisTopology {
 
     init(
         configuration: RedisConfiguration, loops: [any EventLoop], functionLibraries: [RedisFunctionLibrary],
-        logger: Logger, metrics: RedisClientMetrics?
+        background: BackgroundWork, logger: Logger, metrics: RedisClientMetrics?
     ) {
-        let resolver = PrimaryResolver(configuration: configuration, loops: loops, logger: logger, metrics: metrics)
+        let resolver = PrimaryResolver(configuration: configuration, loops: loops, background: background, logger: logger, metrics: metrics)
         let target = ConnectionTarget(
             endpoint: { try await resolver.primary().0 }, confirmsPrimary: resolver.isSentinelMode,
             connected: { resolver.confirmed($0) }, lost: { resolver.invalidate($0) }
         )
         self.resolver = resolver
         self.slots = loops.map { loop in
-            ConnectionSlot(eventLoop: loop, configuration: configuration, functionLibraries: functionLibraries, target: target, logger: logger)
+            ConnectionSlot(
+                eventLoop: loop, configuration: configuration, functionLibraries: functionLibraries, target: target,
+                background: background, logger: logger
+            )
         }
     }
 

@@ -27,7 +27,7 @@ public final class RedisClient: Sendable {
     private let failoverTimeout: Duration
     private let durability: RedisDurability?
     private let metrics: RedisClientMetrics?
-    private let stopped: (stream: AsyncStream<Never>, continuation: AsyncStream<Never>.Continuation)
+    private let background = BackgroundWork()
 
     /// A client for `configuration`, on `eventLoopGroup`'s loops (share the HTTP server's group, so
     /// that a request's command runs on the request's own loop). Nothing connects until the first command.
@@ -47,14 +47,15 @@ public final class RedisClient: Sendable {
         if let clusterConfiguration = configuration.cluster {
             let cluster = ClusterTopology(
                 configuration: configuration, cluster: clusterConfiguration, loops: connectionLoops,
-                functionLibraries: functionLibraries, logger: logger, metrics: metrics
+                functionLibraries: functionLibraries, background: background, logger: logger, metrics: metrics
             )
             self.cluster = cluster
             self.primaries = nil
             self.topology = cluster
         } else {
             let primaries = PrimaryTopology(
-                configuration: configuration, loops: connectionLoops, functionLibraries: functionLibraries, logger: logger, metrics: metrics
+                configuration: configuration, loops: connectionLoops, functionLibraries: functionLibraries, background: background,
+                logger: logger, metrics: metrics
             )
             self.cluster = nil
             self.primaries = primaries
@@ -64,17 +65,17 @@ public final class RedisClient: Sendable {
         self.failoverTimeout = configuration.failoverTimeout
         self.durability = configuration.durability
         self.metrics = metrics
-        self.stopped = AsyncStream.makeStream(of: Never.self)
     }
 
-    /// Runs the client's background work until ``shutdown()`` or cancellation: the subscriptions
-    /// to every sentinel's failover announcements, and a Cluster's slot-map refreshes (without which
-    /// a Cluster client never learns where any slot is).
+    /// Runs all of the client's background work until ``shutdown()`` or cancellation: every
+    /// connect and reconnect, the lookups of the primary through the sentinels and the
+    /// subscriptions to their failover announcements, and a Cluster's slot-map refreshes. Commands
+    /// wait for the connects it makes, so it must be running while the client is used (as a
+    /// service of the application, or in a task of the caller's); shutdown cancels what is left.
     public func run() async {
         await withDiscardingTaskGroup { group in
             if let primaries { group.addTask { await primaries.run() } }
-            if let cluster { group.addTask { await cluster.run() } }
-            for await _ in stopped.stream {}
+            await background.run()
             group.cancelAll()
         }
     }
@@ -191,7 +192,7 @@ public final class RedisClient: Sendable {
 
     /// Closes every connection and ends ``run()``; later commands fail with `shutDown`.
     public func shutdown() async {
-        stopped.continuation.finish()
+        background.finish()
         await topology.shutdown()
     }
 }

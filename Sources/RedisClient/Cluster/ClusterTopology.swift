@@ -20,9 +20,8 @@ final class ClusterTopology: RedisTopology {
     private let state: Mutex<ClusterStateMachine>
     private let pools = Mutex<[RedisEndpoint: [ConnectionSlot]]>([:])
     private let nextLoop = Atomic<Int>(0)
-    /// Wakes the refresh loop that ``run()`` keeps; at most one wake-up is kept waiting.
-    private let refreshRequests: AsyncStream<Void>.Continuation
-    private let refreshRequestStream: AsyncStream<Void>
+    /// Where the refresh loop runs (at most one at a time: ``ClusterStateMachine`` decides).
+    private let background: BackgroundWork
     private let loops: [any EventLoop]
     private let configuration: RedisConfiguration
     private let functionLibraries: [RedisFunctionLibrary]
@@ -31,10 +30,10 @@ final class ClusterTopology: RedisTopology {
 
     init(
         configuration: RedisConfiguration, cluster: ClusterConfiguration, loops: [any EventLoop],
-        functionLibraries: [RedisFunctionLibrary], logger: Logger, metrics: RedisClientMetrics?
+        functionLibraries: [RedisFunctionLibrary], background: BackgroundWork, logger: Logger, metrics: RedisClientMetrics?
     ) {
         self.state = Mutex(ClusterStateMachine(seeds: cluster.seeds))
-        (refreshRequestStream, refreshRequests) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        self.background = background
         self.loops = loops
         self.configuration = configuration
         self.functionLibraries = functionLibraries
@@ -104,7 +103,10 @@ final class ClusterTopology: RedisTopology {
                 lost: { [weak self] in self?.nodeFailed($0) }
             )
             let connections = loops.map { loop in
-                ConnectionSlot(eventLoop: loop, configuration: configuration, functionLibraries: functionLibraries, target: target, logger: logger)
+                ConnectionSlot(
+                    eventLoop: loop, configuration: configuration, functionLibraries: functionLibraries, target: target,
+                    background: background, logger: logger
+                )
             }
             pools[endpoint] = connections
             return connections
@@ -130,14 +132,8 @@ final class ClusterTopology: RedisTopology {
     }
 
     private func startRefreshLoop() {
-        refreshRequests.yield()
-    }
-
-    /// Runs the refresh loop whenever it is asked for, until cancelled. Commands need it: without a
-    /// running ``RedisClient/run()`` no slot map is ever fetched.
-    func run() async {
-        for await _ in refreshRequestStream {
-            await runRefreshLoop()
+        if !background.start({ await self.runRefreshLoop() }) {
+            state.withLock { $0.loopStopped() }  // shut down
         }
     }
 
@@ -248,9 +244,8 @@ final class ClusterTopology: RedisTopology {
         return RedisClusterStatus(coveredSlots: map.coveredSlots, nodes: nodes)
     }
 
-    /// Ends the refresh loop and closes every connection.
+    /// Closes every connection (the refresh loop ends with the client's background work).
     func shutdown() async {
-        refreshRequests.finish()
         let slots = pools.withLock { pools in
             defer { pools = [:] }
             return pools.values.flatMap { $0 }

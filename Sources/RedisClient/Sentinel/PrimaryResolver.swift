@@ -12,7 +12,8 @@ import Synchronization
 ///   the like (``invalidate(_:)``); then the sentinels are asked again.
 /// - When no sentinel answers, the last primary a handshake confirmed is used.
 final class PrimaryResolver: Sendable {
-    private typealias Lookup = Task<(RedisEndpoint, String), any Error>
+    /// A lookup in flight: every caller that needs the primary meanwhile waits for the same one.
+    private typealias Lookup = EventLoopFuture<(RedisEndpoint, String)>
 
     private struct State {
         var primary = PrimaryStateMachine<Lookup>()
@@ -31,12 +32,15 @@ final class PrimaryResolver: Sendable {
     private let state = Mutex(State())
     /// Where the sentinel connections live: the client's own event loops.
     private let loops: [any EventLoop]
+    /// Where lookups run (they outlive the caller that starts them).
+    private let background: BackgroundWork
     private let logger: Logger
     private let metrics: RedisClientMetrics?
 
-    init(configuration: RedisConfiguration, loops: [any EventLoop], logger: Logger, metrics: RedisClientMetrics? = nil) {
+    init(configuration: RedisConfiguration, loops: [any EventLoop], background: BackgroundWork, logger: Logger, metrics: RedisClientMetrics? = nil) {
         self.configuration = configuration
         self.loops = loops
+        self.background = background
         self.logger = logger
         self.metrics = metrics
     }
@@ -146,11 +150,22 @@ final class PrimaryResolver: Sendable {
             return (RedisEndpoint(host: configuration.host, port: configuration.port), "configured")
         }
         let decision = state.withLock { state in
-            state.primary.primary { Lookup { try await self.lookUp(sentinel) } }
+            state.primary.primary {
+                let answer = loops[0].makePromise(of: (RedisEndpoint, String).self)
+                let started = background.start {
+                    do {
+                        answer.succeed(try await self.lookUp(sentinel))
+                    } catch {
+                        answer.fail(error)
+                    }
+                }
+                if !started { answer.fail(RedisClientError.shutDown) }
+                return answer.futureResult
+            }
         }
         switch decision {
         case .use(let endpoint, let source): return (endpoint, source)
-        case .wait(let lookup): return try await lookup.value
+        case .wait(let lookup): return try await lookup.get()
         }
     }
 
