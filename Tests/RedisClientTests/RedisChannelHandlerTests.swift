@@ -129,6 +129,35 @@ import Testing
         #expect(throws: RedisClientError.self) { try block.result(of: .array([.simpleString("OK")])) }
     }
 
+    /// Redis forgets `ASKING` after the next command, so nothing may come between them: they are
+    /// one request, one buffer, and the caller gets the command's reply (or its error, such as a
+    /// MOVED back from a node that no longer imports the slot).
+    @Test func askingAndItsCommandAreOneRequestAndTheCallerGetsTheCommandsReply() throws {
+        let channel = try Self.connectedChannel()
+        let (_, before) = try Self.send(["GET", "other"], on: channel)
+        var buffer = channel.allocator.buffer(capacity: 64)
+        let read = RedisPayload.command(["ZRANGE", "sd:u:{alice}", "0", "-1"])
+        let replies = try read.encoded(into: &buffer, afterAsking: true)
+        #expect(replies == 2)
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        channel.write(RedisRequest(encoded: buffer, promise: promise, replies: replies), promise: nil)
+        let asked = Outcome(promise.futureResult)
+        let (_, after) = try Self.send(["GET", "next"], on: channel)
+        channel.embeddedEventLoop.run()
+        #expect(try Self.written(channel).contains("*1\r\n$6\r\nASKING\r\n*4\r\n$6\r\nZRANGE\r\n"), "ASKING right before its command")
+        try channel.writeInbound(ByteBuffer(string: "$-1\r\n+OK\r\n*1\r\n$2\r\nid\r\n$-1\r\n"))
+        #expect(before.reply == .null && after.reply == .null)
+        let reply = try #require(asked.reply)
+        #expect(try read.result(of: reply, afterAsking: true) == .array([.bulkString(Array("id".utf8))]))
+        let moved = RESPValue.array([.simpleString("OK"), .error("MOVED 42 127.0.0.1:7000")])
+        #expect(throws: RedisClientError.serverError("MOVED 42 127.0.0.1:7000")) { try read.result(of: moved, afterAsking: true) }
+        let block = RedisPayload.transaction([["FCALL", "f", "1", "k"], ["HGETALL", "k"]])
+        let ranAfterAsking = RESPValue.array([
+            .simpleString("OK"), .simpleString("OK"), .simpleString("QUEUED"), .simpleString("QUEUED"), .array([.integer(1), .array([])]),
+        ])
+        #expect(try block.result(of: ranAfterAsking, afterAsking: true) == .array([.integer(1), .array([])]))
+    }
+
     @Test func aCommandPastItsDeadlineFailsWithTimeoutAndTheConnectionIsDropped() throws {
         let channel = try Self.connectedChannel(commandTimeout: .milliseconds(100))
         let (_, stuck) = try Self.send(["BLPOP", "q", "0"], on: channel)

@@ -11,9 +11,12 @@ final class RedisConnection: Sendable {
     private let channel: any Channel
     /// The server this connection talks to.
     let endpoint: RedisEndpoint
-    /// Counts commands in the order they enter the channel; held while writing, so the numbers
-    /// follow the channel's order.
-    private let sendOrder = Mutex<UInt64>(0)
+    /// Numbers requests in the order they enter the channel (held while writing, so the numbers
+    /// follow the channel's order), and counts writes handed to the event loop that it has not
+    /// made yet: while there are any, a writer on the loop queues behind them instead of writing
+    /// at once, which would put its request ahead of theirs with a higher number (and a `WAIT`
+    /// ahead of a write it was counted as covering).
+    private let sendOrder = Mutex<(sequence: UInt64, queuedWrites: Int)>((0, 0))
     /// The latest `WAIT` sent on this connection and its place in the send order.
     private let latestWait = Mutex<(sequence: UInt64, reply: EventLoopFuture<RESPValue>)?>(nil)
 
@@ -189,42 +192,39 @@ final class RedisConnection: Sendable {
 
     private func sendNumbered(_ payload: RedisPayload, asking: Bool = false) async throws -> (reply: RESPValue, sequence: UInt64) {
         try Task.checkCancellation()
-        let (promise, sequence) = try asking ? enqueue(.command(["ASKING"]), then: payload) : enqueue(payload)
+        let (promise, sequence) = try enqueue(payload, asking: asking)
         let reply = try await withTaskCancellationHandler {
             try await promise.futureResult.get()
         } onCancel: {
             // The command keeps its place in the handler's FIFO; its reply will be dropped there.
             promise.fail(CancellationError())
         }
-        return (try payload.result(of: reply), sequence)
+        return (try payload.result(of: reply, afterAsking: asking), sequence)
     }
 
-    /// Writes the unit into the channel and numbers it, atomically; with `first`, that command
-    /// goes immediately before it (its reply is dropped).
-    private func enqueue(_ first: RedisPayload? = nil, then payload: RedisPayload) throws -> (EventLoopPromise<RESPValue>, UInt64) {
-        let before = try first.map { try makeRequest($0) }
-        let (command, promise) = try makeRequest(payload)
-        let sequence = sendOrder.withLock { counter -> UInt64 in
-            if let before {
-                counter += 1
-                write(before.request)
+    /// Encodes the unit (after `ASKING`, in the same buffer, when `asking`: nothing can come
+    /// between them), writes it into the channel and numbers it, atomically.
+    private func enqueue(_ payload: RedisPayload, asking: Bool = false) throws -> (EventLoopPromise<RESPValue>, UInt64) {
+        var buffer = channel.allocator.buffer(capacity: 64)
+        let replies = try payload.encoded(into: &buffer, afterAsking: asking)
+        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
+        let request = RedisRequest(encoded: buffer, promise: promise, replies: replies)
+        let sequence = sendOrder.withLock { order -> UInt64 in
+            order.sequence += 1
+            if channel.eventLoop.inEventLoop && order.queuedWrites == 0 {
+                write(request)
+            } else {
+                order.queuedWrites += 1
+                channel.eventLoop.execute {
+                    self.sendOrder.withLock { order in
+                        order.queuedWrites -= 1
+                        self.write(request)
+                    }
+                }
             }
-            counter += 1
-            write(command)
-            return counter
+            return order.sequence
         }
         return (promise, sequence)
-    }
-
-    private func enqueue(_ payload: RedisPayload) throws -> (EventLoopPromise<RESPValue>, UInt64) {
-        try enqueue(nil, then: payload)
-    }
-
-    private func makeRequest(_ payload: RedisPayload) throws -> (request: RedisRequest, promise: EventLoopPromise<RESPValue>) {
-        var buffer = channel.allocator.buffer(capacity: 64)
-        let replies = try payload.encoded(into: &buffer)
-        let promise = channel.eventLoop.makePromise(of: RESPValue.self)
-        return (RedisRequest(encoded: buffer, promise: promise, replies: replies), promise)
     }
 
     /// A write into a channel that has already closed never reaches the handler, so nothing would

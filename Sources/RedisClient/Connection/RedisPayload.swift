@@ -21,8 +21,12 @@ enum RedisPayload: Sendable {
         }
     }
 
-    /// The encoded unit and how many replies it asks for.
-    func encoded(into buffer: inout ByteBuffer) throws(RedisClientError) -> Int {
+    /// The encoded unit (after `ASKING` when `afterAsking`) and how many replies it asks for.
+    func encoded(into buffer: inout ByteBuffer, afterAsking: Bool = false) throws(RedisClientError) -> Int {
+        guard !afterAsking else {
+            try RESPCommandEncoder.encode(["ASKING"], into: &buffer)
+            return try encoded(into: &buffer) + 1
+        }
         switch self {
         case .command(let arguments):
             try RESPCommandEncoder.encode(arguments, into: &buffer)
@@ -34,6 +38,20 @@ enum RedisPayload: Sendable {
             try RESPCommandEncoder.encode(["EXEC"], into: &buffer)
             return commands.count + 2
         }
+    }
+
+    /// The caller's result from the unit's raw reply (for a block: `MULTI`'s, each `QUEUED`,
+    /// `EXEC`'s; after `ASKING`, its reply first).
+    func result(of reply: RESPValue, afterAsking: Bool) throws(RedisClientError) -> RESPValue {
+        guard afterAsking else { return try result(of: reply) }
+        guard case .array(let replies) = reply, replies.count >= 2 else {
+            throw .protocolError("Redis answered ASKING and a command with \(reply)")
+        }
+        if case .command = self {
+            if case .error(let message) = replies[1] { throw .serverError(message) }
+            return replies[1]
+        }
+        return try result(of: .array(Array(replies.dropFirst())))
     }
 
     /// The caller's result from the unit's raw reply (for a block: `MULTI`'s, each `QUEUED`, `EXEC`'s).
