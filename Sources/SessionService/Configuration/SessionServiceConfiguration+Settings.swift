@@ -37,7 +37,7 @@ extension SessionServiceConfiguration {
             "api-keys", \.apiKeys,
             .list { keys in
                 if keys.isEmpty { return "no key given" }
-                let bad = keys.first { $0.utf8.count < 16 || !$0.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f } }
+                let bad = keys.first { !isWord($0, bytes: 16...Int.max) }
                 return bad.map { "each key must be at least 16 printable ASCII characters without spaces (one is \($0.utf8.count))" }
             },
             help: "comma-separated keys (≥ 16 printable characters each); `/v1` then needs `Authorization: Bearer <key>`; several at once allow rotation"
@@ -72,7 +72,7 @@ extension SessionServiceConfiguration {
         Setting("redis-tls-key-file", \.redisTLSKeyFile, .optional(.path), help: "`rediss://`: the client certificate's private key"),
         Setting(
             "redis-tls-server-name", \.redisTLSServerName,
-            .optional(.text { $0.isEmpty || $0.utf8.count > 253 || !$0.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f } ? "'\($0)' is not a host name" : nil },
+            .optional(.text { isWord($0, bytes: 1...253) ? nil : "'\($0)' is not a host name" },
                       absent: "the host connected to"),
             help: "`rediss://`: the name every server's certificate must carry (and the SNI), for every server, sentinel and node"
         ),
@@ -86,7 +86,7 @@ extension SessionServiceConfiguration {
         ),
         Setting(
             "instance", \.instance,
-            .text { !$0.isEmpty && $0.utf8.count <= 128 && $0.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f } ? nil : "must be 1 to 128 printable ASCII characters without spaces" },
+            .text { isWord($0, bytes: 1...128) ? nil : "must be 1 to 128 printable ASCII characters without spaces" },
             help: "this instance's name in logs and responses", defaultDescription: "the host name"
         ),
         Setting("log-level", \.logLevel, .choice, help: "trace, debug, info, notice, warning, error or critical"),
@@ -100,7 +100,7 @@ extension SessionServiceConfiguration {
         ),
         Setting(
             "sentinel-master", \.sentinelMaster,
-            .text { !$0.isEmpty && $0.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f } ? nil : "must be a name without spaces" },
+            .text { isWord($0, bytes: 1...Int.max) ? nil : "must be a name without spaces" },
             help: "the master name the sentinels monitor"
         ),
         Setting(
@@ -155,6 +155,11 @@ extension SessionServiceConfiguration {
             lines.append("| `\(setting.flag)` | `\(setting.environmentVariable)` | \(defaultText) | \(setting.help) |")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Printable ASCII without spaces, of a length within `bytes`.
+    private static func isWord(_ text: String, bytes: ClosedRange<Int>) -> Bool {
+        bytes.contains(text.utf8.count) && text.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f }
     }
 
     /// Why `url` is not a Redis URL sessiond can use; `nil` when it is.
