@@ -19,7 +19,10 @@ import Testing
     static func holder(_ byte: UInt8) -> SessionCall.Holder { .init(secretDigest: digest(byte), onReuse: .revoke) }
 
     static func client(_ redis: RedisServer) throws -> RedisClient {
-        RedisClient.running(configuration: try RedisConfiguration(url: redis.url), functionLibraries: [SessionFunctions.library])
+        var configuration = try RedisConfiguration(url: redis.url)
+        // Generous: the suite's other tests load both cores, and no test here times a connect.
+        configuration.connectTimeout = .seconds(10)
+        return RedisClient.running(configuration: configuration, functionLibraries: [SessionFunctions.library])
     }
 
     /// The function's result and the session after it, as sessiond reads them.
