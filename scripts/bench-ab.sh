@@ -3,8 +3,8 @@
 #
 #   bash scripts/bench-ab.sh BINARY_A BINARY_B
 #
-# Each build gets its own redis-server primary with one replica on 127.0.0.1 (their function
-# libraries share a name, so they cannot share a Redis) and one session of 300 bytes in 3
+# Each build gets its own redis-server primary with one replica on 127.0.0.1 (so that each
+# Redis' CPU is that build's alone) and one session of 300 bytes in 3
 # attributes. Then, ROUNDS times, GET and PATCH of that session on A and then on B with
 # `wrk -t2 -c64` for DURATION seconds each, printing req/s and the CPU µs per request of that
 # sessiond and of its Redis primary. Every answer must be 2xx. Everything started is stopped by PID.
