@@ -17,8 +17,9 @@ import Synchronization
 /// - One send loop serves every deployment: where a command goes is the topology's (one server, the
 ///   primary Sentinel names, the primary of a Cluster slot), and whether it is sent again after an
 ///   error is ``CommandAttempt``'s.
-/// - Its background work (following Sentinel's failover announcements, refreshing a Cluster's slot
-///   map) runs inside ``run()``, which must run while the client is used; ``shutdown()`` ends it.
+/// - All of its background work (connects, the sentinels' lookups and announcements, a Cluster's
+///   map refreshes) runs inside ``run()``, which must run while the client is used; ``shutdown()``
+///   ends it.
 public final class RedisClient: Sendable {
     private let topology: any RedisTopology
     private let primaries: PrimaryTopology?

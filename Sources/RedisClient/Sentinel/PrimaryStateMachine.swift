@@ -82,11 +82,6 @@ struct PrimaryStateMachine<Lookup> {
         return lastConfirmed != endpoint
     }
 
-    /// Whether commands should still go to `endpoint`: it is the candidate and not fenced.
-    func isCurrent(_ endpoint: RedisEndpoint, now: ContinuousClock.Instant) -> Bool {
-        candidate?.endpoint == endpoint && !isFenced(endpoint, now: now)
-    }
-
     private func isFenced(_ endpoint: RedisEndpoint, now: ContinuousClock.Instant) -> Bool {
         guard let fence else { return false }
         return fence.endpoint == endpoint && fence.until > now

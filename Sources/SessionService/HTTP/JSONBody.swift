@@ -17,13 +17,11 @@ struct JSONBody {
         if let contentType = request.headers[.contentType], !Self.isJSON(contentType) {
             throw APIError.unsupportedMediaType
         }
+        // The transport keeps at most one byte past the limit, whatever the framing (a chunked body
+        // declares no length): one byte more than the limit is the body that is too large.
         var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: limit)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
-            throw APIError.payloadTooLarge(limit: limit)
-        }
+        let buffer = try await request.collectBody(upTo: limit + 1)
+        guard buffer.readableBytes <= limit else { throw APIError.payloadTooLarge(limit: limit) }
         if buffer.readableBytes == 0 {
             if allowEmpty { return [] }
             throw APIError.invalidJSON("the request body is empty; a JSON object is required")

@@ -327,7 +327,7 @@ struct SessionStore: Sendable {
         guard let id = call.session else { throw .corrupt("\(call.function) acts on no session") }
         let key = RedisArgument(keys.session(id))
         let (result, fields) = try await withSessionStoreErrors {
-            try await redis.fcall(call.function, keys: [key], arguments: call.arguments, then: ["HGETALL", key], options: SessionCall.options)
+            try await redis.fcall(call.function, keys: call.keys(keys), arguments: call.arguments, then: ["HGETALL", key], options: SessionCall.options)
         }
         let outcome = try call.decode(result)
         guard outcome == .done else { return (outcome, nil) }
