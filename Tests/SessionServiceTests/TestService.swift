@@ -44,6 +44,10 @@ final class TestService: Sendable {
         configuration.port = 0
         backend.configure(&configuration)
         configuration.instance = "test"
+        // The first command of a new instance connects and loads the functions; at the suite's
+        // start, with every suite starting servers at once, that can outlast the 2 s default.
+        // Tests that judge a deadline set their own.
+        configuration.redisTimeout = .seconds(5)
         configure(&configuration)
         var logger = logs.map { logs in Logger(label: "sessiond-test") { _ in logs.handler } } ?? Logger(label: "sessiond-test")
         logger.logLevel = logs == nil ? .critical : .debug
