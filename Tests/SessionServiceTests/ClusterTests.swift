@@ -164,15 +164,16 @@ extension ReplicationSuites.ClusterTests {
         let probe = created[0].token
         let sessions = Array(created.dropFirst())
         let running = Flag()
-        let load = Task {
-            try await WriteLoad(service: service, creators: 0, patchers: sessions.count, sessions: sessions.map(\.token)).run(while: running)
-        }
-        try await Task.sleep(for: .milliseconds(500))  // a stretch of writing before the kill
+        let writeLoad = WriteLoad(service: service, creators: 0, patchers: sessions.count, sessions: sessions.map(\.token))
+        let load = Task { try await writeLoad.run(while: running) }
+        #expect(await writeLoad.acknowledge(100), "a stretch of writing before the kill")
         let killedAt = ContinuousClock.now
+        let acknowledgedAtKill = writeLoad.progress.count
         await victim.kill()
         #expect(await eventually(timeout: .seconds(15)) { try await service.patch(probe, #"{"probe":1}"#).status == 200 })
         let resumed = ContinuousClock.now - killedAt
-        try await Task.sleep(for: .seconds(1))  // a stretch of writing after the failover
+        let acknowledgedInOutage = writeLoad.progress.count - acknowledgedAtKill
+        #expect(await writeLoad.acknowledge(100), "a stretch of writing after the failover")
         running.clear()
         let outcome = try await load.value
         let verdict = try await WriteLoad.verify(outcome, through: service)
@@ -180,10 +181,14 @@ extension ReplicationSuites.ClusterTests {
         let others = outcome.patchers.filter { !victimTokens.contains($0.token) }
         let hit = outcome.patchers.filter { victimTokens.contains($0.token) }
         let slowestOther = others.map(\.slowest).max() ?? .zero
-        print("cluster kill -9 of a primary: its slots written again \(resumed) after; other shards' slowest request \(slowestOther), refused \(others.reduce(0) { $0 + $1.refused }); its own shard refused \(hit.reduce(0) { $0 + $1.refused }); \(verdict)")
+        print("cluster kill -9 of a primary: its slots written again \(resumed) after; \(acknowledgedInOutage) writes to other shards acknowledged meanwhile, their slowest request \(slowestOther), refused \(others.reduce(0) { $0 + $1.refused }); its own shard refused \(hit.reduce(0) { $0 + $1.refused }); \(verdict)")
         #expect(resumed < .seconds(5), "writes to its slots succeeded again \(resumed) after the kill")
         #expect(others.allSatisfy { $0.refused == 0 }, "the other shards saw no failure")
-        #expect(slowestOther < .seconds(1), "no request to another shard took a second (\(slowestOther))")
+        // Judged against the outage itself, not a fixed time, so that a slow machine does not fail
+        // it: the other shards kept being written while the victim's slots could not be, and none
+        // of their requests waited as long as the failover took.
+        #expect(acknowledgedInOutage > 0, "the other shards were written during the outage")
+        #expect(slowestOther < resumed, "no request to another shard waited out the failover (\(slowestOther) vs \(resumed))")
         #expect(outcome.refused.isEmpty, "\(outcome.refused.prefix(5))")
         #expect(verdict.lost == 0 && verdict.doubled == 0 && verdict.unreadable.isEmpty, "\(verdict)")
         await service.stop()
