@@ -164,9 +164,17 @@ import Testing
         let (plain, plainSession) = try Self.rotated(try await Self.rotate(service, token))
         #expect(plainSession["authenticated_at"] as? String == created["authenticated_at"] as? String)
         #expect(try await service.get(plain, query: "?max_auth_age=1").status == 403)
-        let (fresh, freshSession) = try Self.rotated(try await Self.rotate(service, plain, #"{"reauthenticated":true}"#))
-        #expect(try SessionLifecycleTests.milliseconds(freshSession["authenticated_at"]) > authenticated + 1000)
-        #expect(try await service.get(fresh, query: "?max_auth_age=1").status == 200)
+        // A reauthenticating rotation, then a read within the second it allows: on a machine too
+        // busy to read within a second of rotating, rotate again (each makes a fresh login).
+        var current = plain
+        var freshRead = 0
+        for _ in 0..<5 where freshRead != 200 {
+            let (fresh, freshSession) = try Self.rotated(try await Self.rotate(service, current, #"{"reauthenticated":true}"#))
+            #expect(try SessionLifecycleTests.milliseconds(freshSession["authenticated_at"]) > authenticated + 1000)
+            freshRead = try await service.get(fresh, query: "?max_auth_age=1").status
+            current = fresh
+        }
+        #expect(freshRead == 200)
         await service.stop()
     }
 
