@@ -8,6 +8,7 @@
 #
 #   scripts/cluster.sh up      starts it in the background, prints the URL and the API key
 #   scripts/cluster.sh down    stops everything it started (by PID) and removes its files
+#   scripts/cluster.sh heal    starts again what is no longer running (the demo stops some)
 #
 # State (PIDs, ports, the API key, logs) lives in CLUSTER_DIR (default .cluster/); `down` reads it.
 # CLUSTER_PORT (default 8090) is the load balancer's port; every other port is a free one.
@@ -53,7 +54,7 @@ up() {
     local started=()
     trap 'stop_pids "${started[@]}"; rm -rf "$cluster_dir"' ERR
 
-    local redis_mode=${REDIS:-sentinel} redis_env=() redis_summary redis_pids=() redis_ports=() sentinel_pids=() sentinel_ports=()
+    local redis_mode=${REDIS:-sentinel} redis_env=() redis_summary redis_pids=() redis_ports=() redis_dirs=() sentinel_pids=() sentinel_ports=()
     case $redis_mode in
         sentinel) start_sentinel_redis ;;
         cluster) start_cluster_redis ;;
@@ -65,9 +66,14 @@ up() {
     for index in 1 2 3; do
         local port
         port=$(free_port)
-        env SESSIOND_HOST=127.0.0.1 SESSIOND_PORT="$port" SESSIOND_INSTANCE="sessiond-$index" \
-            SESSIOND_API_KEYS="$api_key" "${redis_env[@]}" \
-            "$binary" >"$cluster_dir/sessiond-$index.log" 2>&1 &
+        # Its command is kept in a script of its own, so that `heal` can start it again as it was.
+        {
+            printf 'exec env SESSIOND_HOST=127.0.0.1 SESSIOND_PORT=%q SESSIOND_INSTANCE=%q SESSIOND_API_KEYS=%q' \
+                "$port" "sessiond-$index" "$api_key"
+            printf ' %q' "${redis_env[@]}" "$binary"
+            printf ' >>%q 2>&1\n' "$cluster_dir/sessiond-$index.log"
+        } >"$cluster_dir/sessiond-$index.run"
+        bash "$cluster_dir/sessiond-$index.run" &
         sessiond_ports+=("$port"); sessiond_pids+=("$!"); started+=("$!")
     done
     for port in "${sessiond_ports[@]}"; do wait_for_url "http://127.0.0.1:$port/readyz" 60; done
@@ -116,6 +122,7 @@ SENTINEL_PIDS="${sentinel_pids[*]}"
 SENTINEL_PORTS="${sentinel_ports[*]}"
 REDIS_PIDS="${redis_pids[*]}"
 REDIS_PORTS="${redis_ports[*]}"
+REDIS_DIRS="${redis_dirs[*]}"
 EOF
     trap - ERR
     echo "cluster up: http://127.0.0.1:$lb_port (HAProxy, round robin over 3 sessiond)"
@@ -187,15 +194,52 @@ start_cluster_redis() {
 }
 
 # start_redis_from_config PORT DIR [ARGS...]: redis-server on 127.0.0.1:PORT from its own copy of
-# deploy/redis.conf (Sentinel has servers rewrite their config file on failover).
+# deploy/redis.conf (Sentinel has servers rewrite their config file on failover). Its command is
+# kept in DIR/run for `heal`; the directory is added to redis_dirs.
 start_redis_from_config() {
     local port=$1 dir=$2
     shift 2
     mkdir -p "$dir"
     cp deploy/redis.conf "$dir/redis.conf"
-    redis-server "$dir/redis.conf" --bind 127.0.0.1 --port "$port" --dir "$dir" \
-        --logfile "$dir/redis.log" --daemonize no "$@" >/dev/null 2>&1 &
+    {
+        printf 'exec redis-server %q --bind 127.0.0.1 --port %q --dir %q --logfile %q --daemonize no' \
+            "$dir/redis.conf" "$port" "$dir" "$dir/redis.log"
+        (($#)) && printf ' %q' "$@"
+        printf ' >/dev/null 2>&1\n'
+    } >"$dir/run"
+    bash "$dir/run" &
     started_pid=$!
+    redis_dirs+=("$dir")
+}
+
+# Starts again, as they were first started, the sessiond instances and Redis servers of the running
+# cluster that are no longer running (the demo stops one of each), and records their new PIDs. A
+# Redis primary that failed over comes back as a replica: Sentinel (or the cluster) turns it into one.
+heal() {
+    [[ -f $state ]] || { echo "no cluster running: start one with make cluster" >&2; exit 1; }
+    # shellcheck disable=SC1090
+    source "$state"
+    local sessiond_pids redis_pids sessiond_ports redis_ports redis_dirs index
+    read -r -a sessiond_pids <<<"$SESSIOND_PIDS"
+    read -r -a sessiond_ports <<<"$SESSIOND_PORTS"
+    read -r -a redis_pids <<<"$REDIS_PIDS"
+    read -r -a redis_ports <<<"$REDIS_PORTS"
+    read -r -a redis_dirs <<<"$REDIS_DIRS"
+    for index in "${!redis_pids[@]}"; do
+        kill -0 "${redis_pids[$index]}" 2>/dev/null && continue
+        echo "  starting Redis 127.0.0.1:${redis_ports[$index]} again"
+        bash "${redis_dirs[$index]}/run" &
+        redis_pids[$index]=$!
+        wait_for_redis "${redis_ports[$index]}"
+    done
+    for index in "${!sessiond_pids[@]}"; do
+        kill -0 "${sessiond_pids[$index]}" 2>/dev/null && continue
+        echo "  starting sessiond-$((index + 1)) again"
+        bash "$cluster_dir/sessiond-$((index + 1)).run" &
+        sessiond_pids[$index]=$!
+        wait_for_url "http://127.0.0.1:${sessiond_ports[$index]}/readyz" 60
+    done
+    sed -i -e "s/^SESSIOND_PIDS=.*/SESSIOND_PIDS=\"${sessiond_pids[*]}\"/" -e "s/^REDIS_PIDS=.*/REDIS_PIDS=\"${redis_pids[*]}\"/" "$state"
 }
 
 # render_sentinel_config PORT BIND DIR PRIMARY_HOST PRIMARY_PORT: deploy/sentinel.conf.template
@@ -209,5 +253,6 @@ render_sentinel_config() {
 case ${1:-} in
     up) up ;;
     down) down ;;
-    *) echo "usage: $0 up|down" >&2; exit 2 ;;
+    heal) heal ;;
+    *) echo "usage: $0 up|down|heal" >&2; exit 2 ;;
 esac

@@ -20,6 +20,9 @@ source scripts/lib.sh
 
 state=${CLUSTER_DIR:-.cluster}/state
 [[ -f $state ]] || { echo "no cluster running: start one with make cluster" >&2; exit 1; }
+# What an earlier run stopped (sessiond-2, the Redis primary it killed) is started again first, so
+# the demo can be run any number of times on one cluster.
+bash scripts/cluster.sh heal
 # shellcheck disable=SC1090
 source "$state"
 url=$CLUSTER_URL
@@ -45,6 +48,17 @@ trap 'rm -rf "$work"' EXIT
 # Users of this run only, so that a second run on the same cluster counts only its own sessions.
 alice=alice-$RANDOM$RANDOM
 bob=bob-$RANDOM$RANDOM
+
+# Every instance back behind the load balancer (its health check brings a restarted one back
+# within a few seconds).
+deadline=$((SECONDS + 30))
+declare -A up=()
+while ((${#up[@]} < 3)); do
+    ((SECONDS < deadline)) || fail "only ${!up[*]} answered through the load balancer within 30 s"
+    read -r status instance body < <(request GET /readyz)
+    [[ $status == 200 ]] && up[$instance]=1
+    sleep 0.1
+done
 
 step "1. Create five sessions for $alice and one for $bob"
 alice_tokens=()
@@ -105,9 +119,14 @@ if [[ ${REDIS_MODE:-sentinel} == cluster ]]; then
     echo "  bob's shard written again after about $((SECONDS - killed)) s (answered by $instance)"
 else
     step "4. kill -9 the Redis primary: Sentinel fails over, sessiond follows, nothing is lost"
-    kill -9 "${redis_pids[0]}"
+    read -r -a sentinel_ports <<<"$SENTINEL_PORTS"
+    primary_port=$(redis-cli -p "${sentinel_ports[0]}" sentinel get-master-addr-by-name "$(awk -F= '$1 == "SESSIOND_SENTINEL_MASTER" { print $2 }' deploy/cluster.env)" | tail -1)
+    victim=""
+    for index in "${!redis_ports[@]}"; do [[ ${redis_ports[$index]} == "$primary_port" ]] && victim=$index; done
+    [[ -n $victim ]] || fail "the sentinels name no primary of this cluster (got '$primary_port')"
+    kill -9 "${redis_pids[$victim]}"
     killed=$SECONDS
-    echo "  primary killed; writing until writes are accepted again"
+    echo "  primary 127.0.0.1:$primary_port killed; writing until writes are accepted again"
     until read -r status instance body < <(request POST /v1/sessions "" '{"data":{"after":"failover"}}') && [[ $status == 201 ]]; do
         ((SECONDS - killed < 30)) || fail "writes were not accepted again within 30 s of the kill (last: $status $body)"
         echo "  $status (waiting for the failover)"
