@@ -68,6 +68,7 @@ up() {
         port=$(free_port)
         # Its command is kept in a script of its own, so that `heal` can start it again as it was.
         {
+            printf 'set -a; source %q; set +a\n' "$PWD/deploy/cluster.env"
             printf 'exec env SESSIOND_HOST=127.0.0.1 SESSIOND_PORT=%q SESSIOND_INSTANCE=%q SESSIOND_API_KEYS=%q' \
                 "$port" "sessiond-$index" "$api_key"
             printf ' %q' "${redis_env[@]}" "$binary"

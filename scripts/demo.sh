@@ -191,17 +191,21 @@ read -r status instance body < <(request POST /v1/sessions "" "{\"user\":\"$dan\
 phone_token=$(json_field "$body" token)
 phone_id=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["session"]["id"])' "$body")
 echo "  $dan signed in on a laptop and a phone"
-read -r status instance body < <(request POST /v1/session/rotate "$phone_token" '{"grace_seconds":3}')
+grace=10
+rotated_at=$SECONDS
+read -r status instance body < <(request POST /v1/session/rotate "$phone_token" "{\"grace_seconds\":$grace}")
 [[ $status == 200 ]] || fail "rotate answered $status: $body"
 old_phone_token=$phone_token
 phone_token=$(json_field "$body" token)
 [[ $(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["session"]["id"])' "$body") == "$phone_id" ]] \
     || fail "the rotation changed the session id"
-echo "  the phone's token rotated on $instance (grace 3 s); the session id stays $phone_id"
+echo "  the phone's token rotated on $instance (grace $grace s); the session id stays $phone_id"
 declare -A graced_by=()
 for _ in 1 2 3 4; do
     read -r status instance body < <(request GET /v1/session "$old_phone_token")
-    [[ $status == 200 ]] || fail "the old token answered $status on $instance inside its grace window"
+    # Judged by the window itself: a machine too slow to read within it is not a failure.
+    [[ $status == 200 ]] || ((SECONDS - rotated_at >= grace - 1)) \
+        || fail "the old token answered $status on $instance $((SECONDS - rotated_at)) s into its $grace s grace window"
     graced_by[$instance]=1
 done
 echo "  requests in flight with the old token still work: 200 from ${!graced_by[*]}"
@@ -210,7 +214,7 @@ read -r status instance body < <(request DELETE /v1/session/others "$phone_token
 read -r status instance body < <(request GET /v1/session "$laptop_token")
 [[ $status == 404 ]] || fail "the laptop's session answered $status after sign-out-others"
 echo "  from the phone, 'sign out my other devices': the laptop's session is gone (404 on $instance)"
-deadline=$((SECONDS + 10))
+deadline=$((rotated_at + grace + 10))
 until read -r status instance body < <(request GET /v1/session "$old_phone_token") && [[ $status == 404 ]]; do
     ((SECONDS < deadline)) || fail "the old token still answered $status 10 s after its grace window"
     sleep 0.2
