@@ -57,10 +57,19 @@ public enum SessionServiceApplication {
                 // deadline) outlasts every retry.
                 tombstoneRetention: max(.seconds(60), configuration.failoverTimeout * 2),
                 rotationGrace: configuration.rotationGrace, reusePolicy: configuration.rotationReuse,
+                limits: SessionLimits(
+                    maxDataBytes: configuration.maxSessionBytes, maxAttributes: configuration.maxAttributes,
+                    maxNameBytes: configuration.maxAttributeNameBytes
+                ),
                 keys: SessionKeys(prefix: configuration.keyPrefix)
             ),
             logger: logger, metricsFactory: metrics.factory
         )
+
+        // Where sessions are kept, as the start-up line and /readyz name it (never a password).
+        let redisAddress = redisConfiguration.cluster.map { "cluster (seeds \($0.seeds.map(\.description).joined(separator: ",")))" }
+            ?? redisConfiguration.sentinel.map { "sentinel master '\($0.masterName)' (sentinels \($0.sentinels.map(\.description).joined(separator: ",")))" }
+            ?? "\(redisConfiguration.host):\(redisConfiguration.port)"
 
         let router = Router(context: SessionRequestContext.self)
         router.add(middleware: ResponseHeadersMiddleware(instance: configuration.instance))
@@ -70,9 +79,7 @@ public enum SessionServiceApplication {
         HealthController(
             store: store, instance: configuration.instance,
             requiredReplicas: redisConfiguration.durability?.replicas ?? 0,
-            redisAddress: redisConfiguration.cluster.map { "cluster (seeds \($0.seeds.map(\.description).joined(separator: ",")))" }
-                ?? redisConfiguration.sentinel.map { "sentinel master '\($0.masterName)'" }
-                ?? "\(redisConfiguration.host):\(redisConfiguration.port)",
+            redisAddress: redisAddress,
             openAPIDocument: try HealthController.loadOpenAPIDocument(), metrics: metrics
         ).addRoutes(to: router)
 
@@ -86,15 +93,43 @@ public enum SessionServiceApplication {
             .addRoutes(to: v1)
         routes.load(from: router)
 
+        // Connections are limited below the descriptors, never by running out of them: out of
+        // descriptors, NIO's listening socket retries accept() in a busy loop (its back-off does not
+        // take hold when the first accept of a read fails), and Redis could not be reconnected.
+        let descriptors = DescriptorLimit.raise()
+        let connectionCeiling = DescriptorLimit.connectionLimit(descriptors: descriptors.now)
+        var maxConnections = configuration.maxConnections > 0 ? configuration.maxConnections : connectionCeiling
+        if maxConnections > connectionCeiling {
+            logger.warning(
+                "SESSIOND_MAX_CONNECTIONS is more than the open-file limit allows; using the most it allows",
+                metadata: ["max_connections": "\(maxConnections)", "descriptor_limit": "\(descriptors.now)", "using": "\(connectionCeiling)"]
+            )
+            maxConnections = connectionCeiling
+        }
+        logger.info(
+            "file descriptors and connections",
+            metadata: [
+                "descriptor_limit": "\(descriptors.now)", "descriptor_limit_at_start": "\(descriptors.before)",
+                "descriptor_hard_limit": "\(descriptors.hard)", "max_connections": "\(maxConnections)",
+            ]
+        )
+        let connectionLimit = ConnectionLimit(maximum: maxConnections, logger: logger, metricsFactory: metrics.factory)
         let server = SessionHTTPChannel(
             responder: router.buildResponder(), serverName: "sessiond", bodyLimit: configuration.maxBodyBytes,
             idleTimeout: configuration.connectionIdleTimeout
         ).server(
-            configuration: ServerConfiguration(address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond"),
-            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
+            configuration: ServerConfiguration(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond",
+                availableConnectionsDelegate: connectionLimit
+            ),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("sessiond listening", metadata: ["address": "\(configuration.host):\(port)", "redis": "\(redisAddress)"])
+                await onServerRunning(port)
+            },
             eventLoopGroup: eventLoopGroup, logger: logger
         )
-        return SessionServer(services: [RedisClientService(client: redis), server], logger: logger)
+        return SessionServer(services: [RedisClientService(client: redis, logger: logger), server], logger: logger)
     }
 }
 
@@ -111,7 +146,9 @@ public struct SessionServer: Sendable {
         let group = ServiceGroup(
             configuration: .init(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
         )
+        logger.info("sessiond starting")
         try await group.run()
+        logger.info("sessiond stopped")
     }
 }
 
@@ -119,10 +156,13 @@ public struct SessionServer: Sendable {
 /// down (after the HTTP server, which stops first, has answered the requests in progress).
 struct RedisClientService: Service {
     let client: RedisClient
+    let logger: Logger
 
     func run() async throws {
         async let background: Void = client.run()
         try? await gracefulShutdown()
+        // The HTTP server has stopped taking requests and answered those in progress.
+        logger.info("closing the Redis connections")
         await client.shutdown()
         await background
     }

@@ -24,8 +24,6 @@ case .run(let configuration):
         logger[metadataKey: "instance"] = "\(configuration.instance)"
         return logger
     }()
-    let application = try SessionServiceApplication.build(configuration: configuration, logger: logger) { port in
-        logger.info("sessiond listening", metadata: ["address": "\(configuration.host):\(port)", "redis": "\(RedisConfiguration.redacted(configuration.redisURL))"])
-    }
+    let application = try SessionServiceApplication.build(configuration: configuration, logger: logger)
     try await application.runService()
 }

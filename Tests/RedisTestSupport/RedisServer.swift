@@ -95,6 +95,22 @@ public final class RedisServer: Sendable {
         }
     }
 
+    /// Starts the command `argv(port, logFile)` makes for a free port (any program that listens on
+    /// it, such as a sessiond started with its own limits, writing its output to ``logFile``) and
+    /// waits until something answers there. It is stopped by its PID like a server, and dies with
+    /// the test process.
+    public static func startCommand(timeout: Duration = .seconds(30), _ argv: @escaping (Int, String) -> [String]) async throws -> RedisServer {
+        try await retryingOnPortClash(attempts: 5) {
+            let port = try freeLoopbackPort()
+            let directory = try makeDirectory(port: port)
+            let log = directory.appendingPathComponent("redis.log").path
+            return try await launch(argv: argv(port, log), port: port, arguments: [], directory: directory, timeout: timeout)
+        }
+    }
+
+    /// The file a server (or a command started by ``startCommand(timeout:_:)``) writes its log to.
+    public var logFile: URL { directory.appendingPathComponent("redis.log") }
+
     /// A free port can be taken by someone else between probing and binding: try a few.
     private static func retryingOnPortClash(attempts: Int, _ launch: () async throws -> RedisServer) async throws -> RedisServer {
         var lastError: (any Error)?
@@ -145,7 +161,7 @@ public final class RedisServer: Sendable {
                 break
             case .answered(let pid):
                 // Someone else's server on the port (ours failed to bind it) must not pass for ours.
-                if let pid, pid != Int(server.pid), argv[0] != "python3" {
+                if let pid, pid != Int(server.pid), argv[0] != "python3", argv[0] != "sh" {
                     await server.kill()
                     throw TestServerError("port \(port) is served by process \(pid), not by the \(argv[0]) just started (\(server.pid))")
                 }

@@ -12,6 +12,7 @@ import Testing
     let writeID = WriteID(bytes: Array("12345678".utf8))
     let digest = [UInt8](repeating: 0xAA, count: 16)
     var holder: SessionCall.Holder { .init(secretDigest: digest, onReuse: .revoke) }
+    let limits = SessionLimits(maxDataBytes: 262_144, maxAttributes: 256, maxNameBytes: 128)
     let attribute = Session.Attribute(name: "cart", raw: Array(#"{"n":1}"#.utf8))
 
     func text(_ arguments: [RedisArgument]) -> [String] {
@@ -23,10 +24,10 @@ import Testing
             .touch(id, holder, slide: .never), .delete(id, writeID, nil, tombstoneRetention: .seconds(60)),
             .indexAdd(user: "alice", id, lifetime: .seconds(1)),
         ]
-        #expect(calls.map(\.function) == ["sessiond_v2_touch", "sessiond_v2_delete", "sessiond_v2_index_add"])
-        #expect(SessionFunctions.library.name == "sessiond_v2")
+        #expect(calls.map(\.function) == ["sessiond_v3_touch", "sessiond_v3_delete", "sessiond_v3_index_add"])
+        #expect(SessionFunctions.library.name == "sessiond_v3")
         for name in ["create", "touch", "write", "rotate", "delete", "index_add"] {
-            #expect(SessionFunctions.library.source.contains("redis.register_function('sessiond_v2_\(name)'"), "\(name)")
+            #expect(SessionFunctions.library.source.contains("redis.register_function('sessiond_v3_\(name)'"), "\(name)")
         }
     }
 
@@ -58,15 +59,15 @@ import Testing
     @Test func aWriteCarriesItsConditionModeSlideAndEstimate() {
         let patch = SessionCall.write(
             id, writeID, holder, ifMatch: .versions([3, 4]), mode: .patch, slide: .after(.seconds(60)), clockEstimate: 1_700_000_000_000,
-            attributes: [attribute]
+            limits: limits, attributes: [attribute]
         )
         let patchText = text(patch.arguments)
         #expect(patchText[0] == "12345678")
-        #expect(Array(patchText[2...]) == ["3,4", "patch", "60000", "1700000000000", "revoke", "cart", #"{"n":1}"#])
-        let replace = SessionCall.write(id, writeID, holder, ifMatch: .any, mode: .replace, slide: .after(.zero), clockEstimate: nil, attributes: [])
-        #expect(Array(text(replace.arguments)[2...]) == ["*", "replace", "0", "", "revoke"])
-        let unconditional = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, attributes: [])
-        #expect(Array(text(unconditional.arguments)[2...]) == ["", "patch", "", "", "revoke"])
+        #expect(Array(patchText[2...]) == ["3,4", "patch", "60000", "1700000000000", "revoke", "262144", "256", "cart", #"{"n":1}"#])
+        let replace = SessionCall.write(id, writeID, holder, ifMatch: .any, mode: .replace, slide: .after(.zero), clockEstimate: nil, limits: limits, attributes: [])
+        #expect(Array(text(replace.arguments)[2...]) == ["*", "replace", "0", "", "revoke", "262144", "256"])
+        let unconditional = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, limits: limits, attributes: [])
+        #expect(Array(text(unconditional.arguments)[2...]) == ["", "patch", "", "", "revoke", "262144", "256"])
     }
 
     @Test func aRotationAndADeleteCarryTheirPolicies() {
@@ -86,7 +87,7 @@ import Testing
     }
 
     @Test func repliesDecodeToOutcomes() throws {
-        let write = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, attributes: [])
+        let write = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, limits: limits, attributes: [])
         #expect(try write.decode(.integer(1)) == .done)
         #expect(try write.decode(.null) == .noSession)
         let reused = RESPValue.array([.bulkString(Array("reused".utf8)), .integer(1), .bulkString(Array("alice".utf8))])
@@ -101,12 +102,18 @@ import Testing
     }
 
     @Test func refusalsDecodeToTheirErrors() {
-        let write = SessionCall.write(id, writeID, holder, ifMatch: .versions([1]), mode: .patch, slide: .never, clockEstimate: nil, attributes: [])
+        let write = SessionCall.write(id, writeID, holder, ifMatch: .versions([1]), mode: .patch, slide: .never, clockEstimate: nil, limits: limits, attributes: [])
         #expect {
             try write.decode(.array([.bulkString(Array("version_mismatch".utf8)), .integer(7)]))
         } throws: { error in
             guard case SessionStoreError.versionMismatch(current: 7) = error else { return false }
             return true
+        }
+        #expect {
+            try write.decode(.array([.bulkString(Array("too_large".utf8)), .integer(300_000), .integer(12)]))
+        } throws: { error in
+            guard case SessionStoreError.sessionTooLarge(let message) = error else { return false }
+            return message.contains("300000 bytes in 12 attributes") && message.contains("262144 bytes and 256 attributes")
         }
         let rotation = SessionCall.rotate(id, writeID, holder, newSecretDigest: digest, grace: .zero, reauthenticated: false)
         #expect {
@@ -118,7 +125,7 @@ import Testing
     }
 
     @Test func aReplyNoFunctionGivesIsCorruptNotAGuess() {
-        let write = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, attributes: [])
+        let write = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, limits: limits, attributes: [])
         let delete = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
         let strange: [(SessionCall, RESPValue)] = [
             (write, .integer(2)), (write, .array([.bulkString(Array("version_mismatch".utf8)), .bulkString(Array("x".utf8))])),

@@ -20,8 +20,10 @@ import Testing
 
     static func client(_ redis: RedisServer) throws -> RedisClient {
         var configuration = try RedisConfiguration(url: redis.url)
-        // Generous: the suite's other tests load both cores, and no test here times a connect.
+        // Generous: the suite's other tests load both cores, and no test here times a connect or
+        // a command.
         configuration.connectTimeout = .seconds(10)
+        configuration.commandTimeout = .seconds(10)
         return RedisClient.running(configuration: configuration, functionLibraries: [SessionFunctions.library])
     }
 
@@ -42,9 +44,11 @@ import Testing
         ))
     }
 
+    static let limits = SessionLimits(maxDataBytes: 1 << 20, maxAttributes: 1000, maxNameBytes: 128)
+
     static func patch(_ client: RedisClient, writeID: WriteID, _ value: String) async throws -> (result: RESPValue, read: RESPValue) {
         try await call(client, .write(
-            id, writeID, holder(0xAA), ifMatch: nil, mode: .patch, slide: .after(.zero), clockEstimate: 0,
+            id, writeID, holder(0xAA), ifMatch: nil, mode: .patch, slide: .after(.zero), clockEstimate: 0, limits: limits,
             attributes: [Session.Attribute(name: "a", raw: Array(value.utf8))]
         ))
     }
@@ -158,7 +162,7 @@ import Testing
         almost[15] = 0xAB
         let holder = SessionCall.Holder(secretDigest: almost, onReuse: .revoke)
         let write = try await Self.result(client, .write(
-            Self.id, Self.writeID(2), holder, ifMatch: nil, mode: .patch, slide: .after(.zero), clockEstimate: 0,
+            Self.id, Self.writeID(2), holder, ifMatch: nil, mode: .patch, slide: .after(.zero), clockEstimate: 0, limits: Self.limits,
             attributes: [Session.Attribute(name: "a", raw: Array("2".utf8))]
         ))
         #expect(write == .null)

@@ -230,7 +230,16 @@ final class ClusterTopology: RedisTopology {
                     do {
                         let role = try await self.connection(to: primary).send(["ROLE"]).array ?? []
                         node.role = role.first?.string ?? "unknown"
-                        node.connectedReplicas = role.count >= 3 ? role[2].array?.count ?? 0 : 0
+                        // The replicas as the primary itself reports them ([ip, port, offset] each),
+                        // not as the cached map had them: right after a failover the map lags.
+                        let connected = role.count >= 3 ? role[2].array ?? [] : []
+                        node.connectedReplicas = connected.count
+                        node.replicas = connected.compactMap { replica in
+                            guard let fields = replica.array, fields.count >= 2, let host = fields[0].string,
+                                let port = fields[1].string.flatMap({ Int($0) })
+                            else { return nil }
+                            return RedisEndpoint(host: host, port: port)
+                        }
                     } catch {
                         node.error = (error as? RedisClientError)?.description ?? "\(error)"
                     }
@@ -261,7 +270,7 @@ public struct RedisClusterStatus: Sendable {
         /// The first element of `ROLE` on sessiond's connection: `master` for a usable primary.
         public var role: String
         public var slotRanges: [ClosedRange<Int>]
-        /// The replicas `CLUSTER SLOTS` lists with it.
+        /// The replicas connected to it (from `ROLE`; those `CLUSTER SLOTS` lists when it did not answer).
         public var replicas: [RedisEndpoint]
         /// Replicas connected to it now (from `ROLE`).
         public var connectedReplicas: Int

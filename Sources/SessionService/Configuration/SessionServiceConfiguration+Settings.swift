@@ -22,8 +22,24 @@ extension SessionServiceConfiguration {
             help: "seconds an HTTP connection may send nothing before it is closed: between requests, or in the middle of one (a stalled upload); one waiting for its answer never is"
         ),
         Setting(
+            "max-connections", \.maxConnections, .integer(0...10_000_000),
+            help: "open HTTP connections at most; at the limit new connections wait (unaccepted) until one closes, and the open ones are served (0, and the most allowed: the open-file limit, raised to its hard limit at start, less \(DescriptorLimit.reserve) for Redis and files)"
+        ),
+        Setting(
             "max-sessions-per-user", \.maxSessionsPerUser, .integer(0...1_000_000),
             help: "live sessions per user, one more revokes the oldest (0 = no cap)"
+        ),
+        Setting(
+            "max-session-bytes", \.maxSessionBytes, .integer(1024...(64 << 20)),
+            help: "the most data one session may hold: its attributes' names and raw JSON, in bytes (more: 413 `session_too_large`)"
+        ),
+        Setting(
+            "max-attributes", \.maxAttributes, .integer(1...100_000),
+            help: "the most attributes one session may hold (more: 413 `session_too_large`)"
+        ),
+        Setting(
+            "max-attribute-name-bytes", \.maxAttributeNameBytes, .integer(1...1024),
+            help: "the longest attribute name, in bytes (longer, empty or with control characters: 400 `invalid_attribute_name`)"
         ),
         Setting(
             "rotation-grace", \.rotationGrace, .seconds(0...maximumRotationGrace),

@@ -15,9 +15,15 @@ public struct SessionServiceConfiguration: Sendable {
     public var absoluteTimeout = Duration.seconds(86400)
     public var touchInterval = Duration.seconds(60)
     public var maxBodyBytes = 65536
+    /// The most open HTTP connections (0: the descriptor limit less ``DescriptorLimit/reserve``).
+    public var maxConnections = 0
     /// How long an HTTP connection may stay open with no request in progress before it is closed.
     public var connectionIdleTimeout = Duration.seconds(60)
     public var maxSessionsPerUser = 0
+    /// The most bytes of data (attribute names and raw JSON values) one session may hold.
+    public var maxSessionBytes = 256 << 10
+    public var maxAttributes = 256
+    public var maxAttributeNameBytes = 128
     /// How long the previous token keeps working after a rotation that names no `grace_seconds`.
     public var rotationGrace = Duration.zero
     /// What the previous token presented after its grace window does to its session.

@@ -17,6 +17,11 @@ final class APIRoutes: Sendable {
                 byPath.append((route.path, [route.method]))
             }
         }
+        // HEAD is answered wherever GET is (see HTTPResponderHandler).
+        for index in byPath.indices {
+            if byPath[index].methods.contains(.get) { byPath[index].methods.append(.head) }
+            byPath[index].methods.sort { $0.rawValue < $1.rawValue }
+        }
         routes.withLock { $0 = byPath }
     }
 

@@ -28,7 +28,6 @@ struct AuthController {
 
     func addRoutes(to group: RouterGroup<Context>) {
         group.get("auth", use: authenticate)
-        group.head("auth", use: authenticate)
     }
 
     @Sendable func authenticate(_ request: Request, context: Context) async throws -> Response {

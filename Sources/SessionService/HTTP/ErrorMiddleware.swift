@@ -55,6 +55,8 @@ struct ErrorMiddleware: RouterMiddleware {
             case .tokenSuperseded: return .tokenSuperseded
             case .reauthenticationRequired(let authenticatedAt): return .reauthenticationRequired(authenticatedAt: authenticatedAt)
             case .versionMismatch(let current): return .versionMismatch(current: current)
+            case .sessionTooLarge(let message): return APIError(status: .contentTooLarge, code: "session_too_large", message: message)
+            case .invalidAttributeName(let message): return APIError(status: .badRequest, code: "invalid_attribute_name", message: message)
             case .notDurable(let cause):
                 logger.warning("write not acknowledged by enough replicas", metadata: ["error": "\(cause)"])
                 return .durabilityTimeout(cause.message)

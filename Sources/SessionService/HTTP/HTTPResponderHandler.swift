@@ -23,8 +23,12 @@ import NIOHTTPTypes
 ///   so neither a pipelining client nor one that stops reading makes it buffer without bound.
 /// - A client that half-closes (`shutdown(SHUT_WR)`) after its requests gets every answer, then the
 ///   connection is closed.
-/// - `Connection: close` is answered, then the connection is closed; so is a malformed request
-///   (400 `invalid_request`), after the answers owed before it.
+/// - `Connection: close` is answered, then the connection is closed; so is a request the decoder
+///   refuses, after the answers owed before it: 400 `invalid_request` for bytes that are not HTTP,
+///   414 `uri_too_long` or 431 `headers_too_large` for a head over the decoder's limits (80 KiB), 501
+///   `not_implemented` for a method HTTP does not define.
+/// - `HEAD` is answered wherever `GET` is, as `GET` would be (the same status, headers and
+///   `Content-Length`), without the body.
 /// - A body is kept up to `bodyLimit` + 1 bytes: the route that reads it then refuses it as too
 ///   large, and nothing beyond that is buffered.
 ///
@@ -65,13 +69,14 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// Something that arrived while an earlier request was unanswered, kept to be handled in order.
     private enum Held {
         case part(HTTPRequestPart)
-        case malformed
+        case refused(APIError)
     }
 
     private let responder: Responder
     private let logger: Logger
     private let serverName: String
     private let bodyLimit: Int
+    private let requestLine: RequestLineWatcher
     private var state = State.idle
     private var held = CircularBuffer<Held>()
     private var inputClosed = false
@@ -81,11 +86,14 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private var date = (second: Int64.min, text: "")
 
     /// - Parameter bodyLimit: the largest body any route accepts.
-    init(responder: Responder, logger: Logger, serverName: String, bodyLimit: Int) {
+    /// - Parameter requestLine: the watcher in front of the decoder, which tells an over-long
+    ///   target from over-large header fields.
+    init(responder: Responder, logger: Logger, serverName: String, bodyLimit: Int, requestLine: RequestLineWatcher) {
         self.responder = responder
         self.logger = logger
         self.serverName = serverName
         self.bodyLimit = bodyLimit
+        self.requestLine = requestLine
     }
 
     /// While answering, or with requests held, further input waits.
@@ -118,15 +126,33 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard error is HTTPParserError else {
+        guard let error = error as? HTTPParserError else {
             logger.debug("connection failed", metadata: ["error": "\(error)"])
             close(context: context)
             return
         }
+        let refusal = refusal(of: error)
         if isBusy {
-            held.append(.malformed)
+            held.append(.refused(refusal))
         } else {
-            answerMalformed(context: context)
+            refuse(refusal, context: context)
+        }
+    }
+
+    /// What a request the decoder refused is answered.
+    private func refusal(of error: HTTPParserError) -> APIError {
+        switch error {
+        case .headerOverflow where requestLine.sawOverlongRequestLine:
+            APIError(status: .uriTooLong, code: "uri_too_long", message: "the request target is longer than 80 KiB")
+        case .headerOverflow:
+            APIError(
+                status: .requestHeaderFieldsTooLarge, code: "headers_too_large",
+                message: "the request's header fields are larger than 80 KiB, or more than the decoder takes"
+            )
+        case .invalidMethod:
+            APIError(status: .notImplemented, code: "not_implemented", message: "the request method is not one sessiond implements")
+        default:
+            APIError.invalidRequest("the request is not valid HTTP/1.1")
         }
     }
 
@@ -180,7 +206,7 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
             break
         default:
             // The decoder never produces another order; treat it as a malformed request.
-            answerMalformed(context: context)
+            refuse(.invalidRequest("the request is not valid HTTP/1.1"), context: context)
         }
     }
 
@@ -189,7 +215,10 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
         // CPU than the rest of a /healthz answer, and the request log line names the request.
         let requestLogger = logger
         let requestContext = SessionRequestContext(source: .init(channel: context.channel, logger: requestLogger))
-        let request = Request(head: head, body: RequestBody(buffer: body))
+        // HEAD is routed as GET; `send` leaves the body out.
+        var routed = head
+        if routed.method == .head { routed.method = .get }
+        let request = Request(head: routed, body: RequestBody(buffer: body))
         let responder = self.responder
         let loop = context.eventLoop
         let handler = NIOLoopBound((self, context), eventLoop: loop)
@@ -278,7 +307,7 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
         while state.takesInput, context.channel.isWritable, let next = held.popFirst() {
             switch next {
             case .part(let part): process(part, context: context)
-            case .malformed: answerMalformed(context: context)
+            case .refused(let refusal): refuse(refusal, context: context)
             }
         }
         switch state {
@@ -295,12 +324,12 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
-    /// 400 for bytes that are not HTTP, then close: the stream cannot be trusted past them.
-    private func answerMalformed(context: ChannelHandlerContext) {
+    /// Answers a request the decoder refused, then closes: the stream cannot be trusted past it.
+    private func refuse(_ refusal: APIError, context: ChannelHandlerContext) {
         guard !state.isClosing else { return }
         state = .closing
         held.removeAll()
-        write(Answer(APIError.invalidRequest("the request is not valid HTTP/1.1")), withBody: true, closeAfterwards: true, context: context)
+        write(Answer(refusal), withBody: true, closeAfterwards: true, context: context)
     }
 
     private func close(context: ChannelHandlerContext) {

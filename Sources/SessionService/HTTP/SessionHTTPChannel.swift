@@ -29,10 +29,14 @@ struct SessionHTTPChannel: ServerChildChannel {
             try pipeline.configureHTTPServerPipeline(
                 withPipeliningAssistance: false, withErrorHandling: false, withOutboundHeaderValidation: false
             )
+            let requestLine = RequestLineWatcher()
+            try pipeline.addHandler(requestLine, position: .first)
             try pipeline.addHandler(HTTP1ToHTTPServerCodec(secure: false))
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
             try pipeline.addHandler(
-                HTTPResponderHandler(responder: responder, logger: logger, serverName: serverName, bodyLimit: bodyLimit)
+                HTTPResponderHandler(
+                    responder: responder, logger: logger, serverName: serverName, bodyLimit: bodyLimit, requestLine: requestLine
+                )
             )
             return Value(channel: channel)
         }

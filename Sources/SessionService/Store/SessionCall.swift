@@ -41,9 +41,10 @@ enum SessionCall: Sendable {
     /// Sets or replaces attributes if `ifMatch` holds; slides when `slide` says, asking Redis' clock
     /// only when `clockEstimate` (sessiond's estimate of it, in ms) says a slide may be due (`nil`:
     /// ask in any case).
+    /// A write that would leave the session over `limits` (and larger than it was) writes nothing.
     case write(
         SessionID, WriteID, Holder, ifMatch: IfMatch?, mode: WriteMode, slide: Slide, clockEstimate: Int64?,
-        attributes: [Session.Attribute]
+        limits: SessionLimits, attributes: [Session.Attribute]
     )
     /// Gives the session `newSecretDigest`; the holder's token keeps working for `grace`.
     case rotate(SessionID, WriteID, Holder, newSecretDigest: [UInt8], grace: Duration, reauthenticated: Bool)
@@ -87,7 +88,7 @@ enum SessionCall: Sendable {
     /// The session the call acts on (`nil` for the index).
     var session: SessionID? {
         switch self {
-        case .create(let id, _, _, _, _, _, _, _), .touch(let id, _, _), .write(let id, _, _, _, _, _, _, _),
+        case .create(let id, _, _, _, _, _, _, _), .touch(let id, _, _), .write(let id, _, _, _, _, _, _, _, _),
             .rotate(let id, _, _, _, _, _), .delete(let id, _, _, _):
             id
         case .indexAdd:
@@ -114,11 +115,11 @@ enum SessionCall: Sendable {
             ] + data.redisArguments
         case .touch(_, let holder, let slide):
             return [slide.argument, RedisArgument(bytes: holder.secretDigest), holder.onReuse.argument]
-        case .write(_, let writeID, let holder, let ifMatch, let mode, let slide, let estimate, let attributes):
+        case .write(_, let writeID, let holder, let ifMatch, let mode, let slide, let estimate, let limits, let attributes):
             return [
                 writeID.argument, RedisArgument(bytes: holder.secretDigest), RedisArgument(ifMatch?.functionArgument ?? ""),
                 RedisArgument(mode.rawValue), slide.argument, estimate.map { RedisArgument($0) } ?? "",
-                holder.onReuse.argument,
+                holder.onReuse.argument, RedisArgument(limits.maxDataBytes), RedisArgument(limits.maxAttributes),
             ] + attributes.redisArguments
         case .rotate(_, let writeID, let holder, let newDigest, let grace, let reauthenticated):
             return [
@@ -137,6 +138,7 @@ enum SessionCall: Sendable {
 
     /// What the function's reply means.
     /// - Throws: ``SessionStoreError/versionMismatch(current:)``, ``SessionStoreError/tokenSuperseded``,
+    ///   ``SessionStoreError/sessionTooLarge(_:)``,
     ///   or ``SessionStoreError/corrupt(_:)`` for a reply no function of this version gives.
     func decode(_ reply: RESPValue) throws(SessionStoreError) -> Outcome {
         switch (self, reply) {
@@ -157,6 +159,10 @@ enum SessionCall: Sendable {
             case ("version_mismatch", 2):
                 guard let version = parts[1].integer else { break }
                 throw .versionMismatch(current: version)
+            case ("too_large", 3):
+                guard case .write(_, _, _, _, _, _, _, let limits, _) = self, let bytes = parts[1].integer, let count = parts[2].integer
+                else { break }
+                throw limits.tooLarge(bytes: bytes, attributes: count)
             default:
                 break
             }

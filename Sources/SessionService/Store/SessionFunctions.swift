@@ -12,7 +12,8 @@ import RedisClient
 /// authenticated, last idle slide, idle timeout, absolute deadline), `k` (the digest of the current
 /// token's secret, followed after a rotation by the previous one's and the end of its grace
 /// window), `w` (the write ids of its latest writes), `u` (user, optional), `d` (device JSON,
-/// optional), and one field `.<name>` per data attribute holding its raw JSON. Three meta fields
+/// optional), `z` (the data's size as of a version: see ``SessionLimits``), and one field
+/// `.<name>` per data attribute holding its raw JSON. Three meta fields
 /// rather than ten keep a read's `HGETALL` short, and none is over 64 bytes, so the hash stays a
 /// compact listpack under Redis' default `hash-max-listpack-value`. The key's expiry is always min(last slide + idle, absolute) − 1 ms, so Redis itself never returns a session
 /// at or past its deadline and a read needs no script: it is one plain `HGETALL`
@@ -37,10 +38,10 @@ import RedisClient
 /// adding an id that is there changes nothing.
 enum SessionFunctions {
     /// The version of the functions' calling convention (arguments and replies). It names the
-    /// library and every function in it (`sessiond_v2_write`), so instances that speak different
+    /// library and every function in it (`sessiond_v3_write`), so instances that speak different
     /// versions can share one Redis without replacing each other's functions: Redis keeps function
     /// names unique across libraries, and each instance loads and calls only its own.
-    static let protocolVersion = 2
+    static let protocolVersion = 3
     /// `sessiond_v<version>_`: the prefix of every function name of this version.
     static let functionPrefix = "sessiond_v\(protocolVersion)_"
 
@@ -113,6 +114,50 @@ enum SessionFunctions {
             local found = redis.call('HMGET', key, 'm', 'k', 'w')
             if not found[1] then return nil end
             return unpack_meta(found[1], found[2], found[3])
+        end
+
+        -- 'z': a bound on the size of a session's data as of a version, packed: that version, the
+        -- data's bytes (every attribute's name and raw JSON) and its attribute count, each at
+        -- least what the data holds. A write checks the limits against it and keeps it, in the same
+        -- atomic call, so concurrent writes cannot pass a limit together. A patch adds what it sets
+        -- without reading what it replaces (that would cost every write a copy of the old values),
+        -- so the bound only grows; when it would pass a limit, the data is measured (HGETALL) and
+        -- the bound is exact again. Every write moves the version on, so a 'z' left behind by a
+        -- write that did not keep it (sessiond before protocol 3) is stale and the data is measured.
+        local SIZE = '<i6i6i6'
+
+        -- The data's exact bytes and attribute count, and each attribute's value length by field.
+        local function measure(key)
+            local bytes, count, lengths = 0, 0, {}
+            local fields = redis.call('HGETALL', key)
+            for index = 1, #fields, 2 do
+                if string.byte(fields[index], 1) == 46 then -- '.'
+                    lengths[fields[index]] = #fields[index + 1]
+                    bytes = bytes + #fields[index] - 1 + #fields[index + 1]
+                    count = count + 1
+                end
+            end
+            return bytes, count, lengths
+        end
+
+        -- The size after a write of the name, raw JSON pairs from ARGV[first]: from (bytes, count)
+        -- in 'patch' ('null' deletes) or from nothing in 'replace'. With `lengths` (from measure)
+        -- a patch also takes off what it replaces, and the result is exact; without, it is a bound.
+        local function size_after(args, first, mode, bytes, count, lengths)
+            if mode == 'replace' then bytes, count = 0, 0 end
+            for index = first, #args, 2 do
+                local name, value = args[index], args[index + 1]
+                local old = lengths and lengths['.' .. name]
+                if mode == 'patch' and old then
+                    bytes = bytes - #name - old
+                    count = count - 1
+                end
+                if mode == 'replace' or value ~= 'null' then
+                    bytes = bytes + #name + #value
+                    count = count + 1
+                end
+            end
+            return bytes, count
         end
 
         -- Write ids are 8 bytes; a session keeps the newest REMEMBERED_WRITES of them, concatenated.
@@ -213,10 +258,14 @@ enum SessionFunctions {
                 fields[#fields + 1] = 'd'
                 fields[#fields + 1] = args[6]
             end
+            local bytes = 0
             for index = 7, #args, 2 do
                 fields[#fields + 1] = '.' .. args[index]
                 fields[#fields + 1] = args[index + 1]
+                bytes = bytes + #args[index] + #args[index + 1]
             end
+            fields[#fields + 1] = 'z'
+            fields[#fields + 1] = struct.pack(SIZE, meta.v, bytes, (#args - 6) / 2)
             in_slices('HSET', keys[1], fields, 200)
             expire_at(keys[1], meta)
             return 1
@@ -251,17 +300,20 @@ enum SessionFunctions {
         -- KEYS: session. ARGV: write id, secret digest, If-Match condition ('' for none, '*', or
         -- versions joined by ','), 'patch' or 'replace', minimum ms since the last slide before
         -- this write slides the idle deadline too ('' never), sessiond's estimate of Redis' clock (ms; '' to
-        -- ask Redis' clock in any case), 'revoke' or 'reject' (what a reused token does), then
-        -- name, raw JSON pairs. In 'patch' a raw 'null' deletes the attribute; 'replace' first
-        -- removes every attribute. Returns 1, nil when the session is gone or the token is not its
-        -- own. As for a read, the estimate only decides whether to ask Redis' clock (TIME and its
+        -- ask Redis' clock in any case), 'revoke' or 'reject' (what a reused token does), the most
+        -- data bytes and attributes a session may hold, then name, raw JSON pairs. In 'patch' a raw
+        -- 'null' deletes the attribute; 'replace' first removes every attribute. A write that would
+        -- leave the data over a limit, and larger than it was, writes nothing and answers
+        -- {'too_large', bytes, attributes} (what the data would have been). Returns 1, nil when the
+        -- session is gone or the token is not its own. As for a read, the estimate only decides whether to ask Redis' clock (TIME and its
         -- conversion cost a fifth of a write): when it says a slide may be due, Redis' clock decides.
         redis.register_function('\#(functionPrefix)write', function(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local key = keys[1]
-            local meta = read_meta(key)
-            if not meta then return nil end
+            local found = redis.call('HMGET', key, 'm', 'k', 'w', 'z')
+            if not found[1] then return nil end
+            local meta = unpack_meta(found[1], found[2], found[3])
             local state = token_state(args[2], meta)
             if not state then return nil end
             if state == 'reused' then return token_reused(key, args[7]) end
@@ -269,10 +321,27 @@ enum SessionFunctions {
             if args[3] ~= '' and not version_matches(args[3], meta.v) then
                 return {'version_mismatch', meta.v}
             end
+            -- The size after this write, from the kept bound; measured when the bound is stale or
+            -- the result would pass a limit (a write that leaves the data larger than it was and
+            -- over a limit is refused; one that shrinks a session over a lowered limit is not).
+            local mode, max_bytes, max_count = args[4], tonumber(args[8]), tonumber(args[9])
+            local bytes, count
+            local z = found[4]
+            if z and #z == 18 then
+                local v, kept_bytes, kept_count = struct.unpack(SIZE, z)
+                if v == meta.v then bytes, count = size_after(args, 10, mode, kept_bytes, kept_count) end
+            end
+            if not bytes or bytes > max_bytes or count > max_count then
+                local old_bytes, old_count, lengths = measure(key)
+                bytes, count = size_after(args, 10, mode, old_bytes, old_count, lengths)
+                if (bytes > max_bytes and bytes > old_bytes) or (count > max_count and count > old_count) then
+                    return {'too_large', bytes, count}
+                end
+            end
             local removals = {}
-            if args[4] == 'replace' then
+            if mode == 'replace' then
                 for _, name in ipairs(redis.call('HKEYS', key)) do
-                    if string.sub(name, 1, 1) == '.' then removals[#removals + 1] = name end
+                    if string.byte(name, 1) == 46 then removals[#removals + 1] = name end
                 end
             end
             meta.v = meta.v + 1
@@ -283,8 +352,8 @@ enum SessionFunctions {
                 if slide then meta.l = now end
             end
             meta.w = remember_write(meta.w, args[1])
-            local updates = {'m', packed_times(meta), 'w', meta.w}
-            for index = 8, #args, 2 do
+            local updates = {'m', packed_times(meta), 'w', meta.w, 'z', struct.pack(SIZE, meta.v, bytes, count)}
+            for index = 10, #args, 2 do
                 if args[4] == 'patch' and args[index + 1] == 'null' then
                     removals[#removals + 1] = '.' .. args[index]
                 else

@@ -28,6 +28,8 @@ struct SessionStore: Sendable {
         var rotationGrace: Duration
         /// What a reused token (the previous one after its grace window) does to its session.
         var reusePolicy: TokenReusePolicy
+        /// How large a session may grow.
+        var limits: SessionLimits
         /// Where every key lives.
         var keys: SessionKeys
     }
@@ -57,6 +59,7 @@ struct SessionStore: Sendable {
     func create(
         user: String?, device: [UInt8]?, data: [Session.Attribute], idleTimeout: Int?, absoluteTimeout: Int?
     ) async throws(SessionStoreError) -> (SessionToken, Session) {
+        try settings.limits.check(newSessionData: data)
         let token = try newToken()
         let idle = idleTimeout.map { Duration.seconds($0) } ?? settings.idleTimeout
         let absolute = absoluteTimeout.map { Duration.seconds($0) } ?? settings.absoluteTimeout
@@ -128,11 +131,14 @@ struct SessionStore: Sendable {
     /// Slides the idle deadline too when the touch interval has passed since the last slide (by
     /// Redis' clock, asked only when this host's estimate of it says so, as for a read).
     private func write(_ token: SessionToken, mode: SessionCall.WriteMode, attributes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
+        try settings.limits.checkNames(attributes)
         let interval = settings.touchInterval
         // With an interval of 0 every write slides: no estimate, Redis' clock in any case.
         let estimate = interval == .zero ? nil : try await withSessionStoreErrors { try await clock.now() }
         return try await tokenCall(
-            .write(token.id, WriteID(), holder(of: token), ifMatch: ifMatch, mode: mode, slide: .after(interval), clockEstimate: estimate, attributes: attributes),
+            .write(token.id, WriteID(), holder(of: token), ifMatch: ifMatch, mode: mode, slide: .after(interval), clockEstimate: estimate,
+                limits: settings.limits, attributes: attributes
+            ),
             token: token
         )
     }

@@ -12,6 +12,10 @@ enum SessionStoreError: Error, Sendable {
     case tokenSuperseded
     /// The session was last authenticated longer ago than the request allows; nothing was touched.
     case reauthenticationRequired(authenticatedAt: Int64)
+    /// The data would make the session larger than ``SessionLimits`` allow; nothing was written.
+    case sessionTooLarge(String)
+    /// An attribute name ``SessionLimits`` refuse; nothing was written.
+    case invalidAttributeName(String)
     /// `If-Match` named other versions than the current one.
     case versionMismatch(current: Int64)
     /// Replicated mode: the write happened on the primary but too few replicas acknowledged it in
