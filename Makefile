@@ -1,5 +1,5 @@
 # sessiond — every target installs the Debian packages it needs first (only when missing).
-.PHONY: deps build test run bench bench-redis-client contract-test cluster cluster-down demo host-crash-demo clean
+.PHONY: deps build test fuzz run bench bench-redis-client contract-test cluster cluster-down demo host-crash-demo clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -14,6 +14,10 @@ build: deps
 test:
 	bash scripts/install-deps.sh haproxy docker-compose nginx valkey-server
 	bash scripts/test.sh
+
+# The request parsers under libFuzzer (FUZZ_SECONDS each, default 60; make test runs it too).
+fuzz: deps
+	bash scripts/fuzz.sh
 
 # Serve on 127.0.0.1:8080, starting a local redis-server when none answers (see scripts/run.sh).
 run: deps

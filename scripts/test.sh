@@ -15,8 +15,10 @@ swift_tests=$(sed -nE 's/.*Test run with ([0-9]+) tests? .* passed.*/\1/p' "$log
 # services now default to: the same tests, with every server they start a valkey-server.
 echo "the session API suites on Valkey ($(valkey-server --version | grep -o 'v=[0-9.]*'))"
 SESSIOND_TEST_SERVER=valkey timeout --signal=KILL 600 swift test --skip-build \
-    --filter 'SessionLifecycleTests|UserSessionsTests|RotationTests|ConcurrencyTests|OtherSessionsTests|WriteIDTests|SecurityTests' 2>&1 | tee "$log"
+    --filter 'SessionLifecycleTests|UserSessionsTests|RotationTests|ConcurrencyTests|OtherSessionsTests|WriteIDTests|SecurityTests|SessionLimitsTests' 2>&1 | tee "$log"
 valkey_tests=$(sed -nE 's/.*Test run with ([0-9]+) tests? .* passed.*/\1/p' "$log" | tail -1)
+# The request parsers under libFuzzer, a minute each (scripts/fuzz.sh).
+bash scripts/fuzz.sh
 bash scripts/contract-test.sh
 
 # The compose files are valid (no Docker engine here to run them) and refuse to start without API keys.
@@ -41,5 +43,5 @@ for redis in sentinel cluster; do
     bash scripts/cluster.sh down
 done
 
-echo "tests: ${swift_tests:-0} swift tests, ${valkey_tests:-0} of them again on Valkey, the schemathesis contract run, the compose checks and the demo on Sentinel and on Cluster"
-echo "$((${swift_tests:-0} + ${valkey_tests:-0} + 4)) passed, 0 failed"
+echo "tests: ${swift_tests:-0} swift tests, ${valkey_tests:-0} of them again on Valkey, two fuzzers, the schemathesis contract run, the compose checks and the demo on Sentinel and on Cluster"
+echo "$((${swift_tests:-0} + ${valkey_tests:-0} + 6)) passed, 0 failed"
