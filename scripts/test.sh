@@ -40,6 +40,10 @@ for redis in sentinel cluster; do
     echo "running the demo cluster (REDIS=$redis) and its demo"
     REDIS=$redis SESSIOND_BINARY=.build/debug/sessiond bash scripts/cluster.sh up
     timeout 300 bash scripts/demo.sh
+    if [[ $redis == sentinel ]]; then
+        echo "the demo again on the same cluster (it starts again what its first run stopped)"
+        timeout 300 bash scripts/demo.sh
+    fi
     bash scripts/cluster.sh down
 done
 

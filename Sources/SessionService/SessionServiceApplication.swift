@@ -147,8 +147,8 @@ public struct SessionServer: Sendable {
             configuration: .init(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
         )
         logger.info("sessiond starting")
+        defer { logger.info("sessiond stopped") }
         try await group.run()
-        logger.info("sessiond stopped")
     }
 }
 

@@ -31,7 +31,11 @@ extension ReplicationSuites {
 
     @Test func sessionsSpreadOverEveryPrimaryAndReadinessListsTheShards() async throws {
         let cluster = try await RedisClusterTopology.start()
-        let service = try await Self.service(cluster)
+        let logs = LogCapture()
+        let service = try await TestService.start(on: .cluster(cluster), logs: logs)
+        let listening = try #require(logs.all.first { $0.contains("sessiond listening") })
+        #expect(listening.contains("redis=cluster (seeds 127.0.0.1:"), "the start-up line names the cluster: \(listening)")
+        #expect(!listening.contains("6379"), "not the unused default URL: \(listening)")
         let ready = try await service.request("GET", "/readyz")
         #expect(ready.status == 200, "\(ready.text)")
         let shards = try #require((ready.jsonObject?["cluster"] as? [String: Any])?["nodes"] as? [[String: Any]])
@@ -191,6 +195,23 @@ extension ReplicationSuites.ClusterTests {
         #expect(slowestOther < resumed, "no request to another shard waited out the failover (\(slowestOther) vs \(resumed))")
         #expect(outcome.refused.isEmpty, "\(outcome.refused.prefix(5))")
         #expect(verdict.lost == 0 && verdict.doubled == 0 && verdict.unreadable.isEmpty, "\(verdict)")
+        // A new replica for the promoted primary: /readyz lists it as that primary reports it,
+        // not from the slot map sessiond had after the failover (which nothing has refreshed).
+        let promoted = try await cluster.primary(ofSlot: Self.slot(ofSession: try await Self.id(ofSessionWith: probe, service)))
+        let newcomer = try await RedisClusterTopology.startNode()
+        _ = try await cluster.send(["CLUSTER", "MEET", "127.0.0.1", RedisArgument(promoted.port)], to: newcomer)
+        let promotedID = try await cluster.id(of: promoted)
+        #expect(await eventually {
+            (try? await cluster.send(["CLUSTER", "REPLICATE", RedisArgument(promotedID)], to: newcomer).string) == "OK"
+        })
+        var shard: [String: Any] = [:]
+        #expect(await eventually {
+            let ready = try await service.request("GET", "/readyz")
+            let shards = (ready.jsonObject?["cluster"] as? [String: Any])?["nodes"] as? [[String: Any]] ?? []
+            shard = shards.first { $0["address"] as? String == "127.0.0.1:\(promoted.port)" } ?? [:]
+            return shard["connected_replicas"] as? Int == 1
+        }, "the new replica attached: \(shard)")
+        #expect(shard["replicas"] as? [String] == ["127.0.0.1:\(newcomer.port)"], "\(shard)")
         await service.stop()
     }
 

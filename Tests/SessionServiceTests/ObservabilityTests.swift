@@ -6,6 +6,21 @@ import Testing
 
 /// What operators see: which instance answered, and Prometheus metrics that never carry a token.
 @Suite struct ObservabilityTests {
+    /// Start-up names where sessions are kept and the limits in force; a stop is logged in order:
+    /// the HTTP server first, then Redis.
+    @Test func startAndStopAreLogged() async throws {
+        let redis = try await RedisServer.start()
+        let logs = LogCapture()
+        let service = try await TestService.start(redis: redis, logs: logs)
+        #expect(logs.all.contains { $0.contains("sessiond listening") && $0.contains("redis=127.0.0.1:\(redis.port)") }, "\(logs.all)")
+        #expect(logs.all.contains { $0.contains("file descriptors and connections") && $0.contains("max_connections=") }, "\(logs.all)")
+        await service.stop()
+        let messages = logs.all
+        let closing = try #require(messages.firstIndex { $0.contains("closing the Redis connections") }, "\(messages)")
+        let stopped = try #require(messages.firstIndex { $0.contains("sessiond stopped") }, "\(messages)")
+        #expect(closing < stopped)
+    }
+
     @Test func everyResponseNamesTheInstanceThatServedIt() async throws {
         let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis) { $0.instance = "sessiond-7" }
