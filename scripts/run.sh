@@ -9,6 +9,9 @@ source scripts/lib.sh
 
 swift build -c release --product sessiond
 binary=.build/release/sessiond
+# Nothing balances load in front of an interactive sessiond: Ctrl-C stops it at once unless a
+# drain is asked for.
+export SESSIOND_SHUTDOWN_DELAY=${SESSIOND_SHUTDOWN_DELAY:-0}
 
 redis_url=${SESSIOND_REDIS_URL:-redis://127.0.0.1:6379}
 read -r redis_host redis_port < <(python3 - "$redis_url" <<'PY'

@@ -41,6 +41,7 @@ public enum SessionServiceApplication {
         var redisLogger = logger
         redisLogger[metadataKey: "component"] = "redis"
         let metrics = ServiceMetrics()
+        let drain = Drain()
         // One event-loop group for the HTTP server and the Redis client: a request's task runs on
         // its connection's loop and the client answers it over that same loop's Redis connection.
         let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
@@ -80,7 +81,7 @@ public enum SessionServiceApplication {
             store: store, instance: configuration.instance,
             requiredReplicas: redisConfiguration.durability?.replicas ?? 0,
             redisAddress: redisAddress,
-            openAPIDocument: try HealthController.loadOpenAPIDocument(), metrics: metrics
+            openAPIDocument: try HealthController.loadOpenAPIDocument(), metrics: metrics, drain: drain
         ).addRoutes(to: router)
 
         let v1 = router.group("v1")
@@ -116,7 +117,7 @@ public enum SessionServiceApplication {
         let connectionLimit = ConnectionLimit(maximum: maxConnections, logger: logger, metricsFactory: metrics.factory)
         let server = SessionHTTPChannel(
             responder: router.buildResponder(), serverName: "sessiond", bodyLimit: configuration.maxBodyBytes,
-            idleTimeout: configuration.connectionIdleTimeout
+            idleTimeout: configuration.connectionIdleTimeout, drain: drain
         ).server(
             configuration: ServerConfiguration(
                 address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond",
@@ -129,7 +130,11 @@ public enum SessionServiceApplication {
             },
             eventLoopGroup: eventLoopGroup, logger: logger
         )
-        return SessionServer(services: [RedisClientService(client: redis, logger: logger), server], logger: logger)
+        // Shut down in reverse order: the drain first, then the HTTP server, then Redis.
+        return SessionServer(
+            services: [RedisClientService(client: redis, logger: logger), server, DrainService(drain: drain, delay: configuration.shutdownDelay, logger: logger)],
+            maximumShutdownDuration: configuration.shutdownDelay + .seconds(30), logger: logger
+        )
     }
 }
 
@@ -138,14 +143,16 @@ public struct SessionServer: Sendable {
     /// In start order; they stop in the reverse order (the server stops taking requests, then the
     /// Redis connections close).
     let services: [any Service]
+    /// The drain and the requests in flight together; past it, what is left is cancelled.
+    let maximumShutdownDuration: Duration
     let logger: Logger
 
     /// Serves until one of `gracefulShutdownSignals` arrives (or the task is cancelled), then stops
     /// taking connections, lets the requests in progress finish, and closes Redis.
     public func runService(gracefulShutdownSignals: [UnixSignal] = [.sigterm, .sigint]) async throws {
-        let group = ServiceGroup(
-            configuration: .init(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
-        )
+        var configuration = ServiceGroupConfiguration(services: services, gracefulShutdownSignals: gracefulShutdownSignals, logger: logger)
+        configuration.maximumGracefulShutdownDuration = maximumShutdownDuration
+        let group = ServiceGroup(configuration: configuration)
         logger.info("sessiond starting")
         defer { logger.info("sessiond stopped") }
         try await group.run()

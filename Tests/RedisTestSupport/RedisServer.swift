@@ -189,6 +189,26 @@ public final class RedisServer: Sendable {
         await Self.signalAndReap([self], SIGTERM)
     }
 
+    /// Sends `signal` (0: none) and waits (polling) for the process to exit by itself; returns its exit
+    /// status, or `nil` when a signal ended it or it was still running after `timeout` (it is then
+    /// killed).
+    public func exitStatus(after signal: Int32, timeout: Duration) async -> Int32? {
+        guard running.exchange(false, ordering: .relaxed) else { return nil }
+        Glibc.kill(pid, signal)
+        let deadline = ContinuousClock.now + timeout
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) != pid {
+            if ContinuousClock.now >= deadline {
+                Glibc.kill(pid, SIGKILL)
+                _ = waitpid(pid, &status, 0)
+                return nil
+            }
+            try? await Task.sleep(for: .milliseconds(10))  // polling interval of a bounded wait
+        }
+        // WIFEXITED / WEXITSTATUS (macros Swift does not import).
+        return status & 0x7F == 0 ? (status >> 8) & 0xFF : nil
+    }
+
     /// SIGSTOP: the server keeps its socket (the kernel still accepts connections) but answers nothing.
     public func pause() {
         if running.load(ordering: .relaxed) { Glibc.kill(pid, SIGSTOP) }

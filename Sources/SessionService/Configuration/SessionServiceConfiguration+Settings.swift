@@ -22,6 +22,10 @@ extension SessionServiceConfiguration {
             help: "seconds an HTTP connection may send nothing before it is closed: between requests, or in the middle of one (a stalled upload); one waiting for its answer never is"
         ),
         Setting(
+            "shutdown-delay", \.shutdownDelay, .seconds(0...300),
+            help: "seconds SIGTERM drains before sessiond stops accepting: `/readyz` answers 503 `draining` and every answer closes its connection while requests are still served; then the requests in flight finish (30 s at most) and it exits"
+        ),
+        Setting(
             "max-connections", \.maxConnections, .integer(0...10_000_000),
             help: "open HTTP connections at most; at the limit new connections wait (unaccepted) until one closes, and the open ones are served (0, and the most allowed: the open-file limit, raised to its hard limit at start, less \(DescriptorLimit.reserve) for Redis and files)"
         ),

@@ -15,6 +15,8 @@ public struct SessionServiceConfiguration: Sendable {
     public var absoluteTimeout = Duration.seconds(86400)
     public var touchInterval = Duration.seconds(60)
     public var maxBodyBytes = 65536
+    /// How long a graceful shutdown (SIGTERM) drains before it stops accepting (see ``Drain``).
+    public var shutdownDelay = Duration.seconds(5)
     /// The most open HTTP connections (0: the descriptor limit less ``DescriptorLimit/reserve``).
     public var maxConnections = 0
     /// How long an HTTP connection may stay open with no request in progress before it is closed.

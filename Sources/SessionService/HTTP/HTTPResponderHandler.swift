@@ -23,7 +23,8 @@ import NIOHTTPTypes
 ///   so neither a pipelining client nor one that stops reading makes it buffer without bound.
 /// - A client that half-closes (`shutdown(SHUT_WR)`) after its requests gets every answer, then the
 ///   connection is closed.
-/// - `Connection: close` is answered, then the connection is closed; so is a request the decoder
+/// - `Connection: close` is answered, then the connection is closed, as is every answer while
+///   sessiond drains (``Drain``); so is a request the decoder
 ///   refuses, after the answers owed before it: 400 `invalid_request` for bytes that are not HTTP,
 ///   414 `uri_too_long` or 431 `headers_too_large` for a head over the decoder's limits (80 KiB), 501
 ///   `not_implemented` for a method HTTP does not define.
@@ -77,6 +78,7 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private let serverName: String
     private let bodyLimit: Int
     private let requestLine: RequestLineWatcher
+    private let drain: Drain
     private var state = State.idle
     private var held = CircularBuffer<Held>()
     private var inputClosed = false
@@ -88,12 +90,14 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
     /// - Parameter bodyLimit: the largest body any route accepts.
     /// - Parameter requestLine: the watcher in front of the decoder, which tells an over-long
     ///   target from over-large header fields.
-    init(responder: Responder, logger: Logger, serverName: String, bodyLimit: Int, requestLine: RequestLineWatcher) {
+    ///   - drain: while it drains, every answer closes its connection.
+    init(responder: Responder, logger: Logger, serverName: String, bodyLimit: Int, requestLine: RequestLineWatcher, drain: Drain = Drain()) {
         self.responder = responder
         self.logger = logger
         self.serverName = serverName
         self.bodyLimit = bodyLimit
         self.requestLine = requestLine
+        self.drain = drain
     }
 
     /// While answering, or with requests held, further input waits.
@@ -272,7 +276,8 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
     private func send(_ answer: Answer, context: ChannelHandlerContext) {
         guard case .responding(let request) = state else { return }
         inFlight = nil
-        let closeAfterwards = Self.asksToClose(request)
+        // Draining (shutting down): the client's next request goes to another instance.
+        let closeAfterwards = Self.asksToClose(request) || drain.isDraining
         write(answer, withBody: request.method != .head, closeAfterwards: closeAfterwards, context: context)
         if closeAfterwards {
             state = .closing

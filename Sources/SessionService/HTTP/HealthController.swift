@@ -12,6 +12,8 @@ struct HealthController {
     let redisAddress: String
     let openAPIDocument: ByteBuffer
     let metrics: ServiceMetrics
+    /// While draining, `/readyz` answers 503 `draining` whatever Redis says.
+    let drain: Drain
 
     func addRoutes(to router: Router<Context>) {
         router.get("healthz") { _, _ in Self.alive }
@@ -31,8 +33,15 @@ struct HealthController {
     static var alive: Response { JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#)) }
 
     /// 200 when Redis takes a write now (in Cluster mode: every slot is served by a primary that
-    /// answers as one); 503 `storage_unavailable` saying why otherwise.
+    /// answers as one); 503 `storage_unavailable` saying why otherwise, and 503 `draining` once a
+    /// shutdown has begun.
     @Sendable func ready(_ request: Request, context: Context) async throws -> Response {
+        if drain.isDraining {
+            throw APIError(
+                status: .serviceUnavailable, code: "draining",
+                message: "this instance is shutting down: send requests to another", headers: [.retryAfter: "1"]
+            )
+        }
         let topology: SessionStore.Topology
         do {
             topology = try await store.checkWritable(instance: instance)

@@ -20,6 +20,8 @@ struct SessionHTTPChannel: ServerChildChannel {
     let bodyLimit: Int
     /// How long a connection may wait for its next request.
     let idleTimeout: Duration
+    /// While draining, every answer closes its connection.
+    var drain = Drain()
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -35,7 +37,8 @@ struct SessionHTTPChannel: ServerChildChannel {
             try pipeline.addHandler(HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
             try pipeline.addHandler(
                 HTTPResponderHandler(
-                    responder: responder, logger: logger, serverName: serverName, bodyLimit: bodyLimit, requestLine: requestLine
+                    responder: responder, logger: logger, serverName: serverName, bodyLimit: bodyLimit, requestLine: requestLine,
+                    drain: drain
                 )
             )
             return Value(channel: channel)
