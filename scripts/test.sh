@@ -20,6 +20,8 @@ valkey_tests=$(sed -nE 's/.*Test run with ([0-9]+) tests? .* passed.*/\1/p' "$lo
 # The request parsers under libFuzzer, a minute each (scripts/fuzz.sh).
 bash scripts/fuzz.sh
 bash scripts/contract-test.sh
+# The Kubernetes manifests: built, validated against the schemas, held to their policy (offline).
+bash scripts/check-kubernetes.sh
 
 # The compose files are valid (no Docker engine here to run them) and refuse to start without API keys.
 for compose in docker-compose.yml docker-compose.cluster.yml; do
