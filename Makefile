@@ -9,10 +9,12 @@ build: deps
 
 # The test command: the Swift suite against real redis-server processes the tests start themselves,
 # the session API suites again on valkey-server (Valkey 8, from bookworm-backports), then the
-# contract test (openapi.yaml validated, schemathesis against a live sessiond), the compose file's
-# check and the scripted demo against the demo cluster run as plain processes.
+# contract test (openapi.yaml validated, schemathesis against a live sessiond), the Kubernetes
+# manifests (built, schema-validated, held to their policy) and the alert rules (promtool) checked,
+# the compose files' check, and the scripted demo (a rolling restart under load among its steps)
+# against the demo cluster run as plain processes.
 test:
-	bash scripts/install-deps.sh haproxy docker-compose nginx valkey-server
+	bash scripts/install-deps.sh haproxy docker-compose nginx valkey-server python3-venv python3-yaml
 	bash scripts/test.sh
 
 # The request parsers under libFuzzer (FUZZ_SECONDS each, default 60; make test runs it too).

@@ -22,6 +22,8 @@ bash scripts/fuzz.sh
 bash scripts/contract-test.sh
 # The Kubernetes manifests: built, validated against the schemas, held to their policy (offline).
 bash scripts/check-kubernetes.sh
+# The alert rules (promtool check and unit tests) and the dashboard's metric names against a live scrape.
+bash scripts/check-prometheus.sh
 
 # The compose files are valid (no Docker engine here to run them) and refuse to start without API keys.
 for compose in docker-compose.yml docker-compose.cluster.yml; do
@@ -49,5 +51,5 @@ for redis in sentinel cluster; do
     bash scripts/cluster.sh down
 done
 
-echo "tests: ${swift_tests:-0} swift tests, ${valkey_tests:-0} of them again on Valkey, two fuzzers, the schemathesis contract run, the compose checks and the demo on Sentinel and on Cluster"
-echo "$((${swift_tests:-0} + ${valkey_tests:-0} + 6)) passed, 0 failed"
+echo "tests: ${swift_tests:-0} swift tests, ${valkey_tests:-0} of them again on Valkey, two fuzzers, the schemathesis contract run, the Kubernetes and Prometheus checks, the compose checks and the demo (with its rolling restart) on Sentinel and on Cluster"
+echo "$((${swift_tests:-0} + ${valkey_tests:-0} + 8)) passed, 0 failed"

@@ -77,4 +77,17 @@ import Testing
         #expect(!errorLines.isEmpty, "the failed read is counted with its code: \(text.split(separator: "\n").filter { $0.hasPrefix("redis_command_errors") })")
         await service.stop()
     }
+
+    /// A Redis that refuses writes (here a primary with `min-replicas-to-write` and no replica:
+    /// `NOREPLICAS`; a replica's `READONLY` counts the same) is told apart from a command's own
+    /// error, so that an alert on a read-only Redis (deploy/prometheus) can fire on it alone.
+    @Test func writesRefusedByARedisThatTakesNoWritesAreCountedAsReadOnly() async throws {
+        let redis = try await RedisServer.start(arguments: ["--min-replicas-to-write", "1"])
+        let service = try await TestService.start(redis: redis)
+        #expect(try await service.request("POST", "/v1/sessions", json: "{}").status == 503)
+        let errors = try await service.request("GET", "/metrics").text.split(separator: "\n").filter { $0.hasPrefix("redis_command_errors_total") }
+        #expect(errors.contains { $0.contains(#"code="read_only""#) }, "\(errors)")
+        #expect(!errors.contains { $0.contains(#"code="server_error""#) }, "\(errors)")
+        await service.stop()
+    }
 }

@@ -5,7 +5,9 @@ import Synchronization
 ///
 /// - `redis_command_duration_seconds{command}`: each command's round trip (FCALL named with its
 ///   function, e.g. `FCALL session_write`), retries during a failover included;
-/// - `redis_command_errors_total{command, code}`: failed commands by ``RedisClientError`` code;
+/// - `redis_command_errors_total{command, code}`: failed commands by ``RedisClientError`` code, except
+///   that a server refusing writes (`READONLY`, `NOREPLICAS`, `MASTERDOWN`) counts as `read_only`, so
+///   an alert can tell a read-only Redis from a command's own error;
 /// - `redis_primary_changes_total`: times the confirmed primary moved to another server (failovers
 ///   seen; the first primary found does not count);
 /// - `redis_primary{address}`: 1 for the primary in use, 0 for ones used before;
@@ -72,6 +74,15 @@ final class RedisClientMetrics: Sendable {
         }.increment()
     }
 
+    /// The `code` label of a failed command.
+    static func errorCode(_ error: any Error) -> String {
+        guard let error = error as? RedisClientError else { return error is CancellationError ? "cancelled" : "other" }
+        switch error.serverErrorPrefix {
+        case "READONLY", "NOREPLICAS", "MASTERDOWN": return "read_only"
+        default: return error.code.description
+        }
+    }
+
     func recordCommand(_ arguments: [RedisArgument], duration: Duration, error: (any Error)?) {
         // Looked up by the command's raw bytes: the label text is built only the first time.
         let key = CommandKey(arguments)
@@ -83,7 +94,7 @@ final class RedisClientMetrics: Sendable {
         }
         timer.record(duration: duration)
         guard let error else { return }
-        let code = (error as? RedisClientError)?.code.description ?? (error is CancellationError ? "cancelled" : "other")
+        let code = Self.errorCode(error)
         errors.withLock { errors in
             let errorKey = key.label + "|" + code
             if let counter = errors[errorKey] { return counter }
