@@ -46,7 +46,7 @@ json_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.a
 
 work=$(mktemp -d)
 load_pid=""
-trap '[[ -z $load_pid ]] || kill "$load_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'if [[ -n $load_pid ]]; then kill "$load_pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 # Users of this run only, so that a second run on the same cluster counts only its own sessions.
 alice=alice-$RANDOM$RANDOM
 bob=bob-$RANDOM$RANDOM
@@ -103,6 +103,7 @@ for n in 1 2 3; do
 done
 touch "$work/stop-load"
 wait "$load_pid" || fail "the load clients failed: $(cat "$work/load.json")"
+load_pid=""
 python3 - "$work/load.json" <<'PY' || fail "requests failed during the rolling restart: $(cat "$work/load.json")"
 import json, sys
 load = json.load(open(sys.argv[1]))
