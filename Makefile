@@ -17,7 +17,8 @@ test:
 	bash scripts/install-deps.sh haproxy docker-compose nginx valkey-server python3-venv python3-yaml
 	bash scripts/test.sh
 
-# The request parsers under libFuzzer (FUZZ_SECONDS each, default 60; make test runs it too).
+# The request parsers and the HTTP request path under libFuzzer (FUZZ_SECONDS each, default 60;
+# make test runs it too).
 fuzz: deps
 	bash scripts/fuzz.sh
 

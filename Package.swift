@@ -115,3 +115,21 @@ let package = Package(
         ),
     ]
 )
+
+// The HTTP request path under libFuzzer (scripts/fuzz.sh): built only when SESSIOND_FUZZ=1, with
+// `--sanitize=fuzzer` in a scratch path of its own, because libFuzzer brings the program's main().
+if Context.environment["SESSIOND_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(
+            name: "HTTPFuzzer",
+            dependencies: [
+                "SessionService",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            path: "Fuzz/HTTP",
+            swiftSettings: swiftSettings + [.unsafeFlags(["-parse-as-library"])]
+        )
+    )
+}

@@ -15,6 +15,58 @@ public enum SessionServiceApplication {
         logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> SessionServer {
+        let (redis, connection, metrics, redisAddress) = try connectionSetup(configuration: configuration, logger: logger)
+
+        // Connections are limited below the descriptors, never by running out of them: out of
+        // descriptors, NIO's listening socket retries accept() in a busy loop (its back-off does not
+        // take hold when the first accept of a read fails), and Redis could not be reconnected.
+        let descriptors = DescriptorLimit.raise()
+        let connectionCeiling = DescriptorLimit.connectionLimit(descriptors: descriptors.now)
+        var maxConnections = configuration.maxConnections > 0 ? configuration.maxConnections : connectionCeiling
+        if maxConnections > connectionCeiling {
+            logger.warning(
+                "SESSIOND_MAX_CONNECTIONS is more than the open-file limit allows; using the most it allows",
+                metadata: ["max_connections": "\(maxConnections)", "descriptor_limit": "\(descriptors.now)", "using": "\(connectionCeiling)"]
+            )
+            maxConnections = connectionCeiling
+        }
+        logger.info(
+            "file descriptors and connections",
+            metadata: [
+                "descriptor_limit": "\(descriptors.now)", "descriptor_limit_at_start": "\(descriptors.before)",
+                "descriptor_hard_limit": "\(descriptors.hard)", "max_connections": "\(maxConnections)",
+            ]
+        )
+        let connectionLimit = ConnectionLimit(maximum: maxConnections, logger: logger, metricsFactory: metrics.factory)
+        let server = connection.server(
+            configuration: ServerConfiguration(
+                address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond",
+                availableConnectionsDelegate: connectionLimit
+            ),
+            onServerRunning: { channel in
+                let port = channel.localAddress?.port ?? 0
+                logger.info("sessiond listening", metadata: ["address": "\(configuration.host):\(port)", "redis": "\(redisAddress)"])
+                await onServerRunning(port)
+            },
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger
+        )
+        // Shut down in reverse order: the drain first, then the HTTP server, then Redis.
+        return SessionServer(
+            services: [
+                RedisClientService(client: redis, logger: logger), server,
+                DrainService(drain: connection.drain, delay: configuration.shutdownDelay, logger: logger),
+            ],
+            maximumShutdownDuration: configuration.shutdownDelay + .seconds(30), logger: logger
+        )
+    }
+
+    /// Everything but the listening socket: the Redis client (whose `run()` the caller owns), the
+    /// setup every HTTP connection gets (its handlers, the routes, the store behind them), the
+    /// metrics they record, and where sessions are kept as the start-up line and /readyz name it
+    /// (never a password). The HTTP fuzzer (Fuzz/HTTP) drives the same connection setup with bytes.
+    static func connectionSetup(
+        configuration: SessionServiceConfiguration, logger: Logger
+    ) throws -> (redis: RedisClient, connection: SessionHTTPChannel, metrics: ServiceMetrics, redisAddress: String) {
         try configuration.validate()
         var redisConfiguration = try RedisConfiguration(url: configuration.redisURL)
         redisConfiguration.commandTimeout = configuration.redisTimeout
@@ -67,7 +119,6 @@ public enum SessionServiceApplication {
             logger: logger, metricsFactory: metrics.factory
         )
 
-        // Where sessions are kept, as the start-up line and /readyz name it (never a password).
         let redisAddress = redisConfiguration.cluster.map { "cluster (seeds \($0.seeds.map(\.description).joined(separator: ",")))" }
             ?? redisConfiguration.sentinel.map { "sentinel master '\($0.masterName)' (sentinels \($0.sentinels.map(\.description).joined(separator: ",")))" }
             ?? "\(redisConfiguration.host):\(redisConfiguration.port)"
@@ -94,47 +145,11 @@ public enum SessionServiceApplication {
             .addRoutes(to: v1)
         routes.load(from: router)
 
-        // Connections are limited below the descriptors, never by running out of them: out of
-        // descriptors, NIO's listening socket retries accept() in a busy loop (its back-off does not
-        // take hold when the first accept of a read fails), and Redis could not be reconnected.
-        let descriptors = DescriptorLimit.raise()
-        let connectionCeiling = DescriptorLimit.connectionLimit(descriptors: descriptors.now)
-        var maxConnections = configuration.maxConnections > 0 ? configuration.maxConnections : connectionCeiling
-        if maxConnections > connectionCeiling {
-            logger.warning(
-                "SESSIOND_MAX_CONNECTIONS is more than the open-file limit allows; using the most it allows",
-                metadata: ["max_connections": "\(maxConnections)", "descriptor_limit": "\(descriptors.now)", "using": "\(connectionCeiling)"]
-            )
-            maxConnections = connectionCeiling
-        }
-        logger.info(
-            "file descriptors and connections",
-            metadata: [
-                "descriptor_limit": "\(descriptors.now)", "descriptor_limit_at_start": "\(descriptors.before)",
-                "descriptor_hard_limit": "\(descriptors.hard)", "max_connections": "\(maxConnections)",
-            ]
-        )
-        let connectionLimit = ConnectionLimit(maximum: maxConnections, logger: logger, metricsFactory: metrics.factory)
-        let server = SessionHTTPChannel(
+        let connection = SessionHTTPChannel(
             responder: router.buildResponder(), serverName: "sessiond", bodyLimit: configuration.maxBodyBytes,
             idleTimeout: configuration.connectionIdleTimeout, drain: drain
-        ).server(
-            configuration: ServerConfiguration(
-                address: .hostname(configuration.host, port: configuration.port), serverName: "sessiond",
-                availableConnectionsDelegate: connectionLimit
-            ),
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? 0
-                logger.info("sessiond listening", metadata: ["address": "\(configuration.host):\(port)", "redis": "\(redisAddress)"])
-                await onServerRunning(port)
-            },
-            eventLoopGroup: eventLoopGroup, logger: logger
         )
-        // Shut down in reverse order: the drain first, then the HTTP server, then Redis.
-        return SessionServer(
-            services: [RedisClientService(client: redis, logger: logger), server, DrainService(drain: drain, delay: configuration.shutdownDelay, logger: logger)],
-            maximumShutdownDuration: configuration.shutdownDelay + .seconds(30), logger: logger
-        )
+        return (redis, connection, metrics, redisAddress)
     }
 }
 
