@@ -94,6 +94,8 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             path: "Tests/RedisTestSupport",
+            // delay-proxy.py is run from its source path, not bundled.
+            exclude: ["Resources"],
             swiftSettings: swiftSettings
         ),
         .testTarget(
