@@ -10,8 +10,8 @@
 #   scripts/cluster.sh down    stops everything it started (by PID) and removes its files
 #   scripts/cluster.sh heal    starts again what is no longer running (the demo stops some)
 #   scripts/cluster.sh restart N   restarts sessiond-N as a rolling deploy does: SIGTERM (it drains,
-#                              see README "Shutting down: the drain"), waits for it to exit, starts
-#                              it again and waits until it is ready
+#                              see README "Shutting down: the drain"), waits for it to exit, then
+#                              heals (starts it again and waits until it is ready)
 #
 # State (PIDs, ports, the API key, logs) lives in CLUSTER_DIR (default .cluster/); `down` reads it.
 # CLUSTER_PORT (default 8090) is the load balancer's port; every other port is a free one.
@@ -247,26 +247,22 @@ heal() {
 }
 
 # restart N: sessiond-N stopped with SIGTERM (its drain takes SESSIOND_SHUTDOWN_DELAY and then what
-# is in flight; 45 s at most before this gives up), started again as it was first started, and
-# ready; its new PID recorded.
+# is in flight; 45 s at most before this gives up), then started again by `heal`.
 restart() {
     [[ -f $state ]] || { echo "no cluster running: start one with make cluster" >&2; exit 1; }
     # shellcheck disable=SC1090
     source "$state"
-    local index=$(($1 - 1)) sessiond_pids sessiond_ports deadline
+    local sessiond_pids pid deadline
     read -r -a sessiond_pids <<<"$SESSIOND_PIDS"
-    read -r -a sessiond_ports <<<"$SESSIOND_PORTS"
-    [[ -n ${sessiond_pids[$index]:-} ]] || { echo "no sessiond-$1 in this cluster" >&2; exit 2; }
-    kill -TERM "${sessiond_pids[$index]}" 2>/dev/null || true
+    pid=${sessiond_pids[$(($1 - 1))]:-}
+    [[ -n $pid ]] || { echo "no sessiond-$1 in this cluster" >&2; exit 2; }
+    kill -TERM "$pid" 2>/dev/null || true
     deadline=$((SECONDS + 45))
-    while kill -0 "${sessiond_pids[$index]}" 2>/dev/null; do
+    while kill -0 "$pid" 2>/dev/null; do
         ((SECONDS < deadline)) || { echo "sessiond-$1 did not exit within 45 s of SIGTERM" >&2; exit 1; }
         sleep 0.05
     done
-    bash "$cluster_dir/sessiond-$1.run" &
-    sessiond_pids[$index]=$!
-    sed -i -e "s/^SESSIOND_PIDS=.*/SESSIOND_PIDS=\"${sessiond_pids[*]}\"/" "$state"
-    wait_for_url "http://127.0.0.1:${sessiond_ports[$index]}/readyz" 60
+    heal
 }
 
 # render_sentinel_config PORT BIND DIR PRIMARY_HOST PRIMARY_PORT: deploy/sentinel.conf.template
