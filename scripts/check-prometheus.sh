@@ -22,16 +22,8 @@ if [[ ! -x $promtool ]]; then
 fi
 "$promtool" check rules deploy/prometheus/sessiond-alerts.yml
 "$promtool" test rules deploy/prometheus/sessiond-alerts.test.yml
-redis_port=$(free_port)
-start_redis "$redis_port" "$work/redis"
-redis_pid=$started_pid
-wait_for_redis "$redis_port"
-port=$(free_port)
-SESSIOND_PORT=$port SESSIOND_REDIS_URL=redis://127.0.0.1:$redis_port SESSIOND_SHUTDOWN_DELAY=0 \
-    .build/debug/sessiond >"$work/sessiond.log" 2>&1 &
-sessiond_pid=$!
-url=http://127.0.0.1:$port
-wait_for_url "$url/readyz" 30
+start_sessiond_with_redis "$work" SESSIOND_SHUTDOWN_DELAY=0
+url=$sessiond_url
 
 # What a fleet does: sessions created, read, changed; then Redis goes away under a read.
 token=$(curl -sf --max-time 10 -X POST -H 'Content-Type: application/json' -d '{"user":"metrics","data":{"a":1}}' \

@@ -33,30 +33,16 @@ PY
 
 swift build --product sessiond >/dev/null
 workdir=$(mktemp -d)
-redis_port=$(free_port)
-start_redis "$redis_port" "$workdir"
-redis_pid=$started_pid
-sessiond_pid=""
-trap 'stop_pids ${sessiond_pid:+"$sessiond_pid"} "$redis_pid"; rm -rf "$workdir"' EXIT
-wait_for_redis "$redis_port"
-
-port=$(free_port)
-SESSIOND_PORT=$port SESSIOND_REDIS_URL="redis://127.0.0.1:$redis_port" SESSIOND_LOG_LEVEL=error \
-    SESSIOND_API_KEYS=contract-test-key-0123456789 \
-    .build/debug/sessiond >"$workdir/sessiond.log" 2>&1 &
-sessiond_pid=$!
-deadline=$((SECONDS + 30))
-until curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
-    if ((SECONDS >= deadline)); then echo "sessiond did not start" >&2; cat "$workdir/sessiond.log" >&2; exit 1; fi
-    sleep 0.1
-done
+redis_pid="" sessiond_pid=""
+trap 'stop_pids $sessiond_pid $redis_pid; rm -rf "$workdir"' EXIT
+start_sessiond_with_redis "$workdir" SESSIOND_LOG_LEVEL=error SESSIOND_API_KEYS=contract-test-key-0123456789
 
 # Every check runs except ensure_resource_availability: sessions legitimately vanish between the
 # steps of a generated scenario (schema-valid one-second timeouts expire them; linked rotate and
 # delete steps end them), and a 404 then is exactly the contract.
-echo "schemathesis against http://127.0.0.1:$port"
+echo "schemathesis against $sessiond_url"
 status=0
-(cd "$workdir" && PYTHONPATH="$OLDPWD/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks timeout 600 st --config-file "$OLDPWD/scripts/schemathesis.toml" run "$OLDPWD/openapi.yaml" --url "http://127.0.0.1:$port" \
+(cd "$workdir" && PYTHONPATH="$OLDPWD/scripts" SCHEMATHESIS_HOOKS=schemathesis_hooks timeout 600 st --config-file "$OLDPWD/scripts/schemathesis.toml" run "$OLDPWD/openapi.yaml" --url "$sessiond_url" \
     --checks all --exclude-checks ensure_resource_availability --max-examples "${CONTRACT_EXAMPLES:-60}" --max-time "${CONTRACT_SECONDS:-180}" --seed 1 \
     -H "Authorization: Bearer contract-test-key-0123456789" --request-timeout 10 --no-color) || status=$?
 if ((status != 0)); then

@@ -101,3 +101,33 @@ seed_sessions() {
     seeded=$(cat "$dir"/tokens-*.txt | wc -l)
     ((seeded >= count)) || { echo "seeding made $seeded of $count sessions" >&2; return 1; }
 }
+
+# python_venv DIR REQUIREMENTS_FILE: a Python virtual environment in DIR holding the packages of
+# REQUIREMENTS_FILE from PyPI, made again whenever that file changes.
+python_venv() {
+    local venv=$1 requirements=$2
+    cmp -s "$requirements" "$venv/requirements.txt" && return 0
+    echo "installing from PyPI into $venv: $(grep -v '^#' "$requirements" | tr '\n' ' ')"
+    rm -rf "$venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$venv/requirements.txt"
+}
+
+# start_sessiond_with_redis DIR [VARIABLE=VALUE...]: a redis-server and the debug sessiond (the one
+# `swift build` made, with the given settings) on free 127.0.0.1 ports, their data and logs in DIR;
+# waits until sessiond answers /healthz and sets redis_pid, sessiond_pid and sessiond_url. The
+# caller stops both by PID.
+start_sessiond_with_redis() {
+    local dir=$1 redis_port port
+    shift
+    redis_port=$(free_port)
+    start_redis "$redis_port" "$dir"
+    redis_pid=$started_pid
+    wait_for_redis "$redis_port"
+    port=$(free_port)
+    env SESSIOND_PORT="$port" SESSIOND_REDIS_URL="redis://127.0.0.1:$redis_port" "$@" .build/debug/sessiond >"$dir/sessiond.log" 2>&1 &
+    sessiond_pid=$!
+    sessiond_url=http://127.0.0.1:$port
+    wait_for_url "$sessiond_url/healthz" 30 || { echo "sessiond did not start:" >&2; cat "$dir/sessiond.log" >&2; return 1; }
+}
