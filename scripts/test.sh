@@ -17,7 +17,7 @@ echo "the session API suites on Valkey ($(valkey-server --version | grep -o 'v=[
 SESSIOND_TEST_SERVER=valkey timeout --signal=KILL 600 swift test --skip-build \
     --filter 'SessionLifecycleTests|UserSessionsTests|RotationTests|ConcurrencyTests|OtherSessionsTests|WriteIDTests|SecurityTests|SessionLimitsTests' 2>&1 | tee "$log"
 valkey_tests=$(sed -nE 's/.*Test run with ([0-9]+) tests? .* passed.*/\1/p' "$log" | tail -1)
-# The request parsers under libFuzzer, a minute each (scripts/fuzz.sh).
+# The request parsers and the HTTP request path under libFuzzer, a minute each (scripts/fuzz.sh).
 bash scripts/fuzz.sh
 bash scripts/contract-test.sh
 # The Kubernetes manifests: built, validated against the schemas, held to their policy (offline).
@@ -51,5 +51,5 @@ for redis in sentinel cluster; do
     bash scripts/cluster.sh down
 done
 
-echo "tests: ${swift_tests:-0} swift tests, ${valkey_tests:-0} of them again on Valkey, two fuzzers, the schemathesis contract run, the Kubernetes and Prometheus checks, the compose checks and the demo (with its rolling restart) on Sentinel and on Cluster"
-echo "$((${swift_tests:-0} + ${valkey_tests:-0} + 8)) passed, 0 failed"
+echo "tests: ${swift_tests:-0} swift tests, ${valkey_tests:-0} of them again on Valkey, three fuzzers, the schemathesis contract run, the Kubernetes and Prometheus checks, the compose checks and the demo (with its rolling restart) on Sentinel and on Cluster"
+echo "$((${swift_tests:-0} + ${valkey_tests:-0} + 9)) passed, 0 failed"

@@ -12,13 +12,18 @@ import NIOEmbedded
 
 @testable import SessionService
 
+/// Quiet: every input is a connection, and most are refused.
+let logger: Logger = {
+    var logger = Logger(label: "fuzz")
+    logger.logLevel = .critical
+    return logger
+}()
+
 /// Built once for the whole run: a sessiond without a listening socket.
 let connectionSetup: SessionHTTPChannel = {
     var configuration = SessionServiceConfiguration()
     configuration.redisURL = ProcessInfo.processInfo.environment["FUZZ_REDIS_URL"] ?? "redis://127.0.0.1:6379"
     configuration.keyPrefix = "fuzz:"
-    var logger = Logger(label: "fuzz")
-    logger.logLevel = .critical
     do {
         let (redis, connection, _, _) = try SessionServiceApplication.connectionSetup(configuration: configuration, logger: logger)
         Task { await redis.run() }
@@ -27,7 +32,6 @@ let connectionSetup: SessionHTTPChannel = {
         fatalError("the fuzzer's sessiond cannot be built: \(error)")
     }
 }()
-let logger = Logger(label: "fuzz")
 let client = try! SocketAddress(ipAddress: "127.0.0.1", port: 40000)
 
 @_cdecl("LLVMFuzzerTestOneInput")
