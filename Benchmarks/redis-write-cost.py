@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""What Redis spends on one session write (a PATCH of one 100-byte attribute), for the session
-functions of two revisions side by side: each library on its own redis-server, the same writes
-sent to both in turns, and the redis-server process's CPU time (INFO cpu) per write, median of
-the turns. CPU time rather than wall time, because the project's VMs lose up to half their time to
+"""What Redis spends on one session write (a PATCH of one 100-byte attribute) and one session read
+(the plain HGETALL of a GET), for the session functions and storage layout of two revisions side by
+side: each library on its own redis-server, the same requests sent to both in turns, and the
+redis-server process's CPU time (INFO cpu) per request, median of the turns. CPU time rather than wall time, because the project's VMs lose up to half their time to
 their host (steal) and wall-clock figures move by 50 % between runs.
 
     python3 Benchmarks/redis-write-cost.py OLD_REV [NEW_REV]   (NEW_REV: the working tree)
 
-Knows the write function's arguments of protocol versions 2 and 3 (3 added the size limits).
+Knows the write function's arguments of protocol versions 2 to 4 (3 added the size limits; 4 the
+bucketed storage layout: a session's key named by its bucket, the deadline index as the last key
+and the index member as the first argument).
 """
 import re, socket, statistics, struct, subprocess, sys, tempfile, time
 
@@ -31,6 +33,30 @@ def command(*args):
     return b"".join(out)
 
 
+def count_replies(data):
+    """How many whole RESP2 replies `data` holds."""
+    def skip(at):  # the end of the reply at `at`, or None when it is not all there
+        end = data.find(b"\r\n", at)
+        if end < 0: return None
+        kind, value = data[at:at + 1], data[at + 1:end]
+        if kind == b"$":
+            length = int(value)
+            return end + 2 if length < 0 else (end + 4 + length if len(data) >= end + 4 + length else None)
+        if kind == b"*":
+            at = end + 2
+            for _ in range(max(int(value), 0)):
+                at = skip(at)
+                if at is None: return None
+            return at
+        return end + 2
+    count, at = 0, 0
+    while at < len(data):
+        at = skip(at)
+        if at is None: break
+        count += 1
+    return count
+
+
 class Server:
     def __init__(self, lua, version):
         probe = socket.socket()
@@ -49,12 +75,18 @@ class Server:
                 if time.time() > deadline: raise
                 time.sleep(0.05)
         self.version = version
-        self.key = "sd:s:{00112233445566778899aabbccddeeff}"
+        session = "00112233445566778899aabbccddeeff"
+        if int(version) >= 4:
+            self.key = "sd:{b%d}:s:%s" % (int(session[:4], 16) % 1024, session)
+            self.keys = ["2", self.key, "sd:{b%d}:d" % (int(session[:4], 16) % 1024), bytes.fromhex(session)]
+        else:
+            self.key = "sd:s:{%s}" % session
+            self.keys = ["1", self.key]
         self.digest = b"\xaa" * 16
         self.writes = 0
         assert not self.call("FUNCTION", "LOAD", lua).startswith(b"-")
         prefix = f"sessiond_v{version}_"
-        reply = self.call("FCALL", prefix + "create", "1", self.key, b"\xff" * 8, "", "1800000", "86400000", self.digest, "",
+        reply = self.call("FCALL", prefix + "create", *self.keys, b"\xff" * 8, "", "1800000", "86400000", self.digest, "",
                           "a", '"x"', "b", '"y"', "c", '"z"')
         assert reply.startswith(b":1"), reply
 
@@ -74,7 +106,7 @@ class Server:
         batch = []
         for _ in range(count):
             self.writes += 1
-            args = ["FCALL", f"sessiond_v{self.version}_write", "1", self.key, struct.pack(">Q", self.writes), self.digest, "",
+            args = ["FCALL", f"sessiond_v{self.version}_write", *self.keys, struct.pack(">Q", self.writes), self.digest, "",
                     "patch", "60000", "0", "revoke"]
             if self.version != "2":
                 args += ["262144", "256"]
@@ -85,10 +117,17 @@ class Server:
         if batch: self.flush(batch)
         return (self.cpu() - before) / count * 1e6
 
+    def read(self, count):
+        """CPU µs per read (HGETALL of the session, as a GET sends it) over `count` reads, pipelined 100 at a time."""
+        before = self.cpu()
+        for start in range(0, count, 100):
+            self.flush([command("HGETALL", self.key)] * min(100, count - start))
+        return (self.cpu() - before) / count * 1e6
+
     def flush(self, batch):
         self.socket.sendall(b"".join(batch))
         data = b""
-        while data.count(b"\r\n") < len(batch): data += self.socket.recv(1 << 20)
+        while count_replies(data) < len(batch): data += self.socket.recv(1 << 20)
         assert b"-" not in data[:1], data[:200]
 
     def stop(self):
@@ -101,21 +140,22 @@ def main():
     new_revision = sys.argv[2] if len(sys.argv) > 2 else None
     old, new = Server(*library(old_revision)), Server(*library(new_revision))
     try:
-        old.write(5000), new.write(5000)  # warm-up
-        turns = []
-        for turn in range(10):  # each goes first in half of the turns
-            if turn % 2:
-                b = new.write(20000)
-                a = old.write(20000)
-            else:
-                a = old.write(20000)
-                b = new.write(20000)
-            turns.append((a, b))
+        old.write(5000), new.write(5000), old.read(5000), new.read(5000)  # warm-up
+        for name, measure in (("write (PATCH)", Server.write), ("read (GET's HGETALL)", Server.read)):
+            turns = []
+            for turn in range(10):  # each goes first in half of the turns
+                if turn % 2:
+                    b = measure(new, 20000)
+                    a = measure(old, 20000)
+                else:
+                    a = measure(old, 20000)
+                    b = measure(new, 20000)
+                turns.append((a, b))
+            print(f"{name}: turns (old, new) µs CPU:", [(round(a, 1), round(b, 1)) for a, b in turns])
+            print(f"{name}: {old_revision} (protocol {old.version}): {statistics.median(a for a, _ in turns):.2f} µs;"
+                  f" {new_revision or 'working tree'} (protocol {new.version}): {statistics.median(b for _, b in turns):.2f} µs")
     finally:
         old.stop(), new.stop()
-    print("turns (old, new) µs CPU per write:", [(round(a, 1), round(b, 1)) for a, b in turns])
-    print(f"{old_revision} (protocol {old.version}): {statistics.median(a for a, _ in turns):.1f} µs;"
-          f" {new_revision or 'working tree'} (protocol {new.version}): {statistics.median(b for _, b in turns):.1f} µs")
 
 
 main()

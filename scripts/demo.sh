@@ -117,7 +117,8 @@ read -r -a redis_pids <<<"$REDIS_PIDS"
 read -r -a redis_ports <<<"$REDIS_PORTS"
 if [[ ${REDIS_MODE:-sentinel} == cluster ]]; then
     step "4. kill -9 the primary of the shard holding bob's session: its replica takes over, sessiond follows, nothing is lost"
-    slot=$(redis-cli -p "${redis_ports[0]}" cluster keyslot "sd:s:{$bob_id}")
+    # The session's key in storage layout 2: its bucket is the low 10 bits of the id's first two bytes.
+    slot=$(redis-cli -p "${redis_ports[0]}" cluster keyslot "sd:{b$((16#${bob_id:0:4} % 1024))}:s:$bob_id")
     victim=""
     for index in "${!redis_ports[@]}"; do
         port=${redis_ports[$index]}

@@ -25,7 +25,7 @@ let connectionSetup: SessionHTTPChannel = {
     configuration.redisURL = ProcessInfo.processInfo.environment["FUZZ_REDIS_URL"] ?? "redis://127.0.0.1:6379"
     configuration.keyPrefix = "fuzz:"
     do {
-        let (redis, connection, _, _) = try SessionServiceApplication.connectionSetup(configuration: configuration, logger: logger)
+        let (redis, connection, _, _, _) = try SessionServiceApplication.connectionSetup(configuration: configuration, logger: logger)
         Task { await redis.run() }
         return connection
     } catch {

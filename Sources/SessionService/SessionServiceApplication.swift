@@ -1,6 +1,7 @@
 import Hummingbird
 import HummingbirdCore
 import Logging
+import Metrics
 import NIOPosix
 import RedisClient
 import ServiceLifecycle
@@ -15,7 +16,7 @@ public enum SessionServiceApplication {
         logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> SessionServer {
-        let (redis, connection, metrics, redisAddress) = try connectionSetup(configuration: configuration, logger: logger)
+        let (redis, connection, metrics, redisAddress, fleet) = try connectionSetup(configuration: configuration, logger: logger)
 
         // Connections are limited below the descriptors, never by running out of them: out of
         // descriptors, NIO's listening socket retries accept() in a busy loop (its back-off does not
@@ -53,7 +54,8 @@ public enum SessionServiceApplication {
         // Shut down in reverse order: the drain first, then the HTTP server, then Redis.
         return SessionServer(
             services: [
-                RedisClientService(client: redis, logger: logger), server,
+                RedisClientService(client: redis, logger: logger), fleet,
+                StartsOnceLayoutKnown(service: server, layout: fleet.layout, limit: configuration.redisTimeout),
                 DrainService(drain: connection.drain, delay: configuration.shutdownDelay, logger: logger),
             ],
             maximumShutdownDuration: configuration.shutdownDelay + .seconds(30), logger: logger
@@ -66,7 +68,68 @@ public enum SessionServiceApplication {
     /// (never a password). The HTTP fuzzer (Fuzz/HTTP) drives the same connection setup with bytes.
     static func connectionSetup(
         configuration: SessionServiceConfiguration, logger: Logger
-    ) throws -> (redis: RedisClient, connection: SessionHTTPChannel, metrics: ServiceMetrics, redisAddress: String) {
+    ) throws -> (redis: RedisClient, connection: SessionHTTPChannel, metrics: ServiceMetrics, redisAddress: String, fleet: FleetService) {
+        let metrics = ServiceMetrics()
+        let (redis, redisAddress, keys) = try redisSetup(configuration: configuration, logger: logger, metricsFactory: metrics.factory)
+        let drain = Drain()
+        let layout = ActiveLayout()
+        let store = SessionStore(
+            redis: redis,
+            settings: .init(
+                idleTimeout: configuration.idleTimeout, absoluteTimeout: configuration.absoluteTimeout,
+                touchInterval: configuration.touchInterval, maxSessionsPerUser: configuration.maxSessionsPerUser,
+                // A write is retried only within the failover deadline: a minute (or twice the
+                // deadline) outlasts every retry.
+                tombstoneRetention: max(.seconds(60), configuration.failoverTimeout * 2),
+                rotationGrace: configuration.rotationGrace, reusePolicy: configuration.rotationReuse,
+                limits: SessionLimits(
+                    maxDataBytes: configuration.maxSessionBytes, maxAttributes: configuration.maxAttributes,
+                    maxNameBytes: configuration.maxAttributeNameBytes
+                ),
+                keys: keys
+            ),
+            layout: layout, logger: logger, metricsFactory: metrics.factory
+        )
+        // Several instances may share a name (one host, or a name set twice): the fleet tells
+        // their announcements apart by a suffix of this process's own.
+        let fleet = FleetService(
+            fleet: FleetRegistry(redis: redis, keys: keys, instance: "\(configuration.instance)#\(Hex.encode((0..<4).map { _ in UInt8.random(in: 0...255) }))", logger: logger),
+            layout: layout, logger: logger
+        )
+        let router = Router(context: SessionRequestContext.self)
+        router.add(middleware: ResponseHeadersMiddleware(instance: configuration.instance))
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
+        let routes = APIRoutes()
+        router.add(middleware: ErrorMiddleware(routes: routes))
+        HealthController(
+            store: store, instance: configuration.instance, layout: layout,
+            requiredReplicas: configuration.durability == .replicated ? configuration.durabilityReplicas : 0,
+            redisAddress: redisAddress,
+            openAPIDocument: try HealthController.loadOpenAPIDocument(), metrics: metrics, drain: drain
+        ).addRoutes(to: router)
+
+        let v1 = router.group("v1")
+        if !configuration.apiKeys.isEmpty {
+            v1.add(middleware: APIKeyMiddleware(keys: configuration.apiKeys))
+        }
+        SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes)).addRoutes(to: v1)
+        AdminController(store: store).addRoutes(to: v1)
+        AuthController(store: store, cookieName: configuration.cookieName, attributeNames: configuration.authAttributes)
+            .addRoutes(to: v1)
+        routes.load(from: router)
+
+        let connection = SessionHTTPChannel(
+            responder: router.buildResponder(), serverName: "sessiond", bodyLimit: configuration.maxBodyBytes,
+            idleTimeout: configuration.connectionIdleTimeout, drain: drain
+        )
+        return (redis, connection, metrics, redisAddress, fleet)
+    }
+
+    /// The Redis client for `configuration` (its `run()` is the caller's), where sessions are kept as
+    /// the start-up line and /readyz name it (never a password), and the key names.
+    static func redisSetup(
+        configuration: SessionServiceConfiguration, logger: Logger, metricsFactory: (any MetricsFactory)? = nil
+    ) throws -> (redis: RedisClient, redisAddress: String, keys: SessionKeys) {
         try configuration.validate()
         var redisConfiguration = try RedisConfiguration(url: configuration.redisURL)
         redisConfiguration.commandTimeout = configuration.redisTimeout
@@ -92,64 +155,18 @@ public enum SessionServiceApplication {
         }
         var redisLogger = logger
         redisLogger[metadataKey: "component"] = "redis"
-        let metrics = ServiceMetrics()
-        let drain = Drain()
         // One event-loop group for the HTTP server and the Redis client: a request's task runs on
         // its connection's loop and the client answers it over that same loop's Redis connection.
         let eventLoopGroup = MultiThreadedEventLoopGroup.singleton
         let redis = RedisClient(
             configuration: redisConfiguration, functionLibraries: [SessionFunctions.library], eventLoopGroup: eventLoopGroup,
-            logger: redisLogger, metricsFactory: metrics.factory
+            logger: redisLogger, metricsFactory: metricsFactory
         )
-        let store = SessionStore(
-            redis: redis,
-            settings: .init(
-                idleTimeout: configuration.idleTimeout, absoluteTimeout: configuration.absoluteTimeout,
-                touchInterval: configuration.touchInterval, maxSessionsPerUser: configuration.maxSessionsPerUser,
-                // A write is retried only within the failover deadline: a minute (or twice the
-                // deadline) outlasts every retry.
-                tombstoneRetention: max(.seconds(60), configuration.failoverTimeout * 2),
-                rotationGrace: configuration.rotationGrace, reusePolicy: configuration.rotationReuse,
-                limits: SessionLimits(
-                    maxDataBytes: configuration.maxSessionBytes, maxAttributes: configuration.maxAttributes,
-                    maxNameBytes: configuration.maxAttributeNameBytes
-                ),
-                keys: SessionKeys(prefix: configuration.keyPrefix)
-            ),
-            logger: logger, metricsFactory: metrics.factory
-        )
-
         let redisAddress = redisConfiguration.cluster.map { "cluster (seeds \($0.seeds.map(\.description).joined(separator: ",")))" }
             ?? redisConfiguration.sentinel.map { "sentinel master '\($0.masterName)' (sentinels \($0.sentinels.map(\.description).joined(separator: ",")))" }
             ?? "\(redisConfiguration.host):\(redisConfiguration.port)"
 
-        let router = Router(context: SessionRequestContext.self)
-        router.add(middleware: ResponseHeadersMiddleware(instance: configuration.instance))
-        router.add(middleware: MetricsMiddleware(metrics: metrics))
-        let routes = APIRoutes()
-        router.add(middleware: ErrorMiddleware(routes: routes))
-        HealthController(
-            store: store, instance: configuration.instance,
-            requiredReplicas: redisConfiguration.durability?.replicas ?? 0,
-            redisAddress: redisAddress,
-            openAPIDocument: try HealthController.loadOpenAPIDocument(), metrics: metrics, drain: drain
-        ).addRoutes(to: router)
-
-        let v1 = router.group("v1")
-        if !configuration.apiKeys.isEmpty {
-            v1.add(middleware: APIKeyMiddleware(keys: configuration.apiKeys))
-        }
-        SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes)).addRoutes(to: v1)
-        AdminController(store: store).addRoutes(to: v1)
-        AuthController(store: store, cookieName: configuration.cookieName, attributeNames: configuration.authAttributes)
-            .addRoutes(to: v1)
-        routes.load(from: router)
-
-        let connection = SessionHTTPChannel(
-            responder: router.buildResponder(), serverName: "sessiond", bodyLimit: configuration.maxBodyBytes,
-            idleTimeout: configuration.connectionIdleTimeout, drain: drain
-        )
-        return (redis, connection, metrics, redisAddress)
+        return (redis, redisAddress, SessionKeys(prefix: configuration.keyPrefix))
     }
 }
 
@@ -187,5 +204,31 @@ struct RedisClientService: Service {
         logger.info("closing the Redis connections")
         await client.shutdown()
         await background
+    }
+}
+
+extension SessionServiceApplication {
+    /// `sessiond --finalize-layout`: with the server's own configuration, makes the newest storage
+    /// layout active (see ``FleetRegistry/finalize()``) and returns it.
+    /// - Throws: why not (a live instance still needs an older layout; Redis unreachable).
+    public static func finalizeLayout(configuration: SessionServiceConfiguration, logger: Logger) async throws -> Int {
+        let (redis, _, keys) = try redisSetup(configuration: configuration, logger: logger)
+        return try await withThrowingTaskGroup(of: Int?.self) { group in
+            group.addTask {
+                await redis.run()
+                return nil
+            }
+            defer { group.cancelAll() }
+            let registry = FleetRegistry(redis: redis, keys: keys, instance: "finalize-layout", logger: logger)
+            let active: Int
+            do {
+                active = try await registry.finalize()
+            } catch {
+                await redis.shutdown()
+                throw error
+            }
+            await redis.shutdown()
+            return active
+        }
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import RedisClient
 import RedisTestSupport
-import SessionService
+@testable import SessionService
 import Testing
 
 /// The kinds of Redis sessiond runs on; the session API suite runs once on each.
@@ -115,4 +115,10 @@ struct SharedBackends: SuiteTrait, TestScoping {
 extension Trait where Self == SharedBackends {
     /// One backend per topology shared by the suite's tests (see ``SharedBackends``).
     static var sharedBackends: Self { Self() }
+}
+
+/// The Redis key of the session with this id (hex), as a fresh Redis stores it: in the newest
+/// storage layout.
+func sessionKey(_ id: String, prefix: String = "sd:") -> String {
+    SessionKeys(prefix: prefix).session(SessionID(parsing: id)!, in: .newest)
 }

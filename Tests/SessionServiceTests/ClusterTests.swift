@@ -18,7 +18,7 @@ extension ReplicationSuites {
 
     /// The slot of a session's key.
     static func slot(ofSession id: String) -> Int {
-        HashSlot.of(Array("sd:s:{\(id)}".utf8))
+        HashSlot.of(Array(sessionKey(id).utf8))
     }
 
     static func id(ofSessionWith token: String, _ service: TestService) async throws -> String {

@@ -44,7 +44,7 @@ extension ReplicationSuites {
         #expect(waits >= 1 && waits < 64, "concurrent writes share their WAITs (\(waits) for 64 writes)")
         // Acknowledged means on the replica already: check there at once, without waiting.
         for id in createdIDs {
-            #expect(try await onReplica.send("EXISTS", RedisArgument("sd:s:{\(id)}")) == .integer(1))
+            #expect(try await onReplica.send("EXISTS", RedisArgument(sessionKey(id))) == .integer(1))
         }
 
         // Without a replica, a write is refused as not durable, never reported as done.

@@ -24,10 +24,10 @@ import Testing
             .touch(id, holder, slide: .never), .delete(id, writeID, nil, tombstoneRetention: .seconds(60)),
             .indexAdd(user: "alice", id, lifetime: .seconds(1)),
         ]
-        #expect(calls.map(\.function) == ["sessiond_v3_touch", "sessiond_v3_delete", "sessiond_v3_index_add"])
-        #expect(SessionFunctions.library.name == "sessiond_v3")
-        for name in ["create", "touch", "write", "rotate", "delete", "index_add"] {
-            #expect(SessionFunctions.library.source.contains("redis.register_function('sessiond_v3_\(name)'"), "\(name)")
+        #expect(calls.map(\.function) == ["sessiond_v4_touch", "sessiond_v4_delete", "sessiond_v4_index_add"])
+        #expect(SessionFunctions.library.name == "sessiond_v4")
+        for name in ["create", "touch", "write", "rotate", "delete", "index_add", "import", "drop_moved", "fleet_announce", "fleet_set"] {
+            #expect(SessionFunctions.library.source.contains("redis.register_function('sessiond_v4_\(name)'"), "\(name)")
         }
     }
 
@@ -36,7 +36,7 @@ import Testing
             id, writeID, user: nil, idleTimeout: .seconds(1800), absoluteTimeout: .seconds(86400), secretDigest: digest,
             device: nil, data: [attribute]
         )
-        #expect(text(call.keys(keys)) == ["sd:s:{00112233445566778899aabbccddeeff}"])
+        #expect(text(call.keys(keys, layout: .perSessionSlot)) == ["sd:s:{00112233445566778899aabbccddeeff}"])
         let arguments = call.arguments
         #expect(text(Array(arguments[0..<4])) == ["12345678", "", "1800000", "86400000"])
         #expect(arguments[4].bytes == digest)
@@ -75,13 +75,13 @@ import Testing
         #expect(rotation.arguments[2].bytes == [UInt8](repeating: 0xBB, count: 16))
         #expect(text(Array(rotation.arguments[3...])) == ["10000", "1", "revoke"])
         let logout = SessionCall.delete(id, writeID, holder, tombstoneRetention: .seconds(60))
-        #expect(text(logout.keys(keys)) == ["sd:s:{00112233445566778899aabbccddeeff}", "sd:t:{00112233445566778899aabbccddeeff}"])
+        #expect(text(logout.keys(keys, layout: .perSessionSlot)) == ["sd:s:{00112233445566778899aabbccddeeff}", "sd:t:{00112233445566778899aabbccddeeff}"])
         #expect(text([logout.arguments[1], logout.arguments[3]]) == ["60000", "revoke"])
         #expect(logout.arguments[2].bytes == digest)
         let admin = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
         #expect(admin.arguments[2].bytes == [], "an administrator presents no token")
         let index = SessionCall.indexAdd(user: "alice", id, lifetime: .seconds(3600))
-        #expect(text(index.keys(keys)) == ["sd:u:{alice}"])
+        #expect(text(index.keys(keys, layout: .perSessionSlot)) == ["sd:u:{alice}"])
         #expect(text(index.arguments) == ["00112233445566778899aabbccddeeff", "", "3600000"])
         #expect(index.session == nil && logout.session == id)
     }
@@ -141,5 +141,34 @@ import Testing
                 return true
             }
         }
+    }
+
+    @Test func layoutTwoTagsEveryKeyOfASessionByItsBucketAndIndexesItsDeadline() {
+        // 0x0011 = 17: the low 10 bits of the id's first two bytes.
+        #expect(SessionKeys.bucket(of: id) == 17)
+        #expect(SessionKeys.bucket(of: SessionID(parsing: "ffff" + String(repeating: "0", count: 28))!) == 1023)
+        let logout = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
+        #expect(text(logout.keys(keys, layout: .bucketed)) == [
+            "sd:{b17}:s:00112233445566778899aabbccddeeff", "sd:{b17}:t:00112233445566778899aabbccddeeff", "sd:{b17}:d",
+        ])
+        // One slot: the bucket's tag.
+        #expect(Set(logout.keys(keys, layout: .bucketed).map { HashSlot.of($0.bytes) }).count == 1)
+        // The first argument is the index member: the raw id in layout 2, nothing in layout 1.
+        #expect(logout.arguments(in: .bucketed).first?.bytes == id.bytes)
+        #expect(logout.arguments(in: .perSessionSlot).first?.bytes == [])
+        #expect(Array(logout.arguments(in: .bucketed).dropFirst()).map(\.bytes) == logout.arguments.map(\.bytes))
+        // The user's index is the same in both layouts and takes no member.
+        let index = SessionCall.indexAdd(user: "alice", id, lifetime: .seconds(1))
+        #expect(text(index.keys(keys, layout: .bucketed)) == ["sd:u:{alice}"])
+        #expect(index.arguments(in: .bucketed).map(\.bytes) == index.arguments.map(\.bytes))
+    }
+
+    @Test func bucketsFillEvenly() {
+        var counts = [Int](repeating: 0, count: SessionKeys.bucketCount)
+        for _ in 0..<(SessionKeys.bucketCount * 64) {
+            counts[SessionKeys.bucket(of: SessionID(bytes: (0..<16).map { _ in UInt8.random(in: 0...255) }))] += 1
+        }
+        // 64 expected per bucket; a fair bucket stays within ±40 of it (about 5 standard deviations).
+        #expect(counts.min()! > 24 && counts.max()! < 104, "\(counts.min()!)...\(counts.max()!)")
     }
 }

@@ -74,7 +74,7 @@ import Testing
         let (_, long) = try await service.create(#"{"idle_timeout":100,"absolute_timeout":5000}"#)
         for session in [short, long] {
             let id = try #require(session["id"] as? String)
-            let remaining = try #require(try await inspector.send("PTTL", RedisArgument("sd:s:{\(id)}")).integer)
+            let remaining = try #require(try await inspector.send("PTTL", RedisArgument(sessionKey(id))).integer)
             let expected = try Self.milliseconds(session["expires_at"]) - Int64(Date().timeIntervalSince1970 * 1000)
             #expect(abs(remaining - expected) <= 1000, "PTTL \(remaining) ms vs expires_at in \(expected) ms")
         }
@@ -147,7 +147,7 @@ import Testing
         let (token, created, early) = try await Self.requestSoonAfterCreating(#"{"idle_timeout":30}"#, within: 1000, service, redis: redis) {
             try await service.patch($0, #"{"a":1}"#)
         }
-        let key = RedisArgument("sd:s:{\(try #require(created["id"] as? String))}")
+        let key = RedisArgument(sessionKey(try #require(created["id"] as? String)))
         let createdSeen = try Self.milliseconds(created["last_seen_at"])
         let createdExpiry = try Self.milliseconds(created["expires_at"])
 
@@ -204,7 +204,7 @@ import Testing
         func readAcrossTheDeadline() async throws -> (deadline: Int64, latestFound: Int64, firstGone: Int64, longestRound: Int64)? {
             // Idle 3 s; a write within the touch interval does not slide it.
             let (token, created) = try await service.create(#"{"idle_timeout":3}"#)
-            let key = "sd:s:{\(try #require(created["id"] as? String))}"
+            let key = sessionKey(try #require(created["id"] as? String))
             var deadline = try Self.milliseconds(created["expires_at"])
             let createdExpiry = try await redis.send("PEXPIRETIME", RedisArgument(key)).integer
             let goneAlready = createdExpiry == -2 ? try await redisNow() >= deadline : false
@@ -331,7 +331,7 @@ import Testing
         #expect(try await service.patch(token, #"{"x":2}"#).errorCode == "session_not_found")
         #expect(try await service.request("PUT", "/v1/session/data", headers: [("X-Session-Token", token)], json: "{}").status == 404)
         #expect(try await service.request("POST", "/v1/session/rotate", headers: [("X-Session-Token", token)]).status == 404)
-        #expect(try await inspector.send("EXISTS", RedisArgument("sd:s:{\(id)}")) == .integer(0))
+        #expect(try await inspector.send("EXISTS", RedisArgument(sessionKey(id))) == .integer(0))
         #expect(try await inspector.send("ZSCORE", "sd:u:{dave}", RedisArgument(id)) == .null)
         await inspector.shutdown()
         await service.stop()
@@ -370,7 +370,7 @@ import Testing
         #expect(await eventually { try await service.get(token, query: "?touch=false").status == 404 })
         #expect(ContinuousClock.now - started >= .milliseconds(900))
         #expect(try await service.patch(token, #"{"a":2}"#).status == 404, "a write never re-creates an expired session")
-        #expect(try await inspector.send("EXISTS", RedisArgument("sd:s:{\(id)}")) == .integer(0))
+        #expect(try await inspector.send("EXISTS", RedisArgument(sessionKey(id))) == .integer(0))
         await inspector.shutdown()
         await service.stop()
     }

@@ -147,7 +147,7 @@ import Testing
         // What an older sessiond does: writes attributes without keeping the size ('z').
         let id = try #require(session["id"] as? String)
         let client = try WriteIDTests.client(redis)
-        let key = RedisArgument(SessionKeys(prefix: "sd:").session(try #require(SessionID(parsing: id))))
+        let key = RedisArgument(SessionKeys(prefix: "sd:").session(try #require(SessionID(parsing: id)), in: .newest))
         let meta = try #require(try await client.send(["HGET", key, "m"]).bytes)
         let version = SessionMeta.integer(0, in: meta) + 1
         var moved = meta

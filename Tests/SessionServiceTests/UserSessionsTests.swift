@@ -120,7 +120,7 @@ import Testing
         // Every key sessiond wrote for this user's sessions starts with its prefix.
         let inspector = backend.inspector()
         let keys = [
-            "app1:s:{\(firstID)}", "app1:u:{\(user)}", "sd:s:{\(firstID)}", "app2:s:{\(firstID)}",
+            sessionKey(firstID, prefix: "app1:"), "app1:u:{\(user)}", sessionKey(firstID), sessionKey(firstID, prefix: "app2:"),
         ]
         var exists: [Bool] = []
         for key in keys { exists.append(try await inspector.send("EXISTS", RedisArgument(key)) == .integer(1)) }

@@ -10,8 +10,11 @@ import Testing
 @Suite struct WriteIDTests {
     static let id = SessionID(parsing: "00112233445566778899aabbccddeeff")!
     static let keys = SessionKeys(prefix: "sd:")
-    static let key = RedisArgument(keys.session(id))
-    static let tombstone = RedisArgument(keys.tombstone(id))
+    /// The layout a fresh Redis gets: every test here runs there (the storage-layout suite runs
+    /// the same functions in layout 1).
+    static let layout = SessionLayout.newest
+    static let key = RedisArgument(keys.session(id, in: layout))
+    static let tombstone = RedisArgument(keys.tombstone(id, in: layout))
 
     static func writeID(_ byte: UInt8) -> WriteID { WriteID(bytes: [UInt8](repeating: byte, count: 8)) }
     /// A secret digest: 16 bytes, as `SessionToken` makes them.
@@ -29,12 +32,12 @@ import Testing
 
     /// The function's result and the session after it, as sessiond reads them.
     static func call(_ client: RedisClient, _ call: SessionCall) async throws -> (result: RESPValue, read: RESPValue) {
-        try await client.fcall(call.function, keys: call.keys(keys), arguments: call.arguments, then: ["HGETALL", key])
+        try await client.fcall(call.function, keys: call.keys(keys, layout: layout), arguments: call.arguments(in: layout), then: ["HGETALL", key])
     }
 
     /// The function's result alone.
     static func result(_ client: RedisClient, _ call: SessionCall) async throws -> RESPValue {
-        try await client.fcall(call.function, keys: call.keys(keys), arguments: call.arguments)
+        try await client.fcall(call.function, keys: call.keys(keys, layout: layout), arguments: call.arguments(in: layout))
     }
 
     static func create(_ client: RedisClient, writeID: WriteID) async throws -> (result: RESPValue, read: RESPValue) {

@@ -233,6 +233,14 @@ extension RedisClient {
         return command
     }
 
+    /// Sends a command that concerns each server rather than a key (`FUNCTION LIST`, `FUNCTION
+    /// DELETE`) to the primary, or in Cluster mode once to every primary; one reply per primary.
+    /// Sent once each, without retries: for upkeep that the next round repeats.
+    public func sendToEveryPrimary(_ command: [RedisArgument]) async throws -> [RESPValue] {
+        if let cluster { return try await cluster.sendToEveryPrimary(command) }
+        return [try await topology.connection(forSlot: nil).send(command)]
+    }
+
     /// Loads (or replaces) every library the client was given, on the server (in Cluster mode, on
     /// every primary).
     public func loadFunctionLibraries() async throws {

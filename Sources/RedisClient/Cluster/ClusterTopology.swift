@@ -190,6 +190,16 @@ final class ClusterTopology: RedisTopology {
         }
     }
 
+    /// Sends `command` once to every primary of the map, in shard order.
+    func sendToEveryPrimary(_ command: [RedisArgument]) async throws -> [RESPValue] {
+        _ = try await currentMap()
+        var replies: [RESPValue] = []
+        for primary in state.withLock({ $0.map.primaries }) {
+            replies.append(try await connection(to: primary).send(command))
+        }
+        return replies
+    }
+
     /// The map, waiting (within the failover deadline) for the first one.
     private func currentMap() async throws -> ClusterSlotMap {
         let deadline = ContinuousClock.now + configuration.failoverTimeout

@@ -156,8 +156,11 @@ extension SessionServiceConfiguration {
             "sessiond: a Redis-backed session service over HTTP/JSON",
             "",
             "usage: sessiond [--option value | --option=value ...]",
+            "       sessiond --finalize-layout [--option value ...]",
             "",
             "Every option can also be set by its environment variable; a flag wins.",
+            "--finalize-layout, with the server's own configuration, makes the newest storage layout",
+            "active once no sessiond older than layout versions runs (see README), and exits.",
             "",
         ]
         for setting in settings {

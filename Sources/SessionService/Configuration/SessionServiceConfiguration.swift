@@ -82,6 +82,8 @@ public struct SessionServiceConfiguration: Sendable {
     public enum Invocation: Sendable {
         case run(SessionServiceConfiguration)
         case help(String)
+        /// `--finalize-layout`: make the newest storage layout active, then exit (see README).
+        case finalizeLayout(SessionServiceConfiguration)
     }
 
     /// Builds the configuration from `arguments` (without the program name) and `environment`,
@@ -89,11 +91,17 @@ public struct SessionServiceConfiguration: Sendable {
     /// - Throws: ``ConfigurationError`` naming the first bad setting.
     public static func parse(arguments: [String], environment: [String: String]) throws(ConfigurationError) -> Invocation {
         var flags: [String: String] = [:]
+        var finalizeLayout = false
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
             if argument == "--help" || argument == "-h" { return .help(helpText) }
             if argument == "--help-markdown" { return .help(markdownTable) }
+            if argument == "--finalize-layout" {
+                finalizeLayout = true
+                index += 1
+                continue
+            }
             guard argument.hasPrefix("--") else {
                 throw ConfigurationError(setting: argument, reason: "unexpected argument (see --help)")
             }
@@ -122,7 +130,7 @@ public struct SessionServiceConfiguration: Sendable {
             }
         }
         try configuration.validate()
-        return .run(configuration)
+        return finalizeLayout ? .finalizeLayout(configuration) : .run(configuration)
     }
 
     /// Checks the settings together: the absolute timeout must allow some idle time, and without

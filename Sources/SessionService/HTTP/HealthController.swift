@@ -7,6 +7,8 @@ struct HealthController {
     typealias Context = SessionRequestContext
     let store: SessionStore
     let instance: String
+    /// The fleet's storage layout as this instance last heard it; not ready before it has.
+    let layout: ActiveLayout
     /// Replicated mode: fewer connected replicas than this means writes cannot succeed (not ready).
     let requiredReplicas: Int
     let redisAddress: String
@@ -33,7 +35,7 @@ struct HealthController {
     static var alive: Response { JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#)) }
 
     /// 200 when Redis takes a write now (in Cluster mode: every slot is served by a primary that
-    /// answers as one); 503 `storage_unavailable` saying why otherwise, and 503 `draining` once a
+    /// answers as one) and the fleet's storage layout is known, which it reports; 503 `storage_unavailable` saying why otherwise, and 503 `draining` once a
     /// shutdown has begun.
     @Sendable func ready(_ request: Request, context: Context) async throws -> Response {
         if drain.isDraining {
@@ -52,9 +54,17 @@ struct HealthController {
             }
             throw APIError.storageUnavailable(reason)
         }
+        guard let active = layout.active else {
+            throw APIError.storageUnavailable("this instance has not yet learned the fleet's storage layout from Redis at \(redisAddress)")
+        }
         var writer = JSONWriter()
         writer.raw(#"{"status":"ready","redis":"#)
         writer.string(redisAddress)
+        writer.raw(#","layout":{"active":"#)
+        writer.integer(Int64(active))
+        writer.raw(#","newest_supported":"#)
+        writer.integer(Int64(SessionLayout.newest.rawValue))
+        writer.raw("}")
         switch topology {
         case .primary(let primary):
             try checkReplicas(primary.connectedReplicas, of: primary.endpoint)

@@ -96,16 +96,27 @@ enum SessionCall: Sendable {
         }
     }
 
-    /// The call's `KEYS`: all in one hash slot.
-    func keys(_ keys: SessionKeys) -> [RedisArgument] {
-        switch self {
-        case .delete(let id, _, _, _): [RedisArgument(keys.session(id)), RedisArgument(keys.tombstone(id))]
-        case .indexAdd(let user, _, _): [RedisArgument(keys.userIndex(user))]
-        default: session.map { [RedisArgument(keys.session($0))] } ?? []
+    /// The call's `KEYS` in `layout`: all in one hash slot. In layout 2 a session call's last key
+    /// is its bucket's deadline index.
+    func keys(_ keys: SessionKeys, layout: SessionLayout) -> [RedisArgument] {
+        guard let id = session else {
+            guard case .indexAdd(let user, _, _) = self else { return [] }
+            return [RedisArgument(keys.userIndex(user))]
         }
+        var names = [RedisArgument(keys.session(id, in: layout))]
+        if case .delete = self { names.append(RedisArgument(keys.tombstone(id, in: layout))) }
+        if let deadlines = keys.deadlines(id, in: layout) { names.append(RedisArgument(deadlines)) }
+        return names
     }
 
-    /// The call's `ARGV`, in the order the Lua reads them.
+    /// The call's full `ARGV` in `layout`: a session call's starts with the session's member in its
+    /// bucket's deadline index (its raw id in layout 2, empty in layout 1), then ``arguments``.
+    func arguments(in layout: SessionLayout) -> [RedisArgument] {
+        guard let id = session else { return arguments }
+        return [layout == .bucketed ? RedisArgument(bytes: id.bytes) : ""] + arguments
+    }
+
+    /// The call's own arguments, in the order the Lua reads them (after the deadline member).
     var arguments: [RedisArgument] {
         switch self {
         case .create(_, let writeID, let user, let idle, let absolute, let digest, let device, let data):

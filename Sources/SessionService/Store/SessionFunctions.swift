@@ -41,7 +41,7 @@ enum SessionFunctions {
     /// library and every function in it (`sessiond_v3_write`), so instances that speak different
     /// versions can share one Redis without replacing each other's functions: Redis keeps function
     /// names unique across libraries, and each instance loads and calls only its own.
-    static let protocolVersion = 3
+    static let protocolVersion = 4
     /// `sessiond_v<version>_`: the prefix of every function name of this version.
     static let functionPrefix = "sessiond_v\(protocolVersion)_"
 
@@ -62,6 +62,30 @@ enum SessionFunctions {
         -- finds nothing.
         local function expire_at(key, meta)
             redis.call('PEXPIREAT', key, expiry(meta) - 1)
+        end
+
+        -- Layout 2 keeps a deadline index in each session's bucket (a sorted set of raw session
+        -- ids scored by their deadline in whole seconds, rounded up), the last of KEYS; the
+        -- session's member is ARGV[1], '' in layout 1, which has no index. Every session function
+        -- takes that argument off first, so the rest of ARGV reads the same in both layouts.
+        local function deadline_index(keys, args)
+            local member = table.remove(args, 1)
+            if member == nil or member == '' then return nil end
+            return {key = keys[#keys], member = member}
+        end
+
+        local function deadline_score(meta)
+            return math.floor((expiry(meta) + 999) / 1000)
+        end
+
+        -- The key's expiry and its index entry, always together.
+        local function set_deadline(key, index, meta)
+            expire_at(key, meta)
+            if index then redis.call('ZADD', index.key, deadline_score(meta), index.member) end
+        end
+
+        local function unindex(index)
+            if index then redis.call('ZREM', index.key, index.member) end
         end
 
         -- HSET / HDEL in slices: Lua's unpack cannot spread thousands of arguments at once.
@@ -222,10 +246,11 @@ enum SessionFunctions {
         -- The previous token after its grace window: somebody kept a token that should be dead.
         -- Under the 'revoke' policy the session ends here, in the call that saw the reuse.
         -- Returns the reply {'reused', 1 when revoked else 0, user or ''}.
-        local function token_reused(key, policy)
+        local function token_reused(key, index, policy)
             if policy ~= 'revoke' then return {'reused', 0, ''} end
             local user = redis.call('HGET', key, 'u') or ''
             redis.call('DEL', key)
+            unindex(index)
             return {'reused', 1, user}
         end
 
@@ -239,6 +264,7 @@ enum SessionFunctions {
         -- KEYS: session. ARGV: write id, user ('' for none), idle ms, absolute ms, secret digest,
         -- device JSON ('' for none), then name, raw JSON pairs. Returns 1 (also for a repeat).
         redis.register_function('\#(functionPrefix)create', function(keys, args)
+            local index = deadline_index(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             if #args[5] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
@@ -267,7 +293,10 @@ enum SessionFunctions {
             fields[#fields + 1] = 'z'
             fields[#fields + 1] = struct.pack(SIZE, meta.v, bytes, (#args - 6) / 2)
             in_slices('HSET', keys[1], fields, 200)
-            expire_at(keys[1], meta)
+            set_deadline(keys[1], index, meta)
+            -- Until the expiry sweeper (the events issue) takes over, a create also clears its
+            -- bucket's index of deadlines that have passed: those sessions' keys are gone.
+            if index then redis.call('ZREMRANGEBYSCORE', index.key, '-inf', math.floor(now / 1000)) end
             return 1
         end)
 
@@ -283,16 +312,17 @@ enum SessionFunctions {
         -- 'revoke' or 'reject' (what a reused token does). Slides the idle deadline when that much
         -- has passed. Returns 1, nil when the session is gone or the token is not its own.
         redis.register_function('\#(functionPrefix)touch', function(keys, args)
+            local index = deadline_index(keys, args)
             local meta = read_meta(keys[1])
             if not meta then return nil end
             local now = now_ms()
             local state = token_state(args[2], meta, now)
             if not state then return nil end
-            if state == 'reused' then return token_reused(keys[1], args[3]) end
+            if state == 'reused' then return token_reused(keys[1], index, args[3]) end
             if slides(args[1], meta, now) then
                 meta.l = now
                 redis.call('HSET', keys[1], 'm', packed_times(meta))
-                expire_at(keys[1], meta)
+                set_deadline(keys[1], index, meta)
             end
             return 1
         end)
@@ -308,6 +338,7 @@ enum SessionFunctions {
         -- session is gone or the token is not its own. As for a read, the estimate only decides whether to ask Redis' clock (TIME and its
         -- conversion cost a fifth of a write): when it says a slide may be due, Redis' clock decides.
         redis.register_function('\#(functionPrefix)write', function(keys, args)
+            local index = deadline_index(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local key = keys[1]
@@ -316,7 +347,7 @@ enum SessionFunctions {
             local meta = unpack_meta(found[1], found[2], found[3])
             local state = token_state(args[2], meta)
             if not state then return nil end
-            if state == 'reused' then return token_reused(key, args[7]) end
+            if state == 'reused' then return token_reused(key, index, args[7]) end
             if has_write(meta.w, args[1]) then return 1 end
             if args[3] ~= '' and not version_matches(args[3], meta.v) then
                 return {'version_mismatch', meta.v}
@@ -363,7 +394,7 @@ enum SessionFunctions {
             end
             in_slices('HDEL', key, removals, 400)
             in_slices('HSET', key, updates, 200)
-            if slide then expire_at(key, meta) end
+            if slide then set_deadline(key, index, meta) end
             return 1
         end)
 
@@ -373,16 +404,18 @@ enum SessionFunctions {
         -- already removed it), nil when there was nothing of the token's to delete, or the reuse
         -- reply when the token was the previous one after its grace window.
         redis.register_function('\#(functionPrefix)delete', function(keys, args)
+            local index = deadline_index(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local found = redis.call('HMGET', keys[1], 'u', 'm', 'k')
             if found[2] and args[3] ~= '' then
                 local state = token_state(args[3], unpack_meta(found[2], found[3]))
                 if not state then return nil end
-                if state == 'reused' then return token_reused(keys[1], args[4]) end
+                if state == 'reused' then return token_reused(keys[1], index, args[4]) end
             end
             local user = found[1] or ''
             if redis.call('DEL', keys[1]) == 1 then
+                unindex(index)
                 redis.call('HSET', keys[2], 'w', args[1], 'u', user)
                 redis.call('PEXPIRE', keys[2], args[2])
                 return {1, user}
@@ -399,6 +432,7 @@ enum SessionFunctions {
         -- current token may rotate: the previous one inside its window gets {'superseded'}.
         -- Returns 1, nil when the session is gone.
         redis.register_function('\#(functionPrefix)rotate', function(keys, args)
+            local index = deadline_index(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             if #args[3] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
@@ -410,7 +444,7 @@ enum SessionFunctions {
             local now = now_ms()
             local state = token_state(args[2], meta, now)
             if not state then return nil end
-            if state == 'reused' then return token_reused(key, args[6]) end
+            if state == 'reused' then return token_reused(key, index, args[6]) end
             if state == 'grace' then return {'superseded'} end
             meta.p = meta.s
             meta.s = args[3]
@@ -419,7 +453,7 @@ enum SessionFunctions {
             meta.w = remember_write(meta.w, args[1])
             if args[5] == '1' then meta.t = now end
             redis.call('HSET', key, 'm', packed_times(meta), 'k', packed_digests(meta), 'w', meta.w)
-            expire_at(key, meta)
+            set_deadline(key, index, meta)
             return 1
         end)
 
@@ -435,6 +469,117 @@ enum SessionFunctions {
             local last = redis.call('ZRANGE', keys[1], -1, -1, 'WITHSCORES')
             if #last > 0 then redis.call('PEXPIREAT', keys[1], last[2]) end
             return redis.call('ZCARD', keys[1])
+        end)
+
+        -- Moving a layout-1 session into layout 2 (SessionStore.migrate): its old key and its new
+        -- one are in different hash slots, so the move is a copy and then a removal, each atomic,
+        -- and each safe to repeat or to race with another instance moving the same session.
+        -- A session's fingerprint: its meta and write ids, which every change alters.
+        local function fingerprint(key)
+            local found = redis.call('HMGET', key, 'm', 'k', 'w')
+            if not found[1] then return nil end
+            return found[1] .. found[2] .. (found[3] or '')
+        end
+
+        -- KEYS: the session's layout-2 key, its bucket's deadline index. ARGV: the session's raw id
+        -- (the index member), the fingerprint of the copy this one replaces ('' for none), then
+        -- the old key's fields and values (HGETALL). Writes the copy, with the session's expiry
+        -- and its index entry, unless the session has ended by now or the new key already holds
+        -- another copy than the one named (a copy another instance made, or a write on it since).
+        -- Returns 1 when it wrote the copy, 0 when it left the new key as it was.
+        redis.register_function('\#(functionPrefix)import', function(keys, args)
+            local index = deadline_index(keys, args)
+            local replaces = table.remove(args, 1)
+            local existing = fingerprint(keys[1])
+            if existing and existing ~= replaces then return 0 end
+            local meta
+            for position = 1, #args, 2 do
+                if args[position] == 'm' then
+                    meta = {}
+                    meta.v, meta.c, meta.t, meta.l, meta.i, meta.a = struct.unpack(META_TIMES, args[position + 1])
+                end
+            end
+            if not meta then return redis.error_reply('ERR sessiond: a session copy without its meta') end
+            if expiry(meta) <= now_ms() then return 0 end
+            redis.call('DEL', keys[1])
+            in_slices('HSET', keys[1], args, 200)
+            set_deadline(keys[1], index, meta)
+            return 1
+        end)
+
+        -- KEYS: the session's layout-1 key, its tombstone. ARGV: the fingerprint of the copy made.
+        -- Removes the old key if it is still what was copied. Returns 'moved' (removed now, or gone
+        -- with no tombstone: another instance moved it), 'changed' (a write came in between: copy
+        -- again) or 'deleted' (a delete ended it after the copy was read: the copy must go too).
+        redis.register_function('\#(functionPrefix)drop_moved', function(keys, args)
+            local current = fingerprint(keys[1])
+            if current == nil then
+                if redis.call('EXISTS', keys[2]) == 1 then return 'deleted' end
+                return 'moved'
+            end
+            if current ~= args[1] then return 'changed' end
+            redis.call('DEL', keys[1])
+            return 'moved'
+        end)
+
+        -- The fleet: one hash per key prefix that every instance of every version shares, so its
+        -- format never changes: 'active' (the layout sessions are written in), 'legacy' ('1' while
+        -- instances older than announcements may still run; only `sessiond --finalize-layout`
+        -- clears it) and one field 'i:<instance>' per live instance, 'min max protocol expires'
+        -- (the layouts it supports, its function protocol, and when its announcement lapses, by
+        -- Redis' clock in ms). Which layout to write, when to move on and when to refuse is decided
+        -- in Swift (FleetLayout); these functions only read and change the hash atomically.
+        local function live_members(fleet, now)
+            local found = redis.call('HGETALL', fleet)
+            local members, lapsed = {}, {}
+            for position = 1, #found, 2 do
+                local name = found[position]
+                if string.sub(name, 1, 2) == 'i:' then
+                    local expires = tonumber(string.match(found[position + 1], '(%d+)$'))
+                    if expires and expires > now then
+                        members[#members + 1] = string.sub(name, 3)
+                        members[#members + 1] = found[position + 1]
+                    else
+                        lapsed[#lapsed + 1] = name
+                    end
+                end
+            end
+            in_slices('HDEL', fleet, lapsed, 400)
+            return members
+        end
+
+        local function fleet_state(fleet, now)
+            local state = redis.call('HMGET', fleet, 'active', 'legacy')
+            return {state[1] or '', state[2] or '', live_members(fleet, now)}
+        end
+
+        -- KEYS: the fleet hash. ARGV: instance name, lowest and highest layout it supports, its
+        -- function protocol, how long the announcement lasts (ms; 0 withdraws it, '' only reads).
+        -- Returns {active or '', legacy or '', {name, 'min max protocol expires', ...}}.
+        redis.register_function('\#(functionPrefix)fleet_announce', function(keys, args)
+            local now = now_ms()
+            if args[5] == '0' then
+                redis.call('HDEL', keys[1], 'i:' .. args[1])
+            elseif args[5] ~= '' then
+                redis.call('HSET', keys[1], 'i:' .. args[1],
+                    args[2] .. ' ' .. args[3] .. ' ' .. args[4] .. ' ' .. (now + tonumber(args[5])))
+            end
+            return fleet_state(keys[1], now)
+        end)
+
+        -- KEYS: the fleet hash. ARGV: the active layout expected ('' for none yet), the new one,
+        -- the new legacy mark ('1', '0' to clear it, '' to keep it). Changes nothing unless the
+        -- active layout is still the one expected, and never lowers it. Returns the fleet state
+        -- as fleet_announce does.
+        redis.register_function('\#(functionPrefix)fleet_set', function(keys, args)
+            local now = now_ms()
+            local active = redis.call('HGET', keys[1], 'active') or ''
+            if active == args[1] and (active == '' or tonumber(args[2]) >= tonumber(active)) then
+                redis.call('HSET', keys[1], 'active', args[2])
+                if args[3] == '1' then redis.call('HSET', keys[1], 'legacy', '1') end
+                if args[3] == '0' then redis.call('HDEL', keys[1], 'legacy') end
+            end
+            return fleet_state(keys[1], now)
         end)
         """#)
 }

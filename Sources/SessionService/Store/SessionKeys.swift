@@ -1,8 +1,10 @@
 /// Redis key names, all under one prefix (``SessionServiceConfiguration/keyPrefix``, `sd:` by
 /// default), so that applications sharing a Redis keep apart and an ACL can name exactly the keys
 /// sessiond may touch (`~<prefix>*`). Each key carries a `{…}` hash tag so that everything one
-/// function touches lies in one Redis Cluster slot: a session's key and its tombstone are tagged by
-/// its id, a user's index by the user. The prefix never holds `{` or `}`, so it never becomes the tag.
+/// function touches lies in one Redis Cluster slot. In layout 1 (``SessionLayout``) a session's
+/// key and its tombstone are tagged by its id; in layout 2 by its bucket, which its bucket's
+/// deadline index (and, with events, its bucket's event stream) shares. A user's index is tagged by
+/// the user in both. The prefix never holds `{` or `}`, so it never becomes the tag.
 struct SessionKeys: Sendable {
     let prefix: String
 
@@ -11,12 +13,47 @@ struct SessionKeys: Sendable {
         self.prefix = prefix
     }
 
-    func session(_ id: SessionID) -> String { "\(prefix)s:{\(id.hex)}" }
+    /// How many buckets layout 2 spreads sessions over. Fixed for the layout's life: a session's
+    /// bucket is part of its key's name.
+    static let bucketCount = 1024
+
+    /// Layout 2's bucket of a session: the low 10 bits of its id's first two bytes (the id is
+    /// random, so the buckets fill evenly).
+    static func bucket(of id: SessionID) -> Int {
+        id.hex.utf8.prefix(4).reduce(0) { $0 << 4 | Int(Hex.value($1)) } % bucketCount
+    }
+
+    /// A session's hash.
+    func session(_ id: SessionID, in layout: SessionLayout) -> String {
+        switch layout {
+        case .perSessionSlot: "\(prefix)s:{\(id.hex)}"
+        case .bucketed: "\(prefix){b\(Self.bucket(of: id))}:s:\(id.hex)"
+        }
+    }
+
     /// What a delete leaves behind for a while, so that repeating it answers as its first
     /// application did (see ``SessionFunctions``).
-    func tombstone(_ id: SessionID) -> String { "\(prefix)t:{\(id.hex)}" }
+    func tombstone(_ id: SessionID, in layout: SessionLayout) -> String {
+        switch layout {
+        case .perSessionSlot: "\(prefix)t:{\(id.hex)}"
+        case .bucketed: "\(prefix){b\(Self.bucket(of: id))}:t:\(id.hex)"
+        }
+    }
+
+    /// Layout 2's deadline index of the session's bucket: raw session ids scored by deadline
+    /// (seconds, rounded up). `nil` in layout 1, which has none.
+    func deadlines(_ id: SessionID, in layout: SessionLayout) -> String? {
+        switch layout {
+        case .perSessionSlot: nil
+        case .bucketed: "\(prefix){b\(Self.bucket(of: id))}:d"
+        }
+    }
+
+    /// A user's index (the same in both layouts: session ids, in the user's own slot).
     func userIndex(_ user: String) -> String { "\(prefix)u:{\(user)}" }
     var readinessProbe: String { "\(prefix)readyz" }
+    /// The fleet's announcements and active layout (see ``FleetLayout``).
+    var fleet: String { "\(prefix)fleet" }
 
     static let maximumPrefixBytes = 64
 

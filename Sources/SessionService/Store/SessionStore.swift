@@ -12,6 +12,11 @@ import RedisClient
 /// session and removed after it. A session keeps its id for life (a rotation changes only the
 /// token's secret), so its index entry never moves. Index entries of sessions that died are removed
 /// lazily (listing, the per-user cap) and by their absolute deadline.
+///
+/// Sessions are written in the fleet's active layout (``SessionLayout``, ``FleetLayout``) and found
+/// in either: a session not in the active layout is looked for in the other one, so sessions written
+/// by any instance of a mixed fleet are served by every other, and a delete ends a session in both.
+/// Once layout 2 is active, a layout-1 session moves into it when it is next used (``migrate(_:copy:)``).
 struct SessionStore: Sendable {
     /// Defaults and limits the store applies.
     struct Settings: Sendable {
@@ -38,12 +43,15 @@ struct SessionStore: Sendable {
     let settings: Settings
     let logger: Logger
     let clock: RedisClock
+    /// The layout new sessions are written in, as the fleet last agreed.
+    let layout: ActiveLayout
     /// `sessiond_token_reuse_total{action}`.
     private let reuses: Counter
     private var keys: SessionKeys { settings.keys }
 
-    init(redis: RedisClient, settings: Settings, logger: Logger, metricsFactory: any MetricsFactory) {
+    init(redis: RedisClient, settings: Settings, layout: ActiveLayout, logger: Logger, metricsFactory: any MetricsFactory) {
         self.redis = redis
+        self.layout = layout
         self.settings = settings
         self.logger = logger
         self.clock = RedisClock(redis: redis)
@@ -71,7 +79,9 @@ struct SessionStore: Sendable {
             token.id, WriteID(), user: user, idleTimeout: idle, absoluteTimeout: absolute, secretDigest: token.secretDigest,
             device: device, data: data
         )
-        guard let session = try await callThenRead(creation).session else { throw .corrupt("\(creation.function) made no session") }
+        guard let session = try await callThenRead(creation, in: layout.writing).session else {
+            throw .corrupt("\(creation.function) made no session")
+        }
         if let user, settings.maxSessionsPerUser > 0, indexSize > settings.maxSessionsPerUser {
             try await enforceCap(user: user, keeping: token.id)
         }
@@ -93,6 +103,7 @@ struct SessionStore: Sendable {
             return try await self.touch(token, slide: .after(.zero))
         }
         var session = try await read(token.id)
+        // The calls below act where the session is now (it was just moved there if it had to be).
         switch session.recognise(token) {
         case .current: break
         case .previous: session = try await self.touch(token, slide: .never)
@@ -107,11 +118,18 @@ struct SessionStore: Sendable {
         return try await self.touch(token, slide: .after(interval))
     }
 
-    /// The session with this id, for an administrator (no token, never slides).
+    /// The session with this id, for an administrator (no token, never slides): one plain
+    /// `HGETALL` in the active layout, and another in the other layout when it is not there. A
+    /// layout-1 session found once layout 2 is active is moved into it.
     func read(_ id: SessionID) async throws(SessionStoreError) -> Session {
-        let reply = try await send(["HGETALL", RedisArgument(keys.session(id))])
-        guard let fields = reply.array, !fields.isEmpty else { throw .notFound }
-        return try Session(id: id, fields: reply)
+        for place in layout.searchOrder {
+            let reply = try await send(["HGETALL", RedisArgument(keys.session(id, in: place))])
+            guard let fields = reply.array, !fields.isEmpty else { continue }
+            let session = try Session(id: id, fields: reply)
+            if place < layout.writing { await migrate(id, copy: reply) }
+            return session
+        }
+        throw .notFound
     }
 
     private func touch(_ token: SessionToken, slide: SessionCall.Slide) async throws(SessionStoreError) -> Session {
@@ -155,8 +173,8 @@ struct SessionStore: Sendable {
         try await delete(id, holder: nil)
     }
 
-    private func delete(_ id: SessionID, holder: SessionCall.Holder?) async throws(SessionStoreError) -> Bool {
-        switch try await call(.delete(id, WriteID(), holder, tombstoneRetention: settings.tombstoneRetention)) {
+    private func delete(_ id: SessionID, holder: SessionCall.Holder?, writeID: WriteID = WriteID()) async throws(SessionStoreError) -> Bool {
+        switch try await endEverywhere(.delete(id, writeID, holder, tombstoneRetention: settings.tombstoneRetention)) {
         case .deleted(let user):
             try await removeFromIndex(id, user: user)
             return true
@@ -166,6 +184,18 @@ struct SessionStore: Sendable {
         default:
             return false
         }
+    }
+
+    /// A delete in every layout, the active one first, so that no copy of the session outlives it
+    /// (one being moved between layouts, or one an instance that still wrote the other layout made):
+    /// the first outcome that found the session.
+    private func endEverywhere(_ deletion: SessionCall) async throws(SessionStoreError) -> SessionCall.Outcome {
+        var outcome = SessionCall.Outcome.noSession
+        for place in layout.searchOrder {
+            let found = try await call(deletion, in: place)
+            if outcome == .noSession { outcome = found }
+        }
+        return outcome
     }
 
     /// Gives the session a new token; its id, data, user, version, creation time and absolute
@@ -191,11 +221,18 @@ struct SessionStore: Sendable {
     /// A call acting for `token`'s holder on its session, and the session it leaves. A reused token
     /// (which the call itself revoked under the `revoke` policy) is reported; either way the caller
     /// sees no session.
+    /// The call is made in the active layout, and in the other one when the session is not there;
+    /// a layout-1 session it changed once layout 2 is active is then moved into it.
     private func tokenCall(_ call: SessionCall, token: SessionToken) async throws(SessionStoreError) -> Session {
-        let (outcome, session) = try await callThenRead(call)
-        if case .tokenReused(let revoked, let user) = outcome { try await reused(token.id, revoked: revoked, user: user) }
-        guard let session else { throw .notFound }
-        return session
+        for place in layout.searchOrder {
+            let (outcome, session, fields) = try await callThenRead(call, in: place)
+            if case .tokenReused(let revoked, let user) = outcome { try await reused(token.id, revoked: revoked, user: user) }
+            guard outcome != .noSession else { continue }
+            guard let session else { throw .notFound }
+            if place < layout.writing { await migrate(token.id, copy: fields) }
+            return session
+        }
+        throw .notFound
     }
 
     /// A rotated-away token came back after its grace window: counted, logged, and when the call
@@ -259,7 +296,7 @@ struct SessionStore: Sendable {
                 for id in ids {
                     group.addTask {
                         guard let sessionID = SessionID(parsing: id) else { return 0 }
-                        let outcome = try await call(.delete(sessionID, writeID, nil, tombstoneRetention: settings.tombstoneRetention))
+                        let outcome = try await endEverywhere(.delete(sessionID, writeID, nil, tombstoneRetention: settings.tombstoneRetention))
                         return if case .deleted = outcome { 1 } else { 0 }
                     }
                 }
@@ -299,6 +336,75 @@ struct SessionStore: Sendable {
         }
     }
 
+    // MARK: - Moving sessions between layouts
+
+    /// Moves a layout-1 session into layout 2, given a copy of its hash (an `HGETALL` reply). The
+    /// two keys are in different hash slots, so this is a copy (`import`, which never overwrites
+    /// another copy) and then the removal of the old key if it is still what was copied
+    /// (`drop_moved`): a write in between is copied again, a delete in between removes the copy,
+    /// and instances moving the same session at once agree. Best effort: on a Redis error the
+    /// session stays where it is, still found there, and the next use tries again.
+    private func migrate(_ id: SessionID, copy fields: RESPValue) async {
+        var copy = fields
+        var replaces: [UInt8] = []
+        for _ in 0..<3 {
+            guard let fingerprint = Self.fingerprint(copy) else { return }
+            do {
+                let imported = try await redis.fcall(
+                    SessionFunctions.functionPrefix + "import",
+                    keys: [RedisArgument(keys.session(id, in: .bucketed)), RedisArgument(keys.deadlines(id, in: .bucketed)!)],
+                    arguments: [RedisArgument(bytes: id.bytes), RedisArgument(bytes: replaces)] + (copy.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } },
+                    options: SessionCall.options
+                )
+                let dropped = try await redis.fcall(
+                    SessionFunctions.functionPrefix + "drop_moved",
+                    keys: [RedisArgument(keys.session(id, in: .perSessionSlot)), RedisArgument(keys.tombstone(id, in: .perSessionSlot))],
+                    arguments: [RedisArgument(bytes: fingerprint)], options: SessionCall.options
+                )
+                switch dropped.string {
+                case "moved":
+                    return
+                case "deleted":
+                    _ = try await call(.delete(id, WriteID(), nil, tombstoneRetention: settings.tombstoneRetention), in: .bucketed)
+                    return
+                default:
+                    // Written in layout 1 since the copy: copy again over this copy, never over another.
+                    guard imported == .integer(1) else { break }
+                    replaces = fingerprint
+                    copy = try await redis.send(["HGETALL", RedisArgument(keys.session(id, in: .perSessionSlot))], options: .idempotent)
+                    continue
+                }
+            } catch {
+                logger.warning("could not move a session into storage layout 2; it stays where it is", metadata: ["session": "\(id)", "error": "\(error)"])
+                return
+            }
+            break
+        }
+        logger.error(
+            "a session was written in both storage layouts at once; layout 2's copy is kept (an instance still writing layout 1 after the fleet moved on)",
+            metadata: ["session": "\(id)"]
+        )
+    }
+
+    /// What `import` and `drop_moved` compare: the meta, digests and write ids of a session's
+    /// `HGETALL` reply, which every change alters; `nil` when the reply holds no session.
+    static func fingerprint(_ fields: RESPValue) -> [UInt8]? {
+        guard let values = fields.array, !values.isEmpty else { return nil }
+        var meta: [UInt8]?
+        var digests: [UInt8] = []
+        var writes: [UInt8] = []
+        for index in stride(from: 0, to: values.count - 1, by: 2) {
+            switch values[index].bytes {
+            case [UInt8(ascii: "m")]: meta = values[index + 1].bytes
+            case [UInt8(ascii: "k")]: digests = values[index + 1].bytes ?? []
+            case [UInt8(ascii: "w")]: writes = values[index + 1].bytes ?? []
+            default: continue
+            }
+        }
+        guard let meta else { return nil }
+        return meta + digests + writes
+    }
+
     // MARK: - Health
 
     /// What the store runs on: one primary, or a cluster's primaries.
@@ -320,24 +426,31 @@ struct SessionStore: Sendable {
     // MARK: - Redis
 
     /// Calls one session function, with the policy every session call follows (``SessionCall/options``).
-    private func call(_ call: SessionCall) async throws(SessionStoreError) -> SessionCall.Outcome {
+    /// (`place`: the layout of the session's keys; the user index is the same in both.)
+    private func call(_ call: SessionCall, in place: SessionLayout = .newest) async throws(SessionStoreError) -> SessionCall.Outcome {
         let reply = try await withSessionStoreErrors {
-            try await redis.fcall(call.function, keys: call.keys(keys), arguments: call.arguments, options: SessionCall.options)
+            try await redis.fcall(call.function, keys: call.keys(keys, layout: place), arguments: call.arguments(in: place), options: SessionCall.options)
         }
         return try call.decode(reply)
     }
 
-    /// Calls a function on one session and reads the session it leaves, in one `MULTI` block; the
-    /// session is `nil` when there is none (for the token the call was given).
-    private func callThenRead(_ call: SessionCall) async throws(SessionStoreError) -> (outcome: SessionCall.Outcome, session: Session?) {
+    /// Calls a function on one session in `place` and reads the session it leaves, in one `MULTI`
+    /// block; the session is `nil` when there is none (for the token the call was given). `fields`
+    /// is the read's reply.
+    private func callThenRead(
+        _ call: SessionCall, in place: SessionLayout
+    ) async throws(SessionStoreError) -> (outcome: SessionCall.Outcome, session: Session?, fields: RESPValue) {
         guard let id = call.session else { throw .corrupt("\(call.function) acts on no session") }
-        let key = RedisArgument(keys.session(id))
+        let key = RedisArgument(keys.session(id, in: place))
         let (result, fields) = try await withSessionStoreErrors {
-            try await redis.fcall(call.function, keys: call.keys(keys), arguments: call.arguments, then: ["HGETALL", key], options: SessionCall.options)
+            try await redis.fcall(
+                call.function, keys: call.keys(keys, layout: place), arguments: call.arguments(in: place), then: ["HGETALL", key],
+                options: SessionCall.options
+            )
         }
         let outcome = try call.decode(result)
-        guard outcome == .done else { return (outcome, nil) }
-        return (outcome, try Session(id: id, fields: fields))
+        guard outcome == .done else { return (outcome, nil, fields) }
+        return (outcome, try Session(id: id, fields: fields), fields)
     }
 
     /// A plain command (the reads, the index upkeep, the readiness probe): all idempotent.
