@@ -21,11 +21,12 @@ so every step happens under load, and each patch must be read back (through whic
 balancer picks next) with the value just written. Any 5xx, any lost session or write, any
 disagreement between instances fails the run. Every process it starts is stopped by PID.
 """
-import json, os, signal, socket, subprocess, sys, threading, time, urllib.error, urllib.request
+import atexit, json, os, signal, socket, subprocess, sys, threading, time, urllib.error, urllib.request
 
 LANDED, NEW, MODE, WORK = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
 processes = []
 counts = {"requests": 0}
+load = {"cycles": 0, "failures": [], "stop": False}  # the clients that run all along (below)
 
 
 def free_port(bus=False):
@@ -44,6 +45,14 @@ def free_port(bus=False):
                 return port
             except OSError:
                 pass
+
+
+@atexit.register
+def stop_everything():
+    """Whatever ends the run (a failed check included), every process it started is stopped."""
+    load["stop"] = True
+    for process in reversed(processes):
+        stop(process)
 
 
 def start(argv, log, env=None):
@@ -193,7 +202,6 @@ def put_in(instance):
 
 
 # --- the load all along -------------------------------------------------------------------------
-load = {"cycles": 0, "failures": [], "stop": False}
 
 
 def load_client(number):
@@ -342,6 +350,4 @@ try:
     print(f"  the load all along: {load['cycles']} create/patch/read-back/delete cycles, every write read back", flush=True)
     print(f"upgrade test ({MODE}): every step held ({counts['requests']} requests, no 5xx, no session or write lost)", flush=True)
 finally:
-    load["stop"] = True
-    for process in reversed(processes):
-        stop(process)
+    stop_everything()

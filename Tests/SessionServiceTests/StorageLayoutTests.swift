@@ -77,6 +77,12 @@ import Testing
         let otherID = try #require(other["id"] as? String)
         #expect(try await service.request("DELETE", "/v1/users/ivy/sessions").status == 200)
         #expect(try await Self.deadlineScore(inspector, id: otherID) == nil, "revoke-all")
+        let (stolen, third) = try await service.create("{}")
+        let thirdID = try #require(third["id"] as? String)
+        let rotatedAway = try await service.request("POST", "/v1/session/rotate", headers: [("X-Session-Token", stolen)], json: #"{"grace_seconds":0}"#)
+        #expect(rotatedAway.status == 200)
+        #expect(try await service.get(stolen).status == 404, "the rotated-away token, reused: the session is revoked")
+        #expect(try await Self.deadlineScore(inspector, id: thirdID) == nil, "a reuse that revokes")
         await inspector.shutdown()
         await service.stop()
     }

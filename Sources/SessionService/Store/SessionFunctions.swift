@@ -68,24 +68,24 @@ enum SessionFunctions {
         -- ids scored by their deadline in whole seconds, rounded up), the last of KEYS; the
         -- session's member is ARGV[1], '' in layout 1, which has no index. Every session function
         -- takes that argument off first, so the rest of ARGV reads the same in both layouts.
-        local function deadline_index(keys, args)
+        local function deadline_member(args)
             local member = table.remove(args, 1)
-            if member == nil or member == '' then return nil end
-            return {key = keys[#keys], member = member}
+            if member == '' then return nil end
+            return member
         end
 
         local function deadline_score(meta)
             return math.floor((expiry(meta) + 999) / 1000)
         end
 
-        -- The key's expiry and its index entry, always together.
-        local function set_deadline(key, index, meta)
-            expire_at(key, meta)
-            if index then redis.call('ZADD', index.key, deadline_score(meta), index.member) end
+        -- The key's expiry (KEYS[1]) and its index entry, always together.
+        local function set_deadline(keys, member, meta)
+            expire_at(keys[1], meta)
+            if member then redis.call('ZADD', keys[#keys], deadline_score(meta), member) end
         end
 
-        local function unindex(index)
-            if index then redis.call('ZREM', index.key, index.member) end
+        local function unindex(keys, member)
+            if member then redis.call('ZREM', keys[#keys], member) end
         end
 
         -- HSET / HDEL in slices: Lua's unpack cannot spread thousands of arguments at once.
@@ -246,11 +246,11 @@ enum SessionFunctions {
         -- The previous token after its grace window: somebody kept a token that should be dead.
         -- Under the 'revoke' policy the session ends here, in the call that saw the reuse.
         -- Returns the reply {'reused', 1 when revoked else 0, user or ''}.
-        local function token_reused(key, index, policy)
+        local function token_reused(keys, member, policy)
             if policy ~= 'revoke' then return {'reused', 0, ''} end
-            local user = redis.call('HGET', key, 'u') or ''
-            redis.call('DEL', key)
-            unindex(index)
+            local user = redis.call('HGET', keys[1], 'u') or ''
+            redis.call('DEL', keys[1])
+            unindex(keys, member)
             return {'reused', 1, user}
         end
 
@@ -264,7 +264,7 @@ enum SessionFunctions {
         -- KEYS: session. ARGV: write id, user ('' for none), idle ms, absolute ms, secret digest,
         -- device JSON ('' for none), then name, raw JSON pairs. Returns 1 (also for a repeat).
         redis.register_function('\#(functionPrefix)create', function(keys, args)
-            local index = deadline_index(keys, args)
+            local member = deadline_member(args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             if #args[5] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
@@ -293,10 +293,10 @@ enum SessionFunctions {
             fields[#fields + 1] = 'z'
             fields[#fields + 1] = struct.pack(SIZE, meta.v, bytes, (#args - 6) / 2)
             in_slices('HSET', keys[1], fields, 200)
-            set_deadline(keys[1], index, meta)
+            set_deadline(keys, member, meta)
             -- Until the expiry sweeper (the events issue) takes over, a create also clears its
             -- bucket's index of deadlines that have passed: those sessions' keys are gone.
-            if index then redis.call('ZREMRANGEBYSCORE', index.key, '-inf', math.floor(now / 1000)) end
+            if member then redis.call('ZREMRANGEBYSCORE', keys[#keys], '-inf', math.floor(now / 1000)) end
             return 1
         end)
 
@@ -312,17 +312,17 @@ enum SessionFunctions {
         -- 'revoke' or 'reject' (what a reused token does). Slides the idle deadline when that much
         -- has passed. Returns 1, nil when the session is gone or the token is not its own.
         redis.register_function('\#(functionPrefix)touch', function(keys, args)
-            local index = deadline_index(keys, args)
+            local member = deadline_member(args)
             local meta = read_meta(keys[1])
             if not meta then return nil end
             local now = now_ms()
             local state = token_state(args[2], meta, now)
             if not state then return nil end
-            if state == 'reused' then return token_reused(keys[1], index, args[3]) end
+            if state == 'reused' then return token_reused(keys, member, args[3]) end
             if slides(args[1], meta, now) then
                 meta.l = now
                 redis.call('HSET', keys[1], 'm', packed_times(meta))
-                set_deadline(keys[1], index, meta)
+                set_deadline(keys, member, meta)
             end
             return 1
         end)
@@ -338,7 +338,7 @@ enum SessionFunctions {
         -- session is gone or the token is not its own. As for a read, the estimate only decides whether to ask Redis' clock (TIME and its
         -- conversion cost a fifth of a write): when it says a slide may be due, Redis' clock decides.
         redis.register_function('\#(functionPrefix)write', function(keys, args)
-            local index = deadline_index(keys, args)
+            local member = deadline_member(args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local key = keys[1]
@@ -347,7 +347,7 @@ enum SessionFunctions {
             local meta = unpack_meta(found[1], found[2], found[3])
             local state = token_state(args[2], meta)
             if not state then return nil end
-            if state == 'reused' then return token_reused(key, index, args[7]) end
+            if state == 'reused' then return token_reused(keys, member, args[7]) end
             if has_write(meta.w, args[1]) then return 1 end
             if args[3] ~= '' and not version_matches(args[3], meta.v) then
                 return {'version_mismatch', meta.v}
@@ -394,7 +394,7 @@ enum SessionFunctions {
             end
             in_slices('HDEL', key, removals, 400)
             in_slices('HSET', key, updates, 200)
-            if slide then set_deadline(key, index, meta) end
+            if slide then set_deadline(keys, member, meta) end
             return 1
         end)
 
@@ -404,18 +404,18 @@ enum SessionFunctions {
         -- already removed it), nil when there was nothing of the token's to delete, or the reuse
         -- reply when the token was the previous one after its grace window.
         redis.register_function('\#(functionPrefix)delete', function(keys, args)
-            local index = deadline_index(keys, args)
+            local member = deadline_member(args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local found = redis.call('HMGET', keys[1], 'u', 'm', 'k')
             if found[2] and args[3] ~= '' then
                 local state = token_state(args[3], unpack_meta(found[2], found[3]))
                 if not state then return nil end
-                if state == 'reused' then return token_reused(keys[1], index, args[4]) end
+                if state == 'reused' then return token_reused(keys, member, args[4]) end
             end
             local user = found[1] or ''
             if redis.call('DEL', keys[1]) == 1 then
-                unindex(index)
+                unindex(keys, member)
                 redis.call('HSET', keys[2], 'w', args[1], 'u', user)
                 redis.call('PEXPIRE', keys[2], args[2])
                 return {1, user}
@@ -432,7 +432,7 @@ enum SessionFunctions {
         -- current token may rotate: the previous one inside its window gets {'superseded'}.
         -- Returns 1, nil when the session is gone.
         redis.register_function('\#(functionPrefix)rotate', function(keys, args)
-            local index = deadline_index(keys, args)
+            local member = deadline_member(args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             if #args[3] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
@@ -444,7 +444,7 @@ enum SessionFunctions {
             local now = now_ms()
             local state = token_state(args[2], meta, now)
             if not state then return nil end
-            if state == 'reused' then return token_reused(key, index, args[6]) end
+            if state == 'reused' then return token_reused(keys, member, args[6]) end
             if state == 'grace' then return {'superseded'} end
             meta.p = meta.s
             meta.s = args[3]
@@ -453,7 +453,7 @@ enum SessionFunctions {
             meta.w = remember_write(meta.w, args[1])
             if args[5] == '1' then meta.t = now end
             redis.call('HSET', key, 'm', packed_times(meta), 'k', packed_digests(meta), 'w', meta.w)
-            set_deadline(key, index, meta)
+            set_deadline(keys, member, meta)
             return 1
         end)
 
@@ -488,7 +488,7 @@ enum SessionFunctions {
         -- another copy than the one named (a copy another instance made, or a write on it since).
         -- Returns 1 when it wrote the copy, 0 when it left the new key as it was.
         redis.register_function('\#(functionPrefix)import', function(keys, args)
-            local index = deadline_index(keys, args)
+            local member = deadline_member(args)
             local replaces = table.remove(args, 1)
             local existing = fingerprint(keys[1])
             if existing and existing ~= replaces then return 0 end
@@ -503,7 +503,7 @@ enum SessionFunctions {
             if expiry(meta) <= now_ms() then return 0 end
             redis.call('DEL', keys[1])
             in_slices('HSET', keys[1], args, 200)
-            set_deadline(keys[1], index, meta)
+            set_deadline(keys, member, meta)
             return 1
         end)
 
