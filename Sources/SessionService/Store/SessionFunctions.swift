@@ -3,10 +3,14 @@ import RedisClient
 /// The Redis Functions library behind every session write, so each one is one round trip and
 /// atomic on the server.
 ///
-/// Every function touches the keys of one hash slot only (a session's key and its tombstone, or a
-/// user's index), so the layout works unchanged on Redis Cluster. Times come from Redis' own clock
-/// (`TIME`), never the caller's. No function but `session_create` ever creates a session key, so no
-/// write, touch or rotation can bring back an expired or deleted session.
+/// Every function touches the keys of one hash slot only (a session's key, its tombstone and, in
+/// layout 2, its bucket's deadline index; or a user's index), so both storage layouts
+/// (``SessionLayout``) work unchanged on Redis Cluster. The session functions work in either layout:
+/// the caller passes the keys, and in layout 2 the deadline index as the last key and the session's
+/// member in it as the first argument, and every function that sets or ends a deadline keeps the
+/// index exact in the same call. Times come from Redis' own clock (`TIME`), never the caller's. No
+/// function but `create` (and `import`, which moves a session between layouts) ever creates a
+/// session key, so no write, touch or rotation can bring back an expired or deleted session.
 ///
 /// A session is one hash: `m`, its times packed (see ``SessionMeta``: version, created,
 /// authenticated, last idle slide, idle timeout, absolute deadline), `k` (the digest of the current
@@ -38,9 +42,11 @@ import RedisClient
 /// adding an id that is there changes nothing.
 enum SessionFunctions {
     /// The version of the functions' calling convention (arguments and replies). It names the
-    /// library and every function in it (`sessiond_v3_write`), so instances that speak different
+    /// library and every function in it (`sessiond_v4_write`), so instances that speak different
     /// versions can share one Redis without replacing each other's functions: Redis keeps function
-    /// names unique across libraries, and each instance loads and calls only its own.
+    /// names unique across libraries, and each instance loads and calls only its own. Version 4
+    /// added the storage layouts and the fleet's functions; its instances announce themselves
+    /// (``FleetRegistry/firstAnnouncingProtocol``).
     static let protocolVersion = 4
     /// `sessiond_v<version>_`: the prefix of every function name of this version.
     static let functionPrefix = "sessiond_v\(protocolVersion)_"
