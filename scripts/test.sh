@@ -5,6 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 swift build --build-tests
+# The landed version (c10d6aa) for the upgrade test, built from this repository's history once per
+# machine (about 5 minutes of both cores), in the background at the lowest priority: it takes the
+# CPU the suites below leave free while they wait for failovers, and the fuzzing and contract runs,
+# which last a fixed time.
+upgrade_build_log=$(mktemp)
+setsid nice -n 19 bash scripts/upgrade-test.sh build >"$upgrade_build_log" 2>&1 &
+upgrade_build_pid=$!
 log=$(mktemp)
 # An early failure stops the background build below too (its own process group).
 trap '[[ -n ${upgrade_build_pid:-} ]] && kill -- "-$upgrade_build_pid" 2>/dev/null; rm -f "$log" "${upgrade_build_log:-}"' EXIT
@@ -18,12 +25,6 @@ echo "the session API suites on Valkey ($(valkey-server --version | grep -o 'v=[
 SESSIOND_TEST_SERVER=valkey timeout --signal=KILL 600 swift test --skip-build \
     --filter 'SessionLifecycleTests|UserSessionsTests|RotationTests|ConcurrencyTests|OtherSessionsTests|WriteIDTests|SecurityTests|SessionLimitsTests' 2>&1 | tee "$log"
 valkey_tests=$(sed -nE 's/.*Test run with ([0-9]+) tests? .* passed.*/\1/p' "$log" | tail -1)
-# The landed version (c10d6aa) for the upgrade test, built from this repository's history once per
-# machine (about 5 minutes), in the background at the lowest priority: it takes the CPU the
-# fixed-length fuzzing and contract runs below leave free.
-upgrade_build_log=$(mktemp)
-setsid nice -n 19 bash scripts/upgrade-test.sh build >"$upgrade_build_log" 2>&1 &
-upgrade_build_pid=$!
 # The request parsers and the HTTP request path under libFuzzer, a minute each (scripts/fuzz.sh).
 bash scripts/fuzz.sh
 bash scripts/contract-test.sh
