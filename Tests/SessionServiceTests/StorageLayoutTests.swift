@@ -13,8 +13,10 @@ import Testing
 /// fleet with the landed build itself is scripts/upgrade-test.sh; the decisions alone are
 /// FleetLayoutTests.)
 @Suite struct StorageLayoutTests {
-    /// What a version from before layout numbers leaves on a server: a library named `sessiond`.
-    static let legacyLibrary = "#!lua name=sessiond\nredis.register_function('session_legacy_marker', function() return 1 end)"
+    /// What a version from before layout numbers leaves on a server: a library named `sessiond`
+    /// (c10d6aa; scripts/upgrade-test.sh runs that very version), `sessiond_v2` or `sessiond_v3`
+    /// (its successors before layout numbers): the last here.
+    static let legacyLibrary = "#!lua name=sessiond_v3\nredis.register_function('sessiond_v3_legacy_marker', function() return 1 end)"
 
     static func layout(_ service: TestService) async throws -> (active: Int, newest: Int)? {
         let response = try await service.request("GET", "/readyz")
@@ -146,7 +148,7 @@ import Testing
         // New sessions go to layout 2, and the library of the version from before is removed.
         let (_, fresh) = try await service.create("{}")
         #expect(try await inspector.send("EXISTS", RedisArgument(sessionKey(try #require(fresh["id"] as? String)))) == .integer(1))
-        #expect(await eventually(timeout: .seconds(15)) { !(try await Self.libraries(inspector)).contains("sessiond") })
+        #expect(await eventually(timeout: .seconds(15)) { !(try await Self.libraries(inspector)).contains("sessiond_v3") })
         #expect(try await Self.libraries(inspector).contains("sessiond_v4"))
         await inspector.shutdown()
         await service.stop()

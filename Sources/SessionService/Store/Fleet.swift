@@ -155,7 +155,7 @@ struct FleetRegistry: Sendable {
     func collectLibraries(state: (active: Int, legacy: Bool, members: [FleetLayout.Member])) async {
         let live = Set(state.members.map(\.functionProtocol) + [me.functionProtocol])
         do {
-            for reply in try await redis.sendToEveryPrimary(["FUNCTION", "LIST", "LIBRARYNAME", "sessiond"]) {
+            for reply in try await redis.sendToEveryPrimary(Self.listLibraries) {
                 for name in Self.libraryNames(in: reply) {
                     guard let version = Self.protocolVersion(ofLibrary: name), version < me.functionProtocol, !live.contains(version) else {
                         continue
@@ -171,10 +171,14 @@ struct FleetRegistry: Sendable {
 
     /// Whether a version from before announcements has loaded its library on any primary.
     private func legacyLibraryFound() async throws -> Bool {
-        try await redis.sendToEveryPrimary(["FUNCTION", "LIST", "LIBRARYNAME", "sessiond"]).contains { reply in
+        try await redis.sendToEveryPrimary(Self.listLibraries).contains { reply in
             Self.libraryNames(in: reply).contains { Self.protocolVersion(ofLibrary: $0).map { $0 < Self.firstAnnouncingProtocol } ?? false }
         }
     }
+
+    /// Every library whose name starts with `sessiond` (the name is a glob pattern: `sessiond`
+    /// alone would match only the landed version's).
+    static let listLibraries: [RedisArgument] = ["FUNCTION", "LIST", "LIBRARYNAME", "sessiond*"]
 
     /// The first function protocol whose instances announce themselves.
     static let firstAnnouncingProtocol = 4
