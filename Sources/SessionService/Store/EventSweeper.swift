@@ -1,0 +1,193 @@
+import Logging
+import Metrics
+import RedisClient
+import ServiceLifecycle
+
+/// Ends sessions past their deadline and records their `session.expired` events (layout 3 with
+/// events; see ``SessionEvents``), and on a Redis Cluster relays the buckets' outboxes into the
+/// event log.
+///
+/// The 1,024 buckets are split into ``parts`` parts; an instance sweeps a part only while it holds
+/// the part's lease (a key with a ``leaseLifetime`` TTL that its holder renews on every pass), so
+/// exactly one instance sweeps a part at a time and any instance takes over within a lease's
+/// lifetime when its holder dies. A pass runs every ``interval``: with deadlines kept in whole
+/// seconds, a session's `session.expired` is recorded about 1–2 s after its deadline, and within
+/// about 4 s when the instance sweeping it has just died.
+struct EventSweeper: Service {
+    static let parts = 16
+    static let interval = Duration.milliseconds(500)
+    static let leaseLifetime = Duration.seconds(2)
+    /// The most sessions one sweep call ends (it goes on at once while more are overdue).
+    static let batch = 500
+    /// The most outbox entries one relay call moves.
+    static let relayBatch = 200
+
+    let events: SessionEvents
+    let layout: ActiveLayout
+    /// This instance's name in the leases (the fleet's announcement name: unique per process).
+    let instance: String
+    let logger: Logger
+    private let batches: Counter
+    private let leaseChanges: Counter
+    private let overdueGauge: Gauge
+
+    init(events: SessionEvents, layout: ActiveLayout, instance: String, logger: Logger, metricsFactory: any MetricsFactory) {
+        self.events = events
+        self.layout = layout
+        self.instance = instance
+        self.logger = logger
+        batches = Counter(label: "sessiond_sweeper_batches_total", factory: metricsFactory)
+        leaseChanges = Counter(label: "sessiond_sweeper_lease_changes_total", factory: metricsFactory)
+        overdueGauge = Gauge(label: "sessiond_expiry_overdue_seconds", factory: metricsFactory)
+    }
+
+    private var redis: RedisClient { events.redis }
+    private var keys: SessionKeys { events.keys }
+
+    func run() async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            if keys.outboxPerBucket { group.addTask { await relayLoop() } }
+            var held = Set<Int>()
+            while !Task.isShuttingDownGracefully, !Task.isCancelled {
+                if layout.writing == .swept { held = await pass(holding: held) }
+                try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.interval) }
+            }
+            group.cancelAll()
+        }
+    }
+
+    /// One pass: renews or takes each part's lease, sweeps the parts held, and (holding part 0)
+    /// trims the log by age, which appends also do but an idle log would not get.
+    private func pass(holding before: Set<Int>) async -> Set<Int> {
+        var held = Set<Int>()
+        var overdue: Int64 = 0
+        for part in 0..<Self.parts {
+            do {
+                let lease = try await redis.fcall(
+                    SessionFunctions.functionPrefix + "lease", keys: [RedisArgument(keys.sweepLease(part: part))],
+                    arguments: [RedisArgument(instance), RedisArgument(Self.leaseLifetime.milliseconds)], options: .idempotent
+                )
+                guard lease == .integer(1) else { continue }
+                held.insert(part)
+                overdue = max(overdue, try await sweep(part: part))
+            } catch {
+                logger.warning("the expiry sweeper could not sweep a part of the deadline index; trying again", metadata: ["part": "\(part)", "error": "\(error)"])
+            }
+        }
+        if held != before {
+            leaseChanges.increment(by: held.symmetricDifference(before).count)
+            logger.info("the expiry sweeper's leases changed", metadata: ["parts_held": "\(held.sorted())"])
+        }
+        if !held.isEmpty { overdueGauge.record(Double(overdue) / 1000) }
+        if held.contains(0) {
+            do {
+                let time = try await redis.send(["TIME"], options: .idempotent)
+                if let seconds = time.array?.first?.string.flatMap({ Int64($0) }) {
+                    _ = try await redis.send(
+                        ["XTRIM", RedisArgument(keys.eventLog), "MINID", "~", RedisArgument(seconds * 1000 - events.retention.milliseconds)],
+                        options: .idempotent
+                    )
+                }
+            } catch {
+                logger.warning("could not trim the event log", metadata: ["error": "\(error)"])
+            }
+        }
+        return held
+    }
+
+    /// The buckets of `part`.
+    static func buckets(of part: Int) -> Range<Int> {
+        let size = SessionKeys.bucketCount / parts
+        return part * size..<(part + 1) * size
+    }
+
+    /// Sweeps one part; returns how overdue (ms) the most overdue session it ended was. On one
+    /// server a call sweeps the whole part; on a cluster one call per bucket (each its own slot).
+    private func sweep(part: Int) async throws -> Int64 {
+        let buckets = Self.buckets(of: part)
+        guard keys.outboxPerBucket else { return try await sweep(buckets: Array(buckets)) }
+        return try await withThrowingTaskGroup(of: Int64.self) { group in
+            for bucket in buckets { group.addTask { try await sweep(buckets: [bucket]) } }
+            return try await group.reduce(0, max)
+        }
+    }
+
+    private func sweep(buckets: [Int]) async throws -> Int64 {
+        var overdue: Int64 = 0
+        let outbox = keys.outbox(bucket: buckets[0])
+        while true {
+            let reply = try await redis.fcall(
+                SessionFunctions.functionPrefix + "sweep",
+                keys: buckets.map { RedisArgument(keys.deadlines(bucket: $0)) } + [RedisArgument(outbox)],
+                arguments: [RedisArgument(events.retention.milliseconds), RedisArgument(Self.batch)]
+                    + buckets.map { RedisArgument(keys.sessionPrefix(bucket: $0)) },
+                options: SessionCall.options
+            )
+            guard let parts = reply.array, parts.count == 4, let ended = parts[0].integer, let late = parts[1].integer,
+                let more = parts[2].integer, let waiting = parts[3].integer
+            else {
+                throw RedisClientError(code: .protocolError, message: "sweep answered \(reply)")
+            }
+            overdue = max(overdue, late)
+            if ended > 0 {
+                batches.increment()
+                events.recordedExpiries(Int(ended))
+            }
+            if keys.outboxPerBucket, waiting > 0 { events.relayNeeded(bucket: buckets[0]) }
+            if more == 0 { return overdue }
+        }
+    }
+
+    // MARK: - Relay (Redis Cluster)
+
+    /// Relays the outboxes of buckets that recorded events: at once when this instance made the
+    /// change, and after each sweep of a bucket whose outbox holds entries (which catches what an
+    /// instance that died before relaying left behind).
+    private func relayLoop() async {
+        var buckets = Set<Int>()
+        while !Task.isCancelled {
+            var failed = false
+            for bucket in buckets.sorted() {
+                do {
+                    try await relay(bucket: bucket)
+                } catch {
+                    logger.warning("could not relay a bucket's events into the event log; trying again", metadata: ["bucket": "\(bucket)", "error": "\(error)"])
+                    events.relayNeeded(bucket: bucket)
+                    failed = true
+                }
+            }
+            if failed { try? await Task.sleep(for: .milliseconds(250)) }
+            buckets = await events.relayWork(within: .seconds(1))
+        }
+    }
+
+    /// Moves a bucket's outbox into the log, in order, then removes what was moved; repeated after
+    /// a failure, an event may be appended twice, always with the same id.
+    private func relay(bucket: Int) async throws {
+        let outbox = RedisArgument(keys.outbox(bucket: bucket))
+        while true {
+            let reply = try await redis.send(["XRANGE", outbox, "-", "+", "COUNT", RedisArgument(Self.relayBatch)], options: .idempotent)
+            guard let entries = reply.array, !entries.isEmpty else { return }
+            var arguments = [RedisArgument(events.retention.milliseconds), RedisArgument("b\(bucket)")]
+            var ids: [RedisArgument] = []
+            for entry in entries {
+                guard let parts = entry.array, parts.count == 2, let id = parts[0].bytes, let fields = parts[1].array else {
+                    throw RedisClientError(code: .protocolError, message: "an outbox entry sessiond did not write")
+                }
+                var values: [String: [UInt8]] = [:]
+                for index in stride(from: 0, to: fields.count - 1, by: 2) {
+                    if let name = fields[index].string, let value = fields[index + 1].bytes { values[name] = value }
+                }
+                ids.append(RedisArgument(bytes: id))
+                arguments.append(RedisArgument(bytes: id))
+                for name in ["t", "s", "u", "r", "a"] { arguments.append(RedisArgument(bytes: values[name] ?? [])) }
+            }
+            _ = try await redis.fcall(
+                SessionFunctions.functionPrefix + "log_append", keys: [RedisArgument(keys.eventLog)], arguments: arguments,
+                options: SessionCall.options
+            )
+            _ = try await redis.send(["XDEL", outbox] + ids, options: SessionCall.options)
+            if entries.count < Self.relayBatch { return }
+        }
+    }
+}
