@@ -222,13 +222,16 @@ import Testing
 
     @Test func aCursorTheRetentionHasTrimmedPastAnswers410AndReadingAgainWithoutOneWorks() async throws {
         let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis) { $0.eventsRetention = .seconds(1) }
+        let service = try await TestService.start(redis: redis) { $0.eventsRetention = .seconds(2) }
         let start = try await Self.cursorNow(service)
-        // A stream trims whole nodes of 100 entries: enough events to fill some.
-        for _ in 0..<250 { _ = try await service.create("{}") }
-        let early = try await Self.events(service, after: start, page: 5)
-        #expect(early.events.count == 250)
-        let cursor = try #require(try await service.request("GET", "/v1/events?after=\(start)&limit=5").jsonObject?["next"] as? String)
+        // A stream trims whole nodes of up to 100 entries: enough events to fill some, made at once.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<10 { group.addTask { for _ in 0..<25 { _ = try await service.create("{}") } } }
+            try await group.waitForAll()
+        }
+        let early = try await service.request("GET", "/v1/events?after=\(start)&limit=5")
+        #expect(early.status == 200)
+        let cursor = try #require(early.jsonObject?["next"] as? String)
         // Past the retention, further appends trim the oldest nodes; the old cursor is refused.
         #expect(await eventually(timeout: .seconds(20), interval: .milliseconds(200)) {
             _ = try await service.create("{}")
@@ -249,21 +252,41 @@ import Testing
         let stalled = try await RawTCPConnection.connect(port: service.port, reads: false)
         try await stalled.send("GET /v1/events?after=\(start) HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
         #expect(await eventually { try await Self.metric("sessiond_events_consumers", service) == 1 })
-        // 4,000 events of about 480 bytes each as SSE: 1.9 MB, far more than the socket buffers
-        // hold behind a client that reads nothing (its receive buffer is 4 KiB).
-        let user = String(repeating: "u", count: 250)
-        try await withThrowingTaskGroup(of: Void.self) { group in
+        // 4,000 events of about 4 KB each as SSE, 16 MB: far more than the kernel buffers behind a
+        // client that reads nothing. Appended to the log as the functions do (sessions with users
+        // this long cannot be made through the API, and 4,000 sessions would take long to make).
+        let inspector = Backend.single(redis).inspector()
+        let user = String(repeating: "u", count: 4000)
+        let time = Int64(Date().timeIntervalSince1970 * 1000)
+        let ids = try await withThrowingTaskGroup(of: [String].self) { group in
             for worker in 0..<8 {
-                group.addTask { for _ in 0..<500 { _ = try await service.create("{\"user\":\"\(user)\(worker)\"}") } }
+                group.addTask {
+                    var ids: [String] = []
+                    for _ in 0..<500 {
+                        let id = try await inspector.send([
+                            "XADD", "sd:{e}:log", "*", "t", "c", "s", RedisArgument(bytes: (0..<16).map { _ in UInt8.random(in: 0...255) }),
+                            "u", RedisArgument(user + "\(worker)"), "r", "", "a", RedisArgument(time),
+                        ])
+                        ids.append(id.string ?? "")
+                    }
+                    return ids
+                }
             }
-            try await group.waitForAll()
-        }
-        let served = try await Self.metric("sessiond_events_served_total", service)
-        // Another consumer reads all 4,000: the instance holds them, and had them for the stalled one.
-        #expect(try await Self.events(service, after: start).events.count == 4000)
-        let stalledServed = try await Self.metric("sessiond_events_served_total", service) - served
-        print("events: a stream whose client stopped reading took \(Int(served)) of 4,000 events (\(Int(stalledServed)) to the reader that did)")
-        #expect(served < 3000, "the stalled stream stopped taking events once its socket was full: \(served)")
+            return try await group.reduce(into: [String]()) { $0 += $1 }
+        }.sorted { $0.split(separator: "-").map { Int($0) ?? 0 }.lexicographicallyPrecedes($1.split(separator: "-").map { Int($0) ?? 0 }) }
+        await inspector.shutdown()
+        // Once the instance holds the newest (its tail caught up), the stalled stream has had every
+        // chance to take all 4,000.
+        var probed = 0
+        #expect(await eventually {
+            let page = try await service.request("GET", "/v1/events?after=\(ids[ids.count - 2])&limit=1").jsonObject?["events"] as? [Any]
+            probed += page?.count ?? 0
+            return page?.count == 1
+        })
+        let toStalled = Int(try await Self.metric("sessiond_events_served_total", service)) - probed
+        print("events: a stream whose client stopped reading took \(toStalled) of 4,000 events of 4 KB (what the kernel's buffers hold)")
+        #expect(toStalled < 2000, "the stalled stream stopped taking events once its socket was full: \(toStalled)")
+        #expect(try await Self.events(service, after: start).events.count == 4000, "every event is there for a reader that reads")
         #expect(try await service.request("GET", "/healthz").status == 200)
         await service.stop()
     }
@@ -292,26 +315,30 @@ import Testing
         let first = try await TestService.start(redis: redis, configure: configure)
         let second = try await TestService.start(redis: redis, configure: configure)
         let start = try await Self.cursorNow(second)
-        // The kept ones first, kept alive (read every 300 ms, well inside their 2–4 s) from the start.
+        // The kept ones first (4 s), kept alive from the start: read every 300 ms, and the test
+        // checks that no two reads of one were as far apart as its idle timeout.
         var kept: [Made] = []
-        for index in 0..<100 {
-            let idle = 2 + (index % 3)
-            let (token, session) = try await second.create("{\"user\":\"kept\",\"idle_timeout\":\(idle)}")
+        for _ in 0..<100 {
+            let (token, session) = try await second.create(#"{"user":"kept","idle_timeout":4}"#)
             kept.append(Made(id: session["id"] as? String ?? "", token: token, deadline: try Self.milliseconds(session["expires_at"]), kept: true))
         }
         let keeping = Flag()
         let keeper = Task { [kept] in
             var rounds = 0
+            var longestGap = Duration.zero
+            var lastRound = ContinuousClock.now
             while keeping.isSet {
-                // All at once: a round must stay well inside the 2 s idle timeout under load.
+                // All at once: a round must stay well inside the idle timeout under load.
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     for session in kept { group.addTask { _ = try await second.get(session.token) } }
                     try await group.waitForAll()
                 }
                 rounds += 1
+                longestGap = max(longestGap, .now - lastRound)
+                lastRound = .now
                 try await Task.sleep(for: .milliseconds(300))  // the keep-alive's pace
             }
-            return rounds
+            return (rounds, longestGap)
         }
         let ended = try await withThrowingTaskGroup(of: [Made].self) { group in
             for worker in 0..<10 {
@@ -337,7 +364,8 @@ import Testing
             return Set(expired.map(\.session)).isSuperset(of: ended.map(\.id))
         }, "every ended session has its session.expired")
         keeping.clear()
-        let rounds = try await keeper.value
+        let (rounds, longestGap) = try await keeper.value
+        #expect(longestGap < .milliseconds(3500), "the keep-alive itself kept up (reads at most \(longestGap) apart), so a kept session that expired would be sessiond's fault")
         let byID = Dictionary(grouping: expired, by: \.session)
         #expect(ended.allSatisfy { byID[$0.id]?.count == 1 }, "exactly one each")
         #expect(kept.allSatisfy { byID[$0.id] == nil }, "none for a session kept alive")

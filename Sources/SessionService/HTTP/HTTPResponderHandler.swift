@@ -254,7 +254,7 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
     // MARK: - Streams
 
     /// How long one piece of a stream may wait for the client to read before the connection closes.
-    static let streamWriteTimeout = TimeAmount.seconds(30)
+    static let streamWriteTimeout = TimeAmount.seconds(10)
 
     /// Writes a stream's head (no `Content-Length`: the body is chunked); `false` when the request
     /// is no longer being answered (the connection closed).

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import Metrics
 import NIOCore
@@ -267,9 +268,17 @@ final class SessionEvents: Sendable {
         return cursor
     }
 
+    /// The oldest moment (ms, this host's clock) whose events the retention still promises: memory
+    /// lets older events go as the log's trimming does, so a cursor older than the retention is
+    /// judged by Redis.
+    private var keptSince: UInt64 {
+        UInt64(max(0, Date().timeIntervalSince1970 * 1000 - Double(retention.milliseconds)))
+    }
+
     private func append(_ events: [LoggedEvent]) {
+        let since = keptSince
         let waiters = tail.withLock { tail in
-            tail.append(events)
+            tail.append(events, keptSince: since)
             defer { tail.waiters.removeAll() }
             return tail.waiters
         }
@@ -287,15 +296,17 @@ final class SessionEvents: Sendable {
         var nextWaiter: UInt64 = 0
         var closed = false
 
-        mutating func append(_ new: [LoggedEvent]) {
-            for event in new {
-                events.append(event)
-                if events.count > SessionEvents.memoryCapacity { start = events.removeFirst().cursor }
+        /// Adds the newest events, dropping the oldest beyond the capacity or the retention.
+        mutating func append(_ new: [LoggedEvent], keptSince: UInt64) {
+            for event in new { events.append(event) }
+            while let first = events.first, events.count > SessionEvents.memoryCapacity || first.cursor.milliseconds < keptSince {
+                start = events.removeFirst().cursor
             }
             generation &+= 1
         }
 
-        /// The events after `cursor`, when memory holds them all; `nil` when the cursor is before.
+        /// The events after `cursor`, when memory holds them all; `nil` when the cursor is before
+        /// what memory holds (Redis then tells whether events after it have been trimmed).
         func page(after cursor: EventCursor, limit: Int) -> EventPage? {
             guard let start, cursor >= start else { return nil }
             // The first event after the cursor, by binary search.
