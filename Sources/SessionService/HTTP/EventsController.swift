@@ -25,6 +25,8 @@ struct EventsController {
         let limit = try Self.integer(query["limit"].map(String.init), name: "limit", in: Self.limits) ?? Self.defaultLimit
         let wait = try Self.integer(query["wait"].map(String.init), name: "wait", in: Self.waits) ?? 0
         var after = try Self.cursor(query["after"].map(String.init), name: "after")
+        // `Last-Event-ID` (what a reconnecting EventSource sends) wins over `after`.
+        if let lastEventID = request.headers[.lastEventID] { after = try Self.cursor(lastEventID, name: "Last-Event-ID") ?? after }
         let streaming = request.headers[values: .accept].contains { $0.contains("text/event-stream") }
         guard streaming else {
             events.consumerStarted()
@@ -32,8 +34,6 @@ struct EventsController {
             let page = try await events.read(after: after, limit: limit, wait: .seconds(wait))
             return JSONResponse.make(.ok, Self.json(page))
         }
-        // `Last-Event-ID` (what a reconnecting EventSource sends) wins over `after`.
-        if let lastEventID = request.headers[.lastEventID] { after = try Self.cursor(lastEventID, name: "Last-Event-ID") ?? after }
         // The first page is read before the stream starts, so a bad or expired cursor is answered
         // as JSON with its status.
         let first = try await events.read(after: after, limit: limit, wait: .zero)
