@@ -12,9 +12,10 @@ Each of 30 turns sends 5,000 requests to each server, the two taking turns to go
 medians it prints the median of the per-turn differences, which cancels most of the VM's drift
 (an A/A run of the working tree against itself gives ±0.3 µs per write).
 
-Knows the write function's arguments of protocol versions 2 to 4 (3 added the size limits; 4 the
+Knows the write function's arguments of protocol versions 2 to 5 (3 added the size limits; 4 the
 bucketed storage layout: a session's key named by its bucket, the deadline index as the last key
-and the index member as the first argument).
+and the index member as the first argument; 5 events: the event log's retention as the second
+argument and the outbox as the last key; run with events on, as sessiond's default).
 """
 import re, socket, statistics, struct, subprocess, sys, tempfile, time
 
@@ -81,7 +82,10 @@ class Server:
                 time.sleep(0.05)
         self.version = version
         session = "00112233445566778899aabbccddeeff"
-        if int(version) >= 4:
+        if int(version) >= 5:
+            self.key = "sd:{b%d}:s:%s" % (int(session[:4], 16) % 1024, session)
+            self.keys = ["3", self.key, "sd:{b%d}:d" % (int(session[:4], 16) % 1024), "sd:{e}:log", bytes.fromhex(session), "86400000"]
+        elif int(version) >= 4:
             self.key = "sd:{b%d}:s:%s" % (int(session[:4], 16) % 1024, session)
             self.keys = ["2", self.key, "sd:{b%d}:d" % (int(session[:4], 16) % 1024), bytes.fromhex(session)]
         else:

@@ -99,7 +99,12 @@ import Testing
         _ = try await service.create(#"{"user":"eve"}"#)
         _ = try await service.create(#"{"user":"eve"}"#)
 
-        let (events, next) = try await Self.events(service, after: start)
+        // The instance serves what its tail has read (every 50 ms): wait for all of them.
+        var (events, next) = try await Self.events(service, after: start)
+        #expect(await eventually {
+            (events, next) = try await Self.events(service, after: start)
+            return events.count >= 16
+        })
         #expect(Self.of(id, in: events) == ["session.created", "session.rotated", "revoked:logout"])
         #expect(Self.of(adminID, in: events) == ["session.created", "revoked:admin"])
         #expect(Self.of(try #require(other["id"] as? String), in: events) == ["session.created", "revoked:others"])
@@ -222,7 +227,7 @@ import Testing
 
     @Test func aCursorTheRetentionHasTrimmedPastAnswers410AndReadingAgainWithoutOneWorks() async throws {
         let redis = try await RedisServer.start()
-        let service = try await TestService.start(redis: redis) { $0.eventsRetention = .seconds(2) }
+        let service = try await TestService.start(redis: redis) { $0.eventsRetention = .seconds(5) }
         let start = try await Self.cursorNow(service)
         // A stream trims whole nodes of up to 100 entries: enough events to fill some, made at once.
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -233,7 +238,7 @@ import Testing
         #expect(early.status == 200)
         let cursor = try #require(early.jsonObject?["next"] as? String)
         // Past the retention, further appends trim the oldest nodes; the old cursor is refused.
-        #expect(await eventually(timeout: .seconds(20), interval: .milliseconds(200)) {
+        #expect(await eventually(timeout: .seconds(30), interval: .milliseconds(200)) {
             _ = try await service.create("{}")
             return try await service.request("GET", "/v1/events?after=\(cursor)").status == 410
         })
@@ -315,30 +320,44 @@ import Testing
         let first = try await TestService.start(redis: redis, configure: configure)
         let second = try await TestService.start(redis: redis, configure: configure)
         let start = try await Self.cursorNow(second)
-        // The kept ones first (4 s), kept alive from the start: read every 300 ms, and the test
-        // checks that no two reads of one were as far apart as its idle timeout.
+        // The kept ones first (4 s), kept alive from the start: all read every 300 ms. Each read
+        // slides the deadline at some moment between its request and its answer, so a session whose
+        // every read was answered less than 4 s after the previous one was sent (its creation
+        // first) was certainly kept alive: none of those may expire. (A loaded machine may fail to
+        // keep some alive; those are not judged.)
         var kept: [Made] = []
+        var lastSent: [String: ContinuousClock.Instant] = [:]
         for _ in 0..<100 {
+            let sent = ContinuousClock.now
             let (token, session) = try await second.create(#"{"user":"kept","idle_timeout":4}"#)
-            kept.append(Made(id: session["id"] as? String ?? "", token: token, deadline: try Self.milliseconds(session["expires_at"]), kept: true))
+            let id = session["id"] as? String ?? ""
+            kept.append(Made(id: id, token: token, deadline: try Self.milliseconds(session["expires_at"]), kept: true))
+            lastSent[id] = sent
         }
         let keeping = Flag()
-        let keeper = Task { [kept] in
+        let keeper = Task { [kept, lastSent] in
             var rounds = 0
-            var longestGap = Duration.zero
-            var lastRound = ContinuousClock.now
+            var lastSent = lastSent
+            var longestSpan: [String: Duration] = [:]
             while keeping.isSet {
-                // All at once: a round must stay well inside the idle timeout under load.
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for session in kept { group.addTask { _ = try await second.get(session.token) } }
-                    try await group.waitForAll()
+                let reads = try await withThrowingTaskGroup(of: (String, ContinuousClock.Instant, ContinuousClock.Instant).self) { group in
+                    for session in kept {
+                        group.addTask {
+                            let sent = ContinuousClock.now
+                            _ = try await second.get(session.token)
+                            return (session.id, sent, .now)
+                        }
+                    }
+                    return try await group.reduce(into: []) { $0.append($1) }
+                }
+                for (id, sent, answered) in reads {
+                    longestSpan[id] = max(longestSpan[id] ?? .zero, answered - (lastSent[id] ?? sent))
+                    lastSent[id] = sent
                 }
                 rounds += 1
-                longestGap = max(longestGap, .now - lastRound)
-                lastRound = .now
                 try await Task.sleep(for: .milliseconds(300))  // the keep-alive's pace
             }
-            return (rounds, longestGap)
+            return (rounds, longestSpan)
         }
         let ended = try await withThrowingTaskGroup(of: [Made].self) { group in
             for worker in 0..<10 {
@@ -364,11 +383,12 @@ import Testing
             return Set(expired.map(\.session)).isSuperset(of: ended.map(\.id))
         }, "every ended session has its session.expired")
         keeping.clear()
-        let (rounds, longestGap) = try await keeper.value
-        #expect(longestGap < .milliseconds(3500), "the keep-alive itself kept up (reads at most \(longestGap) apart), so a kept session that expired would be sessiond's fault")
+        let (rounds, longestSpan) = try await keeper.value
+        let certainlyKept = kept.filter { (longestSpan[$0.id] ?? .seconds(60)) < .seconds(4) }
+        #expect(certainlyKept.count >= 80, "the keep-alive kept up for \(certainlyKept.count) of 100 (the machine is too loaded to judge the rest)")
         let byID = Dictionary(grouping: expired, by: \.session)
         #expect(ended.allSatisfy { byID[$0.id]?.count == 1 }, "exactly one each")
-        #expect(kept.allSatisfy { byID[$0.id] == nil }, "none for a session kept alive")
+        #expect(certainlyKept.allSatisfy { byID[$0.id] == nil }, "none for a session kept alive")
         var latest: Int64 = 0
         for session in ended {
             let event = try #require(byID[session.id]?.first)
@@ -379,8 +399,8 @@ import Testing
             latest = max(latest, recorded - session.deadline)
             #expect(recorded - session.deadline <= 5000, "recorded \(recorded - session.deadline) ms after the deadline")
         }
-        print("expiry: \(ended.count) sessions ended, each recorded once, at most \(latest) ms after its deadline; \(kept.count) kept alive (\(rounds) rounds of reads), none recorded")
-        for session in kept { #expect(try await second.get(session.token).status == 200) }
+        print("expiry: \(ended.count) sessions ended, each recorded once, at most \(latest) ms after its deadline; \(certainlyKept.count) of \(kept.count) certainly kept alive (\(rounds) rounds of reads), none of them recorded")
+        for session in certainlyKept { #expect(try await second.get(session.token).status == 200) }
         await second.stop()
     }
 
