@@ -157,16 +157,17 @@ import Testing
         ])
         // One slot: the bucket's tag.
         #expect(Set(logout.keys(keys, layout: .bucketed).map { HashSlot.of($0.bytes) }).count == 1)
-        // The first argument is the index member: the raw id in layout 2, nothing in layout 1; the
-        // second the event log's retention, empty when the call records no event.
-        #expect(logout.arguments(in: .bucketed).first?.bytes == id.bytes)
-        #expect(logout.arguments(in: .perSessionSlot).first?.bytes == [])
-        #expect(logout.arguments(in: .bucketed)[1].bytes == [])
-        #expect(Array(logout.arguments(in: .bucketed).dropFirst(2)).map(\.bytes) == logout.arguments.map(\.bytes))
+        // The last two arguments: the index member (the raw id in layout 2, nothing in layout 1),
+        // then the event log's retention (empty when the call records no event).
+        let placed = logout.arguments(in: .bucketed)
+        #expect(placed[placed.count - 2].bytes == id.bytes)
+        #expect(logout.arguments(in: .perSessionSlot).dropLast().last?.bytes == [])
+        #expect(placed.last?.bytes == [])
+        #expect(Array(placed.dropLast(2)).map(\.bytes) == logout.arguments.map(\.bytes))
         // With events (layout 3) the outbox comes last: on one server the event log, on a cluster
         // the bucket's own, in the bucket's slot.
         #expect(text(logout.keys(keys, layout: .swept, events: .seconds(60))).last == "sd:{e}:log")
-        #expect(text(logout.arguments(in: .swept, events: .seconds(60)))[1] == "60000")
+        #expect(text(logout.arguments(in: .swept, events: .seconds(60))).last == "60000")
         let clusterKeys = SessionKeys(prefix: "sd:", outboxPerBucket: true)
         let clustered = logout.keys(clusterKeys, layout: .swept, events: .seconds(60))
         #expect(text(clustered).last == "sd:{b17}:o")

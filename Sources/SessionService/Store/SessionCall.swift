@@ -111,17 +111,18 @@ enum SessionCall: Sendable {
         return names
     }
 
-    /// The call's full `ARGV` in `layout`: a session call's starts with the session's member in its
-    /// bucket's deadline index (its raw id from layout 2, empty in layout 1) and the event log's
-    /// retention in ms (empty when it records no event), then ``arguments``.
+    /// The call's full `ARGV` in `layout`: a session call's ``arguments``, then the session's member
+    /// in its bucket's deadline index (its raw id from layout 2, empty in layout 1) and the event
+    /// log's retention in ms (empty when it records no event).
     func arguments(in layout: SessionLayout, events: Duration? = nil) -> [RedisArgument] {
         guard let id = session else { return arguments }
-        var all = [layout.isBucketed ? RedisArgument(bytes: id.bytes) : "", events.map { RedisArgument($0.milliseconds) } ?? ""]
-        all.append(contentsOf: arguments)
+        var all = arguments
+        all.append(layout.isBucketed ? RedisArgument(bytes: id.bytes) : "")
+        all.append(events.map { RedisArgument($0.milliseconds) } ?? "")
         return all
     }
 
-    /// The call's own arguments, in the order the Lua reads them (after the deadline member).
+    /// The call's own arguments, in the order the Lua reads them (before the place arguments).
     var arguments: [RedisArgument] {
         switch self {
         case .create(_, let writeID, let user, let idle, let absolute, let digest, let device, let data):

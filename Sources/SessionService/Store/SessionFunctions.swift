@@ -7,8 +7,8 @@ import RedisClient
 /// layouts 2 and 3, its bucket's deadline index and, with events, its bucket's outbox; or a user's
 /// index; or the event log), so every storage layout (``SessionLayout``) works unchanged on Redis
 /// Cluster. The session functions work in any layout: the caller passes the keys, and from layout
-/// 2 the deadline index after the call's own keys and the session's member in it as the first
-/// argument, and every function that sets or ends a deadline keeps the index exact in the same
+/// 2 the deadline index after the call's own keys and the session's member in it as the
+/// second-to-last argument, and every function that sets or ends a deadline keeps the index exact in the same
 /// call. In layout 3 with events, the function that makes a lifecycle change (create, rotate, a
 /// delete, a revoking reuse, the sweeper's expiry) appends its event in the same call (see
 /// ``SessionEvents``), and a session's key outlives its deadline by a backstop until the sweeper
@@ -53,8 +53,8 @@ enum SessionFunctions {
     /// names unique across libraries, and each instance loads and calls only its own. Version 4
     /// added the storage layouts and the fleet's functions; its instances announce themselves
     /// (``FleetRegistry/firstAnnouncingProtocol``). Version 5 added the event outbox, the sweeper,
-    /// the leases and the event log's functions, and the second leading argument of every session
-    /// function (the event log's retention).
+    /// the leases and the event log's functions; a session function's deadline member and the
+    /// event log's retention are its last two arguments.
     static let protocolVersion = 5
     /// `sessiond_v<version>_`: the prefix of every function name of this version.
     static let functionPrefix = "sessiond_v\(protocolVersion)_"
@@ -71,18 +71,18 @@ enum SessionFunctions {
             return math.min(meta.l + meta.i, meta.a)
         end
 
-        -- Where a session function acts besides the call's own keys, taken off ARGV and KEYS
-        -- first, so that the rest reads the same in every layout:
-        -- ARGV[1], the session's member in its bucket's deadline index (a sorted set of raw session
-        -- ids scored by their deadline in whole seconds, rounded up): '' in layout 1, which has no
-        -- index; otherwise the index's key follows the call's own keys.
-        -- ARGV[2], the event log's retention in ms: '' when the call records no event (layouts 1
-        -- and 2, or events off); otherwise the outbox the call appends its event to (its bucket's,
-        -- or on a single server the event log itself) is the last key.
+        -- Where a session function acts besides the call's own keys, taken off the ends of ARGV
+        -- and KEYS first (popping is cheaper than shifting), so that the rest reads the same in
+        -- every layout:
+        -- the second-to-last argument, the session's member in its bucket's deadline index (a
+        -- sorted set of raw session ids scored by their deadline in whole seconds, rounded up): ''
+        -- in layout 1, which has no index; otherwise the index's key follows the call's own keys.
+        -- The last argument, the event log's retention in ms: '' when the call records no event
+        -- (layouts 1 and 2, or events off); otherwise the outbox the call appends its event to (its
+        -- bucket's, or on a single server the event log itself) is the last key.
         local function place_of(keys, args)
-            local member, retention = args[1], args[2]
-            table.remove(args, 1)
-            table.remove(args, 1)
+            local retention = table.remove(args)
+            local member = table.remove(args)
             local place = {}
             if retention ~= '' then
                 place.outbox = table.remove(keys)
@@ -552,9 +552,10 @@ enum SessionFunctions {
             return found[1] .. found[2] .. (found[3] or '')
         end
 
-        -- KEYS: the session's layout-2 key, its bucket's deadline index. ARGV: the session's raw id
-        -- (the index member), the fingerprint of the copy this one replaces ('' for none), then
-        -- the old key's fields and values (HGETALL). Writes the copy, with the session's expiry
+        -- KEYS: the session's bucketed key, its bucket's deadline index (and with events its
+        -- outbox, for the backstop expiry; moving records no event). ARGV: the fingerprint of the
+        -- copy this one replaces ('' for none), the old key's fields and values (HGETALL), then the
+        -- place arguments (see place_of). Writes the copy, with the session's expiry
         -- and its index entry, unless the session has ended by now or the new key already holds
         -- another copy than the one named (a copy another instance made, or a write on it since).
         -- Returns 1 when it wrote the copy, 0 when it left the new key as it was.

@@ -373,8 +373,8 @@ struct SessionStore: Sendable {
                 let imported = try await redis.fcall(
                     SessionFunctions.functionPrefix + "import",
                     keys: importKeys,
-                    arguments: [RedisArgument(bytes: id.bytes), events.map { RedisArgument($0.milliseconds) } ?? "", RedisArgument(bytes: replaces)]
-                        + (copy.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } },
+                    arguments: [RedisArgument(bytes: replaces)] + (copy.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } }
+                        + [RedisArgument(bytes: id.bytes), events.map { RedisArgument($0.milliseconds) } ?? ""],
                     options: SessionCall.options
                 )
                 let dropped = try await redis.fcall(
