@@ -48,19 +48,30 @@ struct EventSweeper: Service {
         try await withThrowingDiscardingTaskGroup { group in
             if keys.outboxPerBucket { group.addTask { await relayLoop() } }
             var held = Set<Int>()
+            var passes = 0
             while !Task.isShuttingDownGracefully, !Task.isCancelled {
-                if layout.writing == .swept { held = await pass(holding: held) }
+                if layout.writing == .swept {
+                    held = await pass(holding: held, checkingOutboxes: passes % Self.outboxCheckPasses == 0)
+                    passes += 1
+                }
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.interval) }
             }
             group.cancelAll()
         }
     }
 
+    /// On a cluster, every this many passes the outboxes of the parts held are checked for events
+    /// an instance that died left unrelayed (the instance that records an event relays it at once).
+    static let outboxCheckPasses = 10
+
     /// One pass: renews or takes each part's lease, sweeps the parts held, and (holding part 0)
     /// trims the log by age, which appends also do but an idle log would not get.
-    private func pass(holding before: Set<Int>) async -> Set<Int> {
+    private func pass(holding before: Set<Int>, checkingOutboxes: Bool) async -> Set<Int> {
         var held = Set<Int>()
         var overdue: Int64 = 0
+        // Redis' clock, for a cluster's cheap look at which buckets have anything due (each sweep
+        // call decides by its own shard's clock).
+        let now = try? await redis.send(["TIME"], options: .idempotent).array?.first?.string.flatMap { Int64($0) }
         for part in 0..<Self.parts {
             do {
                 let lease = try await redis.fcall(
@@ -69,7 +80,7 @@ struct EventSweeper: Service {
                 )
                 guard lease == .integer(1) else { continue }
                 held.insert(part)
-                overdue = max(overdue, try await sweep(part: part))
+                overdue = max(overdue, try await sweep(part: part, nowSeconds: now ?? 0, checkingOutboxes: checkingOutboxes))
             } catch {
                 logger.warning("the expiry sweeper could not sweep a part of the deadline index; trying again", metadata: ["part": "\(part)", "error": "\(error)"])
             }
@@ -79,15 +90,12 @@ struct EventSweeper: Service {
             logger.info("the expiry sweeper's leases changed", metadata: ["parts_held": "\(held.sorted())"])
         }
         if !held.isEmpty { overdueGauge.record(Double(overdue) / 1000) }
-        if held.contains(0) {
+        if held.contains(0), let now {
             do {
-                let time = try await redis.send(["TIME"], options: .idempotent)
-                if let seconds = time.array?.first?.string.flatMap({ Int64($0) }) {
-                    _ = try await redis.send(
-                        ["XTRIM", RedisArgument(keys.eventLog), "MINID", "~", RedisArgument(seconds * 1000 - events.retention.milliseconds)],
-                        options: .idempotent
-                    )
-                }
+                _ = try await redis.send(
+                    ["XTRIM", RedisArgument(keys.eventLog), "MINID", "~", RedisArgument(now * 1000 - events.retention.milliseconds)],
+                    options: .idempotent
+                )
             } catch {
                 logger.warning("could not trim the event log", metadata: ["error": "\(error)"])
             }
@@ -102,12 +110,28 @@ struct EventSweeper: Service {
     }
 
     /// Sweeps one part; returns how overdue (ms) the most overdue session it ended was. On one
-    /// server a call sweeps the whole part; on a cluster one call per bucket (each its own slot).
-    private func sweep(part: Int) async throws -> Int64 {
+    /// server a call sweeps the whole part. On a cluster each bucket is its own slot: a plain
+    /// `ZRANGEBYSCORE … LIMIT 0 1` (a fraction of a function call's cost) asks which buckets have
+    /// anything due by `nowSeconds`, and only those are swept.
+    private func sweep(part: Int, nowSeconds: Int64, checkingOutboxes: Bool) async throws -> Int64 {
         let buckets = Self.buckets(of: part)
         guard keys.outboxPerBucket else { return try await sweep(buckets: Array(buckets)) }
         return try await withThrowingTaskGroup(of: Int64.self) { group in
-            for bucket in buckets { group.addTask { try await sweep(buckets: [bucket]) } }
+            for bucket in buckets {
+                group.addTask {
+                    if checkingOutboxes,
+                        (try await redis.send(["XLEN", RedisArgument(keys.outbox(bucket: bucket))], options: .idempotent).integer ?? 0) > 0
+                    {
+                        events.relayNeeded(bucket: bucket)
+                    }
+                    let due = try await redis.send(
+                        ["ZRANGEBYSCORE", RedisArgument(keys.deadlines(bucket: bucket)), "-inf", RedisArgument(nowSeconds), "LIMIT", "0", "1"],
+                        options: .idempotent
+                    )
+                    guard nowSeconds == 0 || !(due.array ?? []).isEmpty else { return 0 }
+                    return try await sweep(buckets: [bucket])
+                }
+            }
             return try await group.reduce(0, max)
         }
     }
