@@ -178,6 +178,7 @@ used_memory() {
 session_keys() {
     redis-cli -h 127.0.0.1 -p "$primary_port" --scan --pattern 'sd:{b*}:s:*' | wc -l
 }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # What the fleet costs Redis while nobody calls it: the events instances' tails of the log and the
 # expiry sweeper (ten seconds, before any load).
 idle_before=$(cpu_ticks "$primary_pid")
@@ -192,7 +193,6 @@ created=$(($(session_keys) - keys_before))
 bytes_per_session=$((($(used_memory) - memory_before) / created))
 
 # --- the scenarios -------------------------------------------------------------------------------
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 results=${BENCH_RESULTS:-$work/results.tsv}
 : >"$results"
 max_rss_kb=0
