@@ -72,28 +72,13 @@ struct EventSweeper: Service {
         // Redis' clock, for a cluster's cheap look at which buckets have anything due (each sweep
         // call decides by its own shard's clock).
         let now = try? await redis.send(["TIME"], options: .idempotent).array?.first?.string.flatMap { Int64($0) }
-        // The parts at once (their calls pipelined), so that a pass takes about one round trip
-        // however loaded the machine: its length adds to how late an expiry is recorded.
-        let outcomes = await withTaskGroup(of: (part: Int, held: Bool, overdue: Int64).self) { group in
-            for part in 0..<Self.parts {
-                group.addTask {
-                    do {
-                        let lease = try await redis.fcall(
-                            SessionFunctions.functionPrefix + "lease", keys: [RedisArgument(keys.sweepLease(part: part))],
-                            arguments: [RedisArgument(instance), RedisArgument(Self.leaseLifetime.milliseconds)], options: .idempotent
-                        )
-                        guard lease == .integer(1) else { return (part, false, 0) }
-                        return (part, true, try await sweep(part: part, nowSeconds: now ?? 0, checkingOutboxes: checkingOutboxes))
-                    } catch {
-                        logger.warning(
-                            "the expiry sweeper could not sweep a part of the deadline index; trying again",
-                            metadata: ["part": "\(part)", "error": "\(error)"]
-                        )
-                        return (part, false, 0)
-                    }
-                }
-            }
-            return await group.reduce(into: []) { $0.append($1) }
+        // On one server the parts' 16 calls go at once (pipelined), so that a pass takes about one
+        // round trip however loaded the machine: its length adds to how late an expiry is
+        // recorded. On a cluster a part is already 64 concurrent probes; the parts go one by one.
+        let concurrentParts = keys.outboxPerBucket ? 1 : Self.parts
+        var outcomes: [(part: Int, held: Bool, overdue: Int64)] = []
+        for first in stride(from: 0, to: Self.parts, by: concurrentParts) {
+            outcomes += await sweepParts(first..<min(first + concurrentParts, Self.parts), now: now, checkingOutboxes: checkingOutboxes)
         }
         for outcome in outcomes where outcome.held {
             held.insert(outcome.part)
@@ -115,6 +100,31 @@ struct EventSweeper: Service {
             }
         }
         return held
+    }
+
+    /// Renews or takes the leases of `parts` at once and sweeps those held: (part, held, overdue ms).
+    private func sweepParts(_ parts: Range<Int>, now: Int64?, checkingOutboxes: Bool) async -> [(part: Int, held: Bool, overdue: Int64)] {
+        await withTaskGroup(of: (part: Int, held: Bool, overdue: Int64).self) { group in
+            for part in parts {
+                group.addTask {
+                    do {
+                        let lease = try await redis.fcall(
+                            SessionFunctions.functionPrefix + "lease", keys: [RedisArgument(keys.sweepLease(part: part))],
+                            arguments: [RedisArgument(instance), RedisArgument(Self.leaseLifetime.milliseconds)], options: .idempotent
+                        )
+                        guard lease == .integer(1) else { return (part, false, 0) }
+                        return (part, true, try await sweep(part: part, nowSeconds: now ?? 0, checkingOutboxes: checkingOutboxes))
+                    } catch {
+                        logger.warning(
+                            "the expiry sweeper could not sweep a part of the deadline index; trying again",
+                            metadata: ["part": "\(part)", "error": "\(error)"]
+                        )
+                        return (part, false, 0)
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
     }
 
     /// The buckets of `part`.
