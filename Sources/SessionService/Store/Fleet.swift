@@ -21,15 +21,8 @@ final class ActiveLayout: Sendable {
         active.flatMap { SessionLayout(rawValue: min($0, SessionLayout.newest.rawValue)) } ?? .perSessionSlot
     }
 
-    /// Where a session is looked for: the layout written first, then the other keys (layouts 2
-    /// and 3 share theirs).
-    var searchOrder: [SessionLayout] {
-        switch writing {
-        case .swept: Self.sweptFirst
-        case .bucketed: Self.bucketedFirst
-        case .perSessionSlot: Self.perSessionSlotFirst
-        }
-    }
+    /// Where a session is looked for: the layout written first, then the other one.
+    var searchOrder: [SessionLayout] { writing == .bucketed ? Self.newestFirst : Self.oldestFirst }
 
     /// Returns once the fleet's layout is known, or after `limit` (polled: it happens once, at start).
     func waitUntilHeard(within limit: Duration) async {
@@ -39,9 +32,8 @@ final class ActiveLayout: Sendable {
         }
     }
 
-    private static let sweptFirst: [SessionLayout] = [.swept, .perSessionSlot]
-    private static let bucketedFirst: [SessionLayout] = [.bucketed, .perSessionSlot]
-    private static let perSessionSlotFirst: [SessionLayout] = [.perSessionSlot, .bucketed]
+    private static let newestFirst: [SessionLayout] = [.bucketed, .perSessionSlot]
+    private static let oldestFirst: [SessionLayout] = [.perSessionSlot, .bucketed]
 }
 
 /// This instance's part in the fleet: it announces the layouts it supports every
