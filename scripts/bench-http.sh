@@ -169,15 +169,11 @@ used_memory() {
         awk -F: '/^used_memory:/ { used = $2 } /^mem_replication_backlog:|^mem_clients_slaves:/ { buffers += $2 }
                  END { print used - buffers }'
 }
-# Sessions' keys only (layout 2: sd:{b<n>}:s:<id>), not their buckets' deadline indexes.
-session_keys() {
-    redis-cli -h 127.0.0.1 -p "$primary_port" --scan --pattern 'sd:{b*}:s:*' | wc -l
-}
 memory_before=$(used_memory)
-keys_before=$(session_keys)
+keys_before=$(session_key_count "$primary_port")
 seed_sessions "http://127.0.0.1:$async_port" "$sessions" "$work"
 # Sessions the seed created beyond the count (requests in flight when a thread stopped) count too.
-created=$(($(session_keys) - keys_before))
+created=$(($(session_key_count "$primary_port") - keys_before))
 bytes_per_session=$((($(used_memory) - memory_before) / created))
 
 # --- the scenarios -------------------------------------------------------------------------------

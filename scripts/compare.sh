@@ -43,13 +43,13 @@ report_memory() {
     printf '%12s %14s %14s %14s %16s\n' "$1" "$(rss_kb "${sessiond_pids[0]}")" "$(rss_kb "${sessiond_pids[1]}")" \
         "$(rss_kb "${sessiond_pids[2]}")" "$(($(redis_info used_memory) / 1048576))"
 }
-report_memory "$(redis-cli -p "$(primary_port)" dbsize)"
+report_memory "$(session_key_count "$(primary_port)")"
 deadline=$((SECONDS + 900))
-while (($(redis-cli -p "$(primary_port)" dbsize) < sessions_wanted)); do
+while (($(session_key_count "$(primary_port)") < sessions_wanted)); do
     ((SECONDS < deadline)) || { echo "did not reach $sessions_wanted sessions within 15 minutes" >&2; exit 1; }
     output=$(BENCH_USER="" wrk -t2 -c64 -d"${step_seconds}s" -s "$wrk_dir/session-create.lua" "$CLUSTER_URL")
     if grep -q "Non-2xx" <<<"$output"; then echo "$output" >&2; exit 1; fi
-    report_memory "$(redis-cli -p "$(primary_port)" dbsize)"
+    report_memory "$(session_key_count "$(primary_port)")"
 done
 
 echo

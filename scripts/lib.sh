@@ -102,6 +102,13 @@ seed_sessions() {
     ((seeded >= count)) || { echo "seeding made $seeded of $count sessions" >&2; return 1; }
 }
 
+# session_key_count PORT: how many sessions the Redis on 127.0.0.1:PORT holds, counted by their keys
+# (storage layout 2: sd:{b<n>}:s:<id>), not by DBSIZE, which also counts the buckets' deadline
+# indexes (up to 1,024) and the fleet's keys.
+session_key_count() {
+    redis-cli -h 127.0.0.1 -p "$1" --scan --pattern 'sd:{b*}:s:*' | wc -l
+}
+
 # python_venv DIR REQUIREMENTS_FILE: a Python virtual environment in DIR holding the packages of
 # REQUIREMENTS_FILE from PyPI, made again whenever that file changes.
 python_venv() {
