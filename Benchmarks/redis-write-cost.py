@@ -12,9 +12,11 @@ Each of 30 turns sends 5,000 requests to each server, the two taking turns to go
 medians it prints the median of the per-turn differences, which cancels most of the VM's drift
 (an A/A run of the working tree against itself gives ±0.3 µs per write).
 
-Knows the write function's arguments of protocol versions 2 to 4 (3 added the size limits; 4 the
+Knows the write function's arguments of protocol versions 2 to 5 (3 added the size limits; 4 the
 bucketed storage layout: a session's key named by its bucket, the deadline index as the last key
-and the index member as the first argument).
+and the index member as the first argument; 5 events: the outbox as the last key, and the index
+member and the event log's retention as the last two arguments; run with events on, as sessiond's
+default).
 """
 import re, socket, statistics, struct, subprocess, sys, tempfile, time
 
@@ -27,7 +29,9 @@ def library(revision):
     version = re.search(r"static let protocolVersion = (\d+)", text).group(1)
     body = text[text.index('RedisFunctionLibrary(source: #"""') + len('RedisFunctionLibrary(source: #"""'):text.index('"""#)')]
     lua = "\n".join(line[8:] if line.startswith("        ") else line.strip() for line in body.split("\n")).strip("\n")
-    return lua.replace("\\#(protocolVersion)", version).replace("\\#(functionPrefix)", f"sessiond_v{version}_") + "\n", version
+    lua = lua.replace("\\#(protocolVersion)", version).replace("\\#(functionPrefix)", f"sessiond_v{version}_")
+    # Protocol 5's backstop (EventSettings.backstop, in SessionEvents.swift).
+    return lua.replace("\\#(EventSettings.backstop.milliseconds)", "3600000") + "\n", version
 
 
 def command(*args):
@@ -81,7 +85,12 @@ class Server:
                 time.sleep(0.05)
         self.version = version
         session = "00112233445566778899aabbccddeeff"
-        if int(version) >= 4:
+        self.place = []  # protocol 5: the place arguments come last
+        if int(version) >= 5:
+            self.key = "sd:{b%d}:s:%s" % (int(session[:4], 16) % 1024, session)
+            self.keys = ["3", self.key, "sd:{b%d}:d" % (int(session[:4], 16) % 1024), "sd:{e}:log"]
+            self.place = [bytes.fromhex(session), "86400000"]
+        elif int(version) >= 4:
             self.key = "sd:{b%d}:s:%s" % (int(session[:4], 16) % 1024, session)
             self.keys = ["2", self.key, "sd:{b%d}:d" % (int(session[:4], 16) % 1024), bytes.fromhex(session)]
         else:
@@ -92,7 +101,7 @@ class Server:
         assert not self.call("FUNCTION", "LOAD", lua).startswith(b"-")
         prefix = f"sessiond_v{version}_"
         reply = self.call("FCALL", prefix + "create", *self.keys, b"\xff" * 8, "", "1800000", "86400000", self.digest, "",
-                          "a", '"x"', "b", '"y"', "c", '"z"')
+                          "a", '"x"', "b", '"y"', "c", '"z"', *self.place)
         assert reply.startswith(b":1"), reply
 
     def call(self, *args):
@@ -115,7 +124,7 @@ class Server:
                     "patch", "60000", "0", "revoke"]
             if self.version != "2":
                 args += ["262144", "256"]
-            batch.append(command(*(args + ["cart", value])))
+            batch.append(command(*(args + ["cart", value] + self.place)))
             if len(batch) == 100:
                 self.flush(batch)
                 batch = []

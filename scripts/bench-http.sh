@@ -2,9 +2,10 @@
 # sessiond over HTTP next to its peers, in one run, on one private Redis (see BENCHMARKS.md).
 #
 # Starts on 127.0.0.1 only: a redis-server primary with one replica, webdis (a C HTTP front end to
-# Redis) on that primary, two release-built sessiond instances on it (async and replicated
-# durability), a third on the primary over TLS (rediss://, a certificate made here with openssl), a
-# fourth on a 3-shard Redis Cluster (no replicas), and the session stores
+# Redis) on that primary, three release-built sessiond instances on it (async and replicated
+# durability with events, async with events off: SESSIOND_EVENTS_RETENTION=0), a fourth on the
+# primary over TLS (rediss://, a certificate made here with openssl), a fifth on a 3-shard Redis
+# Cluster (no replicas), and the session stores
 # people deploy instead, on the same primary (Benchmarks/peers: Go net/http + gorilla/sessions +
 # redistore, Flask + Flask-Session on gunicorn, Starlette + starsessions on uvicorn). Then, RUNS
 # times and interleaved so drift hits every scenario alike, drives each scenario with
@@ -106,6 +107,8 @@ start_sessiond bench-replicated --durability replicated --durability-replicas 1 
 replicated_pid=$started_pid replicated_port=$started_port
 start_sessiond bench-cluster --redis-cluster "${cluster_seeds%,}"
 cluster_pid=$started_pid cluster_port=$started_port
+start_sessiond bench-no-events --events-retention 0
+no_events_pid=$started_pid no_events_port=$started_port
 start_sessiond bench-tls --redis-url "rediss://127.0.0.1:$primary_tls_port" --redis-tls-ca-file "$work/ca.crt"
 tls_pid=$started_pid tls_port=$started_port
 
@@ -126,6 +129,7 @@ starlette_pid=$!
 pids+=("$starlette_pid")
 
 wait_for_url "http://127.0.0.1:$async_port/readyz"
+wait_for_url "http://127.0.0.1:$no_events_port/readyz"
 wait_for_url "http://127.0.0.1:$replicated_port/readyz"  # 503 until the replica is in sync
 wait_for_url "http://127.0.0.1:$cluster_port/readyz"
 wait_for_url "http://127.0.0.1:$tls_port/readyz"
@@ -160,6 +164,7 @@ async_token=$(create_session "$async_port")
 replicated_token=$(create_session "$replicated_port")
 cluster_token=$(create_session "$cluster_port")
 tls_token=$(create_session "$tls_port")
+no_events_token=$(create_session "$no_events_port")
 
 # Memory the stored sessions take: used_memory without the replication backlog and the replica's
 # output buffer, fixed-size buffers (1 MiB by default) that fill up with the first megabyte written
@@ -169,15 +174,21 @@ used_memory() {
         awk -F: '/^used_memory:/ { used = $2 } /^mem_replication_backlog:|^mem_clients_slaves:/ { buffers += $2 }
                  END { print used - buffers }'
 }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# What the fleet costs Redis while nobody calls it: the events instances' tails of the log and the
+# expiry sweeper (ten seconds, before any load).
+idle_before=$(cpu_ticks "$primary_pid")
+sleep 10  # a fixed stretch of idleness to measure, not a wait for a condition
+idle_redis_us_per_s=$((($(cpu_ticks "$primary_pid") - idle_before) * 1000000 / ticks_per_second / 10))
+# Seeded through the instance with events off: the sessions alone (the event log is measured apart).
 memory_before=$(used_memory)
 keys_before=$(session_key_count "$primary_port")
-seed_sessions "http://127.0.0.1:$async_port" "$sessions" "$work"
+seed_sessions "http://127.0.0.1:$no_events_port" "$sessions" "$work"
 # Sessions the seed created beyond the count (requests in flight when a thread stopped) count too.
 created=$(($(session_key_count "$primary_port") - keys_before))
 bytes_per_session=$((($(used_memory) - memory_before) / created))
 
 # --- the scenarios -------------------------------------------------------------------------------
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 results=${BENCH_RESULTS:-$work/results.tsv}
 : >"$results"
 max_rss_kb=0
@@ -251,6 +262,10 @@ for run in $(seq "$runs"); do
     measure "webdis SETEX" "$async_pid" -- wrk_run -s "$wrk_dir/webdis-setex.lua" "$webdis"
     BENCH_TOKEN=$replicated_token measure "sessiond PATCH, replicated" "$replicated_pid" -- wrk_run -s "$wrk_dir/session-patch.lua" "$replicated"
     measure "sessiond POST /v1/sessions" "$async_pid" -- wrk_run -s "$wrk_dir/session-create.lua" "$async"
+    # The same three with events off, on the same Redis, in the same minutes.
+    BENCH_TOKEN=$no_events_token measure "sessiond GET, events off" "$no_events_pid" -- wrk_run -s "$wrk_dir/session-get.lua" "http://127.0.0.1:$no_events_port"
+    BENCH_TOKEN=$no_events_token measure "sessiond PATCH, events off" "$no_events_pid" -- wrk_run -s "$wrk_dir/session-patch.lua" "http://127.0.0.1:$no_events_port"
+    measure "sessiond POST, events off" "$no_events_pid" -- wrk_run -s "$wrk_dir/session-create.lua" "http://127.0.0.1:$no_events_port"
     measure "sessiond 90% GET / 10% PATCH" "$async_pid" -- wrk_run -s "$wrk_dir/session-mix.lua" "$async"
     BENCH_COOKIE=$go_cookie measure "go-redistore GET" "$go_pid" -- wrk_run -s "$wrk_dir/peer-get.lua" "http://127.0.0.1:$go_port"
     BENCH_COOKIE=$go_cookie measure "go-redistore PATCH" "$go_pid" -- wrk_run -s "$wrk_dir/peer-patch.lua" "http://127.0.0.1:$go_port"
@@ -274,11 +289,17 @@ for run in $(seq "$runs"); do
     done
 done
 
+# Memory per retained event: the log (every create of the runs above appended one) over its length.
+log_entries=$(redis-cli -h 127.0.0.1 -p "$primary_port" xlen 'sd:{e}:log')
+log_bytes=$(redis-cli -h 127.0.0.1 -p "$primary_port" memory usage 'sd:{e}:log' samples 0)
+bytes_per_event=$((${log_bytes:-0} / (log_entries > 0 ? log_entries : 1)))
+
 # --- the table of medians and the targets --------------------------------------------------------
 echo
-python3 - "$results" "$runs" "$max_rss_kb" "$bytes_per_session" <<'PY'
+python3 - "$results" "$runs" "$max_rss_kb" "$bytes_per_session" "$bytes_per_event" "$log_entries" "$idle_redis_us_per_s" <<'PY'
 import statistics, sys
 path, runs, max_rss_kb, bytes_per_session = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+bytes_per_event, log_entries, idle_redis = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
 rows = {}
 for line in open(path):
     name, *figures = line.rstrip("\n").split("\t")
@@ -328,6 +349,12 @@ for verb, single in (("GET", "sessiond GET /v1/session"), ("PATCH", "sessiond PA
     tls = f"sessiond {verb}, TLS to Redis"
     print(f"TLS to Redis {verb}: {ratio(tls, single):.2f}x the plain req/s; sessiond CPU per request {median(tls, 3):.1f} µs "
           f"(plain {median(single, 3):.1f} µs), Redis {median(tls, 5):.1f} µs (plain {median(single, 5):.1f} µs)")
+print("Events on / off (same Redis, same minutes): "
+      + "; ".join(f"{verb} req/s {ratio(on, off):.2f}x, Redis CPU per request {median(on, 5):.1f} µs vs {median(off, 5):.1f} µs"
+                  for verb, on, off in (("GET", get, "sessiond GET, events off"), ("PATCH", patch, "sessiond PATCH, events off"),
+                                        ("POST", "sessiond POST /v1/sessions", "sessiond POST, events off"))))
+print(f"Event log: {log_entries} events retained, {bytes_per_event} bytes of Redis memory each; "
+      f"the fleet idle (the log's tails of 3 instances with events, and the sweeper) costs Redis {idle_redis / 1000:.1f} ms of CPU per second")
 for verb, single in (("GET", "sessiond GET /v1/session"), ("PATCH", "sessiond PATCH /v1/session")):
     cluster = f"sessiond {verb}, 3-shard cluster"
     print(f"3-shard cluster {verb}: {ratio(cluster, single):.2f}x the single-Redis req/s; Redis CPU per request "

@@ -14,7 +14,10 @@
 #      without a session, admits it after a login, and refuses it again after a logout;
 #   7. a rotation with a grace window: the old token keeps working on every instance for its
 #      window, "sign out my other devices" ends the others, and the old token presented after its
-#      window is a reuse that revokes the session.
+#      window is a reuse that revokes the session;
+#   8. events: a consumer tails /v1/events (long polls through the load balancer, so through every
+#      instance) while a session is created, rotated and signed out and another left to expire,
+#      and prints what it saw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib.sh
@@ -46,7 +49,8 @@ json_field() { python3 -c 'import json, sys; print(json.loads(sys.argv[1])[sys.a
 
 work=$(mktemp -d)
 load_pid=""
-trap 'if [[ -n $load_pid ]]; then kill "$load_pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+consumer_pid=""
+trap 'for pid in $load_pid $consumer_pid; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 # Users of this run only, so that a second run on the same cluster counts only its own sessions.
 alice=alice-$RANDOM$RANDOM
 bob=bob-$RANDOM$RANDOM
@@ -240,5 +244,72 @@ done
 read -r status instance body < <(request GET /v1/session "$phone_token")
 [[ $status == 404 ]] || fail "after a reuse the new token answered $status"
 echo "  the old token after its window is a reuse: the session is revoked, the new token too (404 on $instance)"
+
+step "8. Events: a consumer tails /v1/events while a session is created, rotated, signed out, and another expires"
+# The consumer: reads to the end of what is kept, says so, then long-polls (wait=5) through the load
+# balancer, printing each event as it comes, until told to stop. A cursor from one instance is
+# good on every other.
+python3 - "$url" "$CLUSTER_API_KEY" "$work/events" "$work/stop-events" <<'PY' &
+import json, os, sys, urllib.request
+url, key, out, stop = sys.argv[1:5]
+def read(after, wait):
+    query = f"limit=1000&wait={wait}" + (f"&after={after}" if after else "")
+    request = urllib.request.Request(f"{url}/v1/events?{query}", headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=wait + 10) as response:
+        return json.load(response)
+after = None
+while True:
+    page = read(after, 0)
+    if not page["events"]:
+        break
+    after = page["next"]
+with open(out, "a") as log:
+    print("ready", flush=True, file=log)
+    while not os.path.exists(stop):
+        page = read(after or page["next"], 5)
+        after = page["next"]
+        for event in page["events"]:
+            print(json.dumps(event), flush=True, file=log)
+PY
+consumer_pid=$!
+deadline=$((SECONDS + 30))
+until grep -q '^ready' "$work/events" 2>/dev/null; do
+    ((SECONDS < deadline)) || fail "the events consumer did not catch up within 30 s"
+    sleep 0.1
+done
+erin=erin-$RANDOM$RANDOM
+read -r status instance body < <(request POST /v1/sessions "" "{\"user\":\"$erin\"}")
+[[ $status == 201 ]] || fail "create answered $status: $body"
+erin_token=$(json_field "$body" token)
+erin_id=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["session"]["id"])' "$body")
+read -r status instance body < <(request POST /v1/session/rotate "$erin_token" '{}')
+[[ $status == 200 ]] || fail "rotate answered $status: $body"
+read -r status instance body < <(request DELETE /v1/session "$(json_field "$body" token)")
+[[ $status == 204 ]] || fail "logout answered $status: $body"
+read -r status instance body < <(request POST /v1/sessions "" "{\"user\":\"$erin\",\"idle_timeout\":2}")
+[[ $status == 201 ]] || fail "create answered $status: $body"
+idle_id=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["session"]["id"])' "$body")
+echo "  $erin logged in, rotated and signed out ($erin_id), and logged in again with a 2 s idle timeout ($idle_id), then went quiet"
+deadline=$((SECONDS + 20))
+until grep "$idle_id" "$work/events" | grep -q '"session.expired"'; do
+    ((SECONDS < deadline)) || fail "no session.expired for $idle_id within 20 s; the consumer saw: $(cat "$work/events")"
+    sleep 0.2
+done
+touch "$work/stop-events"
+python3 - "$work/events" "$erin_id" "$idle_id" <<'PY' || fail "the consumer did not see what happened: $(cat "$work/events")"
+import json, sys
+seen = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
+# At least once: a repeated id is the same event again.
+unique = list({event["id"]: event for event in seen}.values())
+for session, expected in ((sys.argv[2], ["session.created", "session.rotated", "session.revoked logout"]),
+                          (sys.argv[3], ["session.created", "session.expired idle"])):
+    mine = [event for event in unique if event["session"]["id"] == session]
+    for event in mine:
+        print(f"  the consumer saw {event['type']:<16} {session}  reason {event['reason']}  at {event['time']}")
+    got = [event["type"] + (f" {event['reason']}" if event["reason"] else "") for event in mine]
+    assert got == expected, (session, got)
+PY
+kill "$consumer_pid" 2>/dev/null || true
+consumer_pid=""
 
 printf '\ndemo: every step held\n'

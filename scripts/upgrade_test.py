@@ -10,8 +10,8 @@ builds both and runs this once on a single Redis and once on a Redis Cluster).
    and revoked through every instance of both.
 3. The landed instances are replaced one at a time (each taken out of the balancer first, as a
    rolling deploy does), with the same checks between.
-4. `sessiond --finalize-layout` makes layout 2 active; the running instances follow; every
-   session is still there with its last acknowledged data, and moves into layout 2 when used; the
+4. `sessiond --finalize-layout` makes the newest layout (3) active; the running instances follow;
+   every session is still there with its last acknowledged data, and moves into it when used; the
    landed version's library is removed.
 5. A landed instance started after finalization: what it creates is served (and moved) by the new
    ones; sessions it cannot see are 404 to it, never a 5xx, never a lost write.
@@ -24,6 +24,9 @@ disagreement between instances fails the run. Every process it starts is stopped
 import atexit, json, os, signal, socket, subprocess, sys, threading, time, urllib.error, urllib.request
 
 LANDED, NEW, MODE, WORK = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+# The newest storage layout this build writes (3: layout 2's keys, with events); the landed
+# version writes layout 1.
+NEWEST = 3
 processes = []
 counts = {"requests": 0}
 load = {"cycles": 0, "failures": [], "stop": False}  # the clients that run all along (below)
@@ -306,7 +309,7 @@ try:
 
     for instance in [Instance(NEW, "new-1"), Instance(NEW, "new-2")]:
         put_in(instance)
-    check(all(i.layout() == {"active": 1, "newest_supported": 2} for i in fleet if i.binary == NEW),
+    check(all(i.layout() == {"active": 1, "newest_supported": NEWEST} for i in fleet if i.binary == NEW),
           "new instances beside the landed version must write layout 1")
     work_round("mixed fleet, 2 landed + 2 new")
     check(all(exists(layout_one_key(sid)) for sid in sessions), "the mixed fleet must write what the landed version reads (layout 1)")
@@ -317,20 +320,20 @@ try:
         stop(old.process)
         put_in(Instance(NEW, f"new-{number}"))
         work_round(f"{old.name} replaced by new-{number}")
-    check(all(i.layout() == {"active": 1, "newest_supported": 2} for i in fleet),
+    check(all(i.layout() == {"active": 1, "newest_supported": NEWEST} for i in fleet),
           "without the operator's step the fleet stays at layout 1 (landed instances cannot be seen)")
 
     env = dict(os.environ, **redis_env)
     finalize = subprocess.run([NEW, "--finalize-layout"], env=env, capture_output=True, text=True, timeout=60)
-    check(finalize.returncode == 0 and "layout 2 is active" in finalize.stdout, f"--finalize-layout: {finalize.returncode} {finalize.stdout} {finalize.stderr}")
-    eventually(lambda: all(i.layout()["active"] == 2 for i in fleet), "every instance following layout 2", timeout=15)
+    check(finalize.returncode == 0 and f"layout {NEWEST} is active" in finalize.stdout, f"--finalize-layout: {finalize.returncode} {finalize.stdout} {finalize.stderr}")
+    eventually(lambda: all(i.layout()["active"] == NEWEST for i in fleet), f"every instance following layout {NEWEST}", timeout=15)
     for session_id in sessions:
         verify_everywhere(session_id)
     check(all(exists(layout_two_key(sid)) and not exists(layout_one_key(sid)) for sid in sessions),
-          "every session used after finalization must have moved into layout 2")
+          "every session used after finalization must have moved into the newest layout (layout 2's keys)")
     eventually(lambda: "sessiond" not in libraries(), "the landed version's library removed", timeout=15)
-    work_round("new fleet, layout 2")
-    print(f"  finalized: {len(sessions)} sessions all there, moved into layout 2; libraries now {sorted(libraries())}", flush=True)
+    work_round(f"new fleet, layout {NEWEST}")
+    print(f"  finalized: {len(sessions)} sessions all there, moved into the newest layout; libraries now {sorted(libraries())}", flush=True)
 
     late = Instance(LANDED, "landed-late")
     status, body = late.request("POST", "/v1/sessions", {"user": "late", "data": {"from": "landed"}})

@@ -16,7 +16,8 @@ public enum SessionServiceApplication {
         logger: Logger,
         onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
     ) throws -> SessionServer {
-        let (redis, connection, metrics, redisAddress, fleet) = try connectionSetup(configuration: configuration, logger: logger)
+        let (redis, connection, metrics, redisAddress, background) = try connectionSetup(configuration: configuration, logger: logger)
+        let fleet = background.fleet
 
         // Connections are limited below the descriptors, never by running out of them: out of
         // descriptors, NIO's listening socket retries accept() in a busy loop (its back-off does not
@@ -55,6 +56,7 @@ public enum SessionServiceApplication {
         return SessionServer(
             services: [
                 RedisClientService(client: redis, logger: logger), fleet,
+            ] + background.events + [
                 StartsOnceLayoutKnown(service: server, layout: fleet.layout, limit: configuration.redisTimeout),
                 DrainService(drain: connection.drain, delay: configuration.shutdownDelay, logger: logger),
             ],
@@ -64,15 +66,26 @@ public enum SessionServiceApplication {
 
     /// Everything but the listening socket: the Redis client (whose `run()` the caller owns), the
     /// setup every HTTP connection gets (its handlers, the routes, the store behind them), the
-    /// metrics they record, and where sessions are kept as the start-up line and /readyz name it
-    /// (never a password). The HTTP fuzzer (Fuzz/HTTP) drives the same connection setup with bytes.
+    /// metrics they record, where sessions are kept as the start-up line and /readyz name it
+    /// (never a password), and the background work (the fleet; the event log's tail and the expiry
+    /// sweeper when events are on). The HTTP fuzzer (Fuzz/HTTP) drives the same connection setup
+    /// with bytes.
     static func connectionSetup(
         configuration: SessionServiceConfiguration, logger: Logger
-    ) throws -> (redis: RedisClient, connection: SessionHTTPChannel, metrics: ServiceMetrics, redisAddress: String, fleet: FleetService) {
+    ) throws -> (redis: RedisClient, connection: SessionHTTPChannel, metrics: ServiceMetrics, redisAddress: String, background: Background) {
         let metrics = ServiceMetrics()
         let (redis, redisAddress, keys) = try redisSetup(configuration: configuration, logger: logger, metricsFactory: metrics.factory)
         let drain = Drain()
         let layout = ActiveLayout()
+        let events = configuration.eventsRetention > .zero
+            ? SessionEvents(
+                redis: redis, keys: keys, retention: configuration.eventsRetention, logger: logger, metricsFactory: metrics.factory,
+                stopping: { drain.isDraining }
+            )
+            : nil
+        // Several instances may share a name (one host, or a name set twice): the fleet and the
+        // sweeper's leases tell them apart by a suffix of this process's own.
+        let instance = "\(configuration.instance)#\(Hex.encode((0..<4).map { _ in UInt8.random(in: 0...255) }))"
         let store = SessionStore(
             redis: redis,
             settings: .init(
@@ -86,16 +99,18 @@ public enum SessionServiceApplication {
                     maxDataBytes: configuration.maxSessionBytes, maxAttributes: configuration.maxAttributes,
                     maxNameBytes: configuration.maxAttributeNameBytes
                 ),
-                keys: keys
+                keys: keys, eventRetention: configuration.eventsRetention
             ),
-            layout: layout, logger: logger, metricsFactory: metrics.factory
+            layout: layout, events: events, logger: logger, metricsFactory: metrics.factory
         )
-        // Several instances may share a name (one host, or a name set twice): the fleet tells
-        // their announcements apart by a suffix of this process's own.
-        let fleet = FleetService(
-            fleet: FleetRegistry(redis: redis, keys: keys, instance: "\(configuration.instance)#\(Hex.encode((0..<4).map { _ in UInt8.random(in: 0...255) }))", logger: logger),
-            layout: layout, logger: logger
-        )
+        let fleet = FleetService(fleet: FleetRegistry(redis: redis, keys: keys, instance: instance, logger: logger), layout: layout, logger: logger)
+        var eventServices: [any Service] = []
+        if let events {
+            eventServices = [
+                EventTailService(events: events),
+                EventSweeper(events: events, layout: layout, instance: instance, logger: logger, metricsFactory: metrics.factory),
+            ]
+        }
         let router = Router(context: SessionRequestContext.self)
         router.add(middleware: ResponseHeadersMiddleware(instance: configuration.instance))
         router.add(middleware: MetricsMiddleware(metrics: metrics))
@@ -113,6 +128,7 @@ public enum SessionServiceApplication {
             v1.add(middleware: APIKeyMiddleware(keys: configuration.apiKeys))
         }
         SessionController(store: store, body: JSONBody(limit: configuration.maxBodyBytes)).addRoutes(to: v1)
+        EventsController(events: events).addRoutes(to: v1)
         AdminController(store: store).addRoutes(to: v1)
         AuthController(store: store, cookieName: configuration.cookieName, attributeNames: configuration.authAttributes)
             .addRoutes(to: v1)
@@ -122,7 +138,14 @@ public enum SessionServiceApplication {
             responder: router.buildResponder(), serverName: "sessiond", bodyLimit: configuration.maxBodyBytes,
             idleTimeout: configuration.connectionIdleTimeout, drain: drain
         )
-        return (redis, connection, metrics, redisAddress, fleet)
+        return (redis, connection, metrics, redisAddress, Background(fleet: fleet, events: eventServices))
+    }
+
+    /// What runs beside the HTTP server.
+    struct Background {
+        let fleet: FleetService
+        /// The event log's tail and the expiry sweeper (empty when events are off).
+        let events: [any Service]
     }
 
     /// The Redis client for `configuration` (its `run()` is the caller's), where sessions are kept as
@@ -166,7 +189,7 @@ public enum SessionServiceApplication {
             ?? redisConfiguration.sentinel.map { "sentinel master '\($0.masterName)' (sentinels \($0.sentinels.map(\.description).joined(separator: ",")))" }
             ?? "\(redisConfiguration.host):\(redisConfiguration.port)"
 
-        return (redis, redisAddress, SessionKeys(prefix: configuration.keyPrefix))
+        return (redis, redisAddress, SessionKeys(prefix: configuration.keyPrefix, outboxPerBucket: redisConfiguration.cluster != nil))
     }
 }
 

@@ -49,8 +49,9 @@ import Testing
             let response = try await service.request("POST", "/v1/sessions", json: body)
             #expect(response.status == 400 && response.errorCode == "invalid_request", "\(body): \(response.status) \(response.text)")
         }
+        // Only what runs the fleet: its announcements and the sweeper's leases; no session, no event.
         let keys = try await inspector.send("KEYS", "*").array?.compactMap(\.string) ?? []
-        #expect(keys == ["sd:fleet"], "nothing but the fleet's announcements")
+        #expect(keys.filter { $0 != "sd:fleet" && !$0.hasPrefix("sd:lease:") } == [], "\(keys)")
         #expect(try await service.request("POST", "/v1/sessions", json: "{\"device\":{\"label\":\"\(String(repeating: "é", count: 128))\"}}").status == 201, "characters, not bytes")
         await inspector.shutdown()
         await service.stop()

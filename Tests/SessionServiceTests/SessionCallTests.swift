@@ -21,14 +21,18 @@ import Testing
 
     @Test func everyFunctionIsNamedByTheProtocolVersion() {
         let calls: [SessionCall] = [
-            .touch(id, holder, slide: .never), .delete(id, writeID, nil, tombstoneRetention: .seconds(60)),
+            .touch(id, holder, slide: .never), .delete(id, writeID, nil, tombstoneRetention: .seconds(60), reason: .logout),
             .indexAdd(user: "alice", id, lifetime: .seconds(1)),
         ]
-        #expect(calls.map(\.function) == ["sessiond_v4_touch", "sessiond_v4_delete", "sessiond_v4_index_add"])
-        #expect(SessionFunctions.library.name == "sessiond_v4")
-        for name in ["create", "touch", "write", "rotate", "delete", "index_add", "import", "drop_moved", "fleet_announce", "fleet_set"] {
-            #expect(SessionFunctions.library.source.contains("redis.register_function('sessiond_v4_\(name)'"), "\(name)")
+        #expect(calls.map(\.function) == ["sessiond_v5_touch", "sessiond_v5_delete", "sessiond_v5_index_add"])
+        #expect(SessionFunctions.library.name == "sessiond_v5")
+        for name in [
+            "create", "touch", "write", "rotate", "delete", "index_add", "import", "drop_moved", "fleet_announce", "fleet_set", "sweep", "lease",
+            "log_append",
+        ] {
+            #expect(SessionFunctions.library.source.contains("redis.register_function('sessiond_v5_\(name)'"), "\(name)")
         }
+        #expect(SessionFunctions.library.source.contains("function_name = 'sessiond_v5_events_read'"))
     }
 
     @Test func createCarriesItsTimesInMillisecondsAndAbsentPartsAsEmpty() {
@@ -74,11 +78,11 @@ import Testing
         let rotation = SessionCall.rotate(id, writeID, holder, newSecretDigest: [UInt8](repeating: 0xBB, count: 16), grace: .seconds(10), reauthenticated: true)
         #expect(rotation.arguments[2].bytes == [UInt8](repeating: 0xBB, count: 16))
         #expect(text(Array(rotation.arguments[3...])) == ["10000", "1", "revoke"])
-        let logout = SessionCall.delete(id, writeID, holder, tombstoneRetention: .seconds(60))
+        let logout = SessionCall.delete(id, writeID, holder, tombstoneRetention: .seconds(60), reason: .logout)
         #expect(text(logout.keys(keys, layout: .perSessionSlot)) == ["sd:s:{00112233445566778899aabbccddeeff}", "sd:t:{00112233445566778899aabbccddeeff}"])
-        #expect(text([logout.arguments[1], logout.arguments[3]]) == ["60000", "revoke"])
+        #expect(text([logout.arguments[1], logout.arguments[3], logout.arguments[4]]) == ["60000", "revoke", "logout"])
         #expect(logout.arguments[2].bytes == digest)
-        let admin = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
+        let admin = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60), reason: .logout)
         #expect(admin.arguments[2].bytes == [], "an administrator presents no token")
         let index = SessionCall.indexAdd(user: "alice", id, lifetime: .seconds(3600))
         #expect(text(index.keys(keys, layout: .perSessionSlot)) == ["sd:u:{alice}"])
@@ -94,7 +98,7 @@ import Testing
         #expect(try write.decode(reused) == .tokenReused(revoked: true, user: "alice"))
         let refused = RESPValue.array([.bulkString(Array("reused".utf8)), .integer(0), .bulkString([])])
         #expect(try write.decode(refused) == .tokenReused(revoked: false, user: nil))
-        let delete = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
+        let delete = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60), reason: .logout)
         #expect(try delete.decode(.array([.integer(1), .bulkString(Array("bob".utf8))])) == .deleted(user: "bob"))
         #expect(try delete.decode(.array([.integer(1), .bulkString([])])) == .deleted(user: nil))
         #expect(try delete.decode(.null) == .noSession)
@@ -126,7 +130,7 @@ import Testing
 
     @Test func aReplyNoFunctionGivesIsCorruptNotAGuess() {
         let write = SessionCall.write(id, writeID, holder, ifMatch: nil, mode: .patch, slide: .never, clockEstimate: nil, limits: limits, attributes: [])
-        let delete = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
+        let delete = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60), reason: .logout)
         let strange: [(SessionCall, RESPValue)] = [
             (write, .integer(2)), (write, .array([.bulkString(Array("version_mismatch".utf8)), .bulkString(Array("x".utf8))])),
             (write, .array([.bulkString(Array("unknown".utf8))])), (delete, .integer(1)), (delete, .array([.integer(0), .bulkString([])])),
@@ -147,16 +151,27 @@ import Testing
         // 0x0011 = 17: the low 10 bits of the id's first two bytes.
         #expect(SessionKeys.bucket(of: id) == 17)
         #expect(SessionKeys.bucket(of: SessionID(parsing: "ffff" + String(repeating: "0", count: 28))!) == 1023)
-        let logout = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60))
+        let logout = SessionCall.delete(id, writeID, nil, tombstoneRetention: .seconds(60), reason: .logout)
         #expect(text(logout.keys(keys, layout: .bucketed)) == [
             "sd:{b17}:s:00112233445566778899aabbccddeeff", "sd:{b17}:t:00112233445566778899aabbccddeeff", "sd:{b17}:d",
         ])
         // One slot: the bucket's tag.
         #expect(Set(logout.keys(keys, layout: .bucketed).map { HashSlot.of($0.bytes) }).count == 1)
-        // The first argument is the index member: the raw id in layout 2, nothing in layout 1.
-        #expect(logout.arguments(in: .bucketed).first?.bytes == id.bytes)
-        #expect(logout.arguments(in: .perSessionSlot).first?.bytes == [])
-        #expect(Array(logout.arguments(in: .bucketed).dropFirst()).map(\.bytes) == logout.arguments.map(\.bytes))
+        // The last two arguments: the index member (the raw id in layout 2, nothing in layout 1),
+        // then the event log's retention (empty when the call records no event).
+        let placed = logout.arguments(in: .bucketed)
+        #expect(placed[placed.count - 2].bytes == id.bytes)
+        #expect(logout.arguments(in: .perSessionSlot).dropLast().last?.bytes == [])
+        #expect(placed.last?.bytes == [])
+        #expect(Array(placed.dropLast(2)).map(\.bytes) == logout.arguments.map(\.bytes))
+        // With events (layout 3) the outbox comes last: on one server the event log, on a cluster
+        // the bucket's own, in the bucket's slot.
+        #expect(text(logout.keys(keys, layout: .swept, events: .seconds(60))).last == "sd:{e}:log")
+        #expect(text(logout.arguments(in: .swept, events: .seconds(60))).last == "60000")
+        let clusterKeys = SessionKeys(prefix: "sd:", outboxPerBucket: true)
+        let clustered = logout.keys(clusterKeys, layout: .swept, events: .seconds(60))
+        #expect(text(clustered).last == "sd:{b17}:o")
+        #expect(Set(clustered.map { HashSlot.of($0.bytes) }).count == 1)
         // The user's index is the same in both layouts and takes no member.
         let index = SessionCall.indexAdd(user: "alice", id, lifetime: .seconds(1))
         #expect(text(index.keys(keys, layout: .bucketed)) == ["sd:u:{alice}"])

@@ -3,9 +3,15 @@ import RedisClient
 import RedisTestSupport
 import Testing
 
+@testable import SessionService
+
 /// Create, read, patch, replace and delete through real HTTP (rotation: ``RotationTests``), on each topology sessiond
 /// runs on: one Redis, a Sentinel-watched primary, a Redis Cluster.
 @Suite(.sharedBackends) struct SessionLifecycleTests {
+    /// How long a session's key outlives its deadline with events on (the default): the sweeper
+    /// ends it at its deadline; the key's TTL is only a backstop.
+    static let backstop = EventSettings.backstop.milliseconds
+
     static var timestampPattern: Regex<Substring> { #/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/# }
 
     /// The `data` object of a session answer, as the bytes sent.
@@ -75,8 +81,8 @@ import Testing
         for session in [short, long] {
             let id = try #require(session["id"] as? String)
             let remaining = try #require(try await inspector.send("PTTL", RedisArgument(sessionKey(id))).integer)
-            let expected = try Self.milliseconds(session["expires_at"]) - Int64(Date().timeIntervalSince1970 * 1000)
-            #expect(abs(remaining - expected) <= 1000, "PTTL \(remaining) ms vs expires_at in \(expected) ms")
+            let expected = try Self.milliseconds(session["expires_at"]) + Self.backstop - Int64(Date().timeIntervalSince1970 * 1000)
+            #expect(abs(remaining - expected) <= 1000, "PTTL \(remaining) ms vs expires_at + the backstop in \(expected) ms")
         }
         #expect(try Self.milliseconds(short["expires_at"]) == (try Self.milliseconds(short["absolute_expires_at"])))
         await inspector.shutdown()
@@ -156,7 +162,7 @@ import Testing
         #expect(earlyBody["version"] as? Int == 2, "the write is applied")
         #expect(try Self.milliseconds(earlyBody["last_seen_at"]) == createdSeen, "no slide within the touch interval")
         #expect(try Self.milliseconds(earlyBody["expires_at"]) == createdExpiry)
-        #expect(try await redis.send("PEXPIRETIME", key).integer == createdExpiry - 1)
+        #expect(try await redis.send("PEXPIRETIME", key).integer == createdExpiry + Self.backstop)
 
         var slid: [String: Any] = [:]
         #expect(await eventually {
@@ -165,7 +171,7 @@ import Testing
         })
         let slidTo = try Self.milliseconds(slid["last_seen_at"])
         #expect(try Self.milliseconds(slid["expires_at"]) == slidTo + 30_000)
-        #expect(try await redis.send("PEXPIRETIME", key).integer == slidTo + 30_000 - 1, "the key moves with the deadline")
+        #expect(try await redis.send("PEXPIRETIME", key).integer == slidTo + 30_000 + Self.backstop, "the key moves with the deadline")
         let read = try #require(try await service.get(token, query: "?touch=false").jsonObject)
         #expect(read["data"] as? [String: Int] == ["a": 2])
         await redis.shutdown()
@@ -189,9 +195,10 @@ import Testing
         await service.stop()
     }
 
-    /// A read is a plain HGETALL, so the deadline is the key's: it expires 1 ms before the session's
-    /// `expires_at`, and Redis returns nothing at or after it. Read in a tight loop across the
-    /// deadline, each answer compared with Redis' clock taken just before the request.
+    /// A read is a plain HGETALL and sessiond compares the session's deadline with its estimate of
+    /// Redis' clock (the key itself outlives the deadline by the backstop, until the sweeper ends
+    /// it): nothing is found at or after `expires_at`. Read in a tight loop across the deadline, each
+    /// answer compared with Redis' clock taken just before the request.
     @Test(arguments: Topology.allCases) func aReadAtTheDeadlineFindsNothing(_ topology: Topology) async throws {
         let backend = try await Backend.forTest(topology)
         let service = try await TestService.start(on: backend)
@@ -208,7 +215,7 @@ import Testing
             var deadline = try Self.milliseconds(created["expires_at"])
             let createdExpiry = try await redis.send("PEXPIRETIME", RedisArgument(key)).integer
             let goneAlready = createdExpiry == -2 ? try await redisNow() >= deadline : false
-            #expect(createdExpiry == deadline - 1 || goneAlready, "the key ends with the session")
+            #expect(createdExpiry == deadline + Self.backstop || goneAlready, "the key's backstop follows the session's deadline")
             let patch = try await service.patch(token, #"{"a":1}"#)
             guard patch.status == 200 else {
                 #expect(try await redisNow() >= deadline, "the write found no session before its deadline")
@@ -220,7 +227,7 @@ import Testing
                 #expect(try await redisNow() >= deadline, "the key was gone before its deadline")
                 return nil
             }
-            #expect(expiry == deadline - 1, "still after a write")
+            #expect(expiry == deadline + Self.backstop, "still after a write")
             var latestFound: Int64?
             // The loop's own pace, by Redis' clock: how close to the deadline a read can be expected
             // (a loaded machine slows every round).
@@ -370,7 +377,7 @@ import Testing
         #expect(await eventually { try await service.get(token, query: "?touch=false").status == 404 })
         #expect(ContinuousClock.now - started >= .milliseconds(900))
         #expect(try await service.patch(token, #"{"a":2}"#).status == 404, "a write never re-creates an expired session")
-        #expect(try await inspector.send("EXISTS", RedisArgument(sessionKey(id))) == .integer(0))
+        #expect(await eventually { try await inspector.send("EXISTS", RedisArgument(sessionKey(id))) == .integer(0) }, "the sweeper ended it")
         await inspector.shutdown()
         await service.stop()
     }

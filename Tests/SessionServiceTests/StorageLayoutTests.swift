@@ -47,11 +47,11 @@ import Testing
         return (milliseconds + 999) / 1000
     }
 
-    @Test(arguments: [Topology.single, .cluster]) func aFreshRedisGetsLayoutTwoAndTheDeadlineIndexStaysExact(_ topology: Topology) async throws {
+    @Test(arguments: [Topology.single, .cluster]) func aFreshRedisGetsTheNewestLayoutAndTheDeadlineIndexStaysExact(_ topology: Topology) async throws {
         let backend = try await Backend.start(topology)
         let service = try await TestService.start(on: backend) { $0.touchInterval = .zero }
         let inspector = backend.inspector()
-        #expect(try await Self.layout(service).map { [$0.active, $0.newest] } == [2, 2])
+        #expect(try await Self.layout(service).map { [$0.active, $0.newest] } == [3, 3])
 
         let (token, created) = try await service.create(#"{"user":"ivy","data":{"a":1}}"#)
         let id = try #require(created["id"] as? String)
@@ -100,7 +100,7 @@ import Testing
         var configuration = SessionServiceConfiguration()
         backend.configure(&configuration)
         let service = try await TestService.start(on: backend)
-        #expect(try await Self.layout(service).map { [$0.active, $0.newest] } == [1, 2], "a legacy library was found: layout 1")
+        #expect(try await Self.layout(service).map { [$0.active, $0.newest] } == [1, 3], "a legacy library was found: layout 1")
 
         var tokens: [String] = []
         var ids: [String] = []
@@ -120,9 +120,9 @@ import Testing
             try await SessionServiceApplication.finalizeLayout(configuration: configuration, logger: Logger(label: "finalize"))
         }
         _ = try await inspector.send(["HDEL", "sd:fleet", "i:old-instance#0001"])
-        #expect(try await SessionServiceApplication.finalizeLayout(configuration: configuration, logger: Logger(label: "finalize")) == 2)
-        #expect(try await SessionServiceApplication.finalizeLayout(configuration: configuration, logger: Logger(label: "finalize")) == 2, "at once when final")
-        #expect(await eventually(timeout: .seconds(15)) { try await Self.layout(service)?.active == 2 }, "the running instance follows")
+        #expect(try await SessionServiceApplication.finalizeLayout(configuration: configuration, logger: Logger(label: "finalize")) == 3)
+        #expect(try await SessionServiceApplication.finalizeLayout(configuration: configuration, logger: Logger(label: "finalize")) == 3, "at once when final")
+        #expect(await eventually(timeout: .seconds(15)) { try await Self.layout(service)?.active == 3 }, "the running instance follows")
 
         // Read, patch, rotate, list, revoke: each finds its layout-1 session and moves it.
         let read = try await service.get(tokens[0])
@@ -132,7 +132,7 @@ import Testing
         #expect(rotation.status == 200)
         for moved in ids[0...2] {
             #expect(try await inspector.send("EXISTS", RedisArgument("sd:s:{\(moved)}")) == .integer(0), "moved out of layout 1")
-            #expect(try await inspector.send("EXISTS", RedisArgument(sessionKey(moved))) == .integer(1), "into layout 2")
+            #expect(try await inspector.send("EXISTS", RedisArgument(sessionKey(moved))) == .integer(1), "into the newest layout")
             #expect(try await Self.deadlineScore(inspector, id: moved) != nil, "with its deadline indexed")
         }
         #expect(try await service.get(tokens[1]).jsonObject.map { ($0["data"] as? [String: Any])?["m"] as? Bool } == true, "the patch kept")
@@ -145,17 +145,17 @@ import Testing
         #expect(try await service.request("DELETE", "/v1/users/judy/sessions").jsonObject?["revoked"] as? Int == 4)
         for token in [tokens[0], tokens[1], newToken, tokens[4]] { #expect(try await service.get(token).status == 404) }
 
-        // New sessions go to layout 2, and the library of the version from before is removed.
+        // New sessions go to the newest layout, and the library of the version from before is removed.
         let (_, fresh) = try await service.create("{}")
         #expect(try await inspector.send("EXISTS", RedisArgument(sessionKey(try #require(fresh["id"] as? String)))) == .integer(1))
         #expect(await eventually(timeout: .seconds(15)) { !(try await Self.libraries(inspector)).contains("sessiond_v3") })
-        #expect(try await Self.libraries(inspector).contains("sessiond_v4"))
+        #expect(try await Self.libraries(inspector).contains("sessiond_v5"))
         await inspector.shutdown()
         await service.stop()
     }
 
     /// The fleet moves on by itself: while an announced instance writes only layout 1, layout 1 stays
-    /// active; once its announcement lapses (it is gone), layout 2 becomes active without a step.
+    /// active; once its announcement lapses (it is gone), the newest layout becomes active without a step.
     @Test func theFleetMovesOnWhenTheLastOlderInstanceIsGone() async throws {
         let redis = try await RedisServer.start()
         let inspector = Backend.single(redis).inspector()
@@ -166,7 +166,7 @@ import Testing
         let (token, created) = try await service.create("{}")
         let id = try #require(created["id"] as? String)
         #expect(try await inspector.send("EXISTS", RedisArgument("sd:s:{\(id)}")) == .integer(1), "written for the old instance")
-        #expect(await eventually(timeout: .seconds(15)) { try await Self.layout(service)?.active == 2 })
+        #expect(await eventually(timeout: .seconds(15)) { try await Self.layout(service)?.active == 3 })
         #expect(try await service.get(token).status == 200)
         #expect(try await inspector.send("EXISTS", RedisArgument(sessionKey(id))) == .integer(1), "moved when used")
         await inspector.shutdown()
@@ -178,7 +178,7 @@ import Testing
     @Test func anInstanceTooOldForTheActiveLayoutRefusesToStart() async throws {
         let redis = try await RedisServer.start()
         let inspector = Backend.single(redis).inspector()
-        _ = try await inspector.send(["HSET", "sd:fleet", "active", "3"])
+        _ = try await inspector.send(["HSET", "sd:fleet", "active", "4"])
         var configuration = SessionServiceConfiguration()
         configuration.port = 0
         configuration.redisURL = redis.url
@@ -187,9 +187,9 @@ import Testing
             listened.withLock { $0 = true }
         }
         let error = await #expect(throws: LayoutRefusal.self) { try await application.runService(gracefulShutdownSignals: []) }
-        #expect(error?.message.contains("active storage layout is 3") == true && error?.message.contains("up to 2") == true)
+        #expect(error?.message.contains("active storage layout is 4") == true && error?.message.contains("up to 3") == true)
         #expect(listened.withLock { $0 } == false)
-        #expect(try await inspector.send(["HGET", "sd:fleet", "active"]).string == "3", "the fleet is left as it was")
+        #expect(try await inspector.send(["HGET", "sd:fleet", "active"]).string == "4", "the fleet is left as it was")
         await inspector.shutdown()
     }
 }

@@ -57,7 +57,7 @@ import Testing
     }
 
     static func delete(_ client: RedisClient, writeID: WriteID, holder: SessionCall.Holder? = nil) async throws -> RESPValue {
-        try await result(client, .delete(id, writeID, holder, tombstoneRetention: .seconds(60)))
+        try await result(client, .delete(id, writeID, holder, tombstoneRetention: .seconds(60), reason: .logout))
     }
 
     static func rotate(_ client: RedisClient, writeID: WriteID, from old: UInt8, to new: UInt8) async throws -> (result: RESPValue, read: RESPValue) {

@@ -54,6 +54,10 @@ extension SessionServiceConfiguration {
             help: "the previous token after its grace window: `revoke` ends the session (the new token too), `reject` only refuses it; both log a warning and count `sessiond_token_reuse_total`"
         ),
         Setting(
+            "events-retention", \.eventsRetention, .seconds(0...31_536_000),
+            help: "seconds a session lifecycle event is kept for `/v1/events` (a cursor older than that answers 410 `cursor_expired`); 0 turns events off: no Redis cost, and `/v1/events` answers 404 `events_disabled`. Every instance of a fleet must use the same value"
+        ),
+        Setting(
             "api-keys", \.apiKeys,
             .list { keys in
                 if keys.isEmpty { return "no key given" }

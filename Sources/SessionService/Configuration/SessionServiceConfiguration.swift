@@ -30,6 +30,8 @@ public struct SessionServiceConfiguration: Sendable {
     public var rotationGrace = Duration.zero
     /// What the previous token presented after its grace window does to its session.
     public var rotationReuse = TokenReusePolicy.revoke
+    /// How long lifecycle events are kept for `/v1/events`; zero turns events off.
+    public var eventsRetention = Duration.seconds(86_400)
     public var apiKeys: [String] = []
     /// The Redis command (and connect) deadline.
     public var redisTimeout = Duration.milliseconds(2000)

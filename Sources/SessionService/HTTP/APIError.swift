@@ -37,6 +37,19 @@ struct APIError: HTTPResponseError {
     static let sessionNotFound = APIError(
         status: .notFound, code: "session_not_found", message: "no such session (unknown, expired, revoked or rotated)"
     )
+    static let cursorExpired = APIError(
+        status: .gone, code: "cursor_expired",
+        message: "events after this cursor have been trimmed (older than the retention): resynchronise, then read again without `after`"
+    )
+    static func invalidCursor(_ message: String) -> APIError {
+        APIError(status: .badRequest, code: "invalid_cursor", message: message)
+    }
+    static func invalidParameter(_ message: String) -> APIError {
+        APIError(status: .badRequest, code: "invalid_parameter", message: message)
+    }
+    static let eventsDisabled = APIError(
+        status: .notFound, code: "events_disabled", message: "events are off on this sessiond (SESSIOND_EVENTS_RETENTION=0)"
+    )
     static let tokenSuperseded = APIError(
         status: .conflict, code: "token_superseded",
         message: "this token has been replaced by a rotation; it still reads and writes during its grace window, but only the current token can rotate"

@@ -57,6 +57,7 @@ struct ErrorMiddleware: RouterMiddleware {
             case .versionMismatch(let current): return .versionMismatch(current: current)
             case .sessionTooLarge(let message): return APIError(status: .contentTooLarge, code: "session_too_large", message: message)
             case .invalidAttributeName(let message): return APIError(status: .badRequest, code: "invalid_attribute_name", message: message)
+            case .cursorExpired: return .cursorExpired
             case .notDurable(let cause):
                 logger.warning("write not acknowledged by enough replicas", metadata: ["error": "\(cause)"])
                 return .durabilityTimeout(cause.message)

@@ -226,14 +226,19 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
         let responder = self.responder
         let loop = context.eventLoop
         let handler = NIOLoopBound((self, context), eventLoop: loop)
+        let isHead = head.method == .head
+        let streamTarget = StreamWriter(handler: handler, loop: loop)
         inFlight = Task(executorPreference: executor) {
-            let answer: Answer
+            let answer: Answer?
             do {
-                answer = try await Answer(try await responder.respond(to: request, context: requestContext))
+                let response = try await responder.respond(to: request, context: requestContext)
+                answer = try await streamTarget.answer(response, headOnly: isHead)
             } catch {
                 requestLogger.error("a route failed outside the error middleware", metadata: ["error": "\(error)"])
                 answer = Answer(status: .internalServerError)
             }
+            // Streamed: written already.
+            guard let answer else { return }
             if loop.inEventLoop {
                 let (handler, context) = handler.value
                 handler.send(answer, context: context)
@@ -246,8 +251,45 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
         }
     }
 
+    // MARK: - Streams
+
+    /// How long one piece of a stream may wait for the client to read before the connection closes.
+    static let streamWriteTimeout = TimeAmount.seconds(10)
+
+    /// Writes a stream's head (no `Content-Length`: the body is chunked); `false` when the request
+    /// is no longer being answered (the connection closed).
+    fileprivate func beginStream(_ response: Response, context: ChannelHandlerContext) -> Bool {
+        guard case .responding = state else { return false }
+        var headers = response.headers
+        headers[.date] = currentDate()
+        headers[.server] = serverName
+        context.writeAndFlush(wrapOutboundOut(.head(HTTPResponse(status: response.status, headerFields: headers))), promise: nil)
+        return true
+    }
+
+    /// Writes one piece of a stream and flushes it; fails when the connection is closed, or closes
+    /// it when the client has not taken the piece within ``streamWriteTimeout``.
+    fileprivate func writeStreamPiece(_ buffer: ByteBuffer, context: ChannelHandlerContext) -> EventLoopFuture<Void> {
+        guard case .responding = state else { return context.eventLoop.makeFailedFuture(ChannelError.ioOnClosedChannel) }
+        let written = context.writeAndFlush(wrapOutboundOut(.body(buffer)))
+        let channel = context.channel
+        let timeout = context.eventLoop.scheduleTask(in: Self.streamWriteTimeout) { channel.close(promise: nil) }
+        written.whenComplete { _ in timeout.cancel() }
+        return written
+    }
+
+    /// Ends a stream and closes the connection.
+    fileprivate func endStream(context: ChannelHandlerContext) {
+        guard case .responding = state else { return }
+        inFlight = nil
+        state = .closing
+        held.removeAll()
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+    }
+
     /// A response with its body read whole (every route's body is a buffer made in memory).
-    private struct Answer: Sendable {
+    fileprivate struct Answer: Sendable {
         var status: HTTPResponse.Status
         var headers: HTTPFields = [:]
         var body = ByteBuffer()
@@ -357,6 +399,54 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
         if now != date.second { date = (now, Timestamp.httpDate(secondsSinceEpoch: now)) }
         return date.text
     }
+}
+
+/// Writes a response whose body does not end by itself (``Response/isStream``: Server-Sent Events)
+/// as it is made, then closes the connection. Each piece is written and flushed before the next is
+/// made, so a client that reads slowly holds up its stream, never sessiond's memory; one that reads
+/// nothing for ``HTTPResponderHandler/streamWriteTimeout`` is closed.
+private struct StreamWriter: ResponseBodyWriter {
+    let handler: NIOLoopBound<(HTTPResponderHandler, ChannelHandlerContext)>
+    let loop: any EventLoop
+
+    /// The response read whole, or `nil` once it has been streamed. A stream's `HEAD` is its head alone.
+    func answer(_ response: Response, headOnly: Bool) async throws -> HTTPResponderHandler.Answer? {
+        guard response.isStream else { return try await HTTPResponderHandler.Answer(response) }
+        guard !headOnly else {
+            var answer = HTTPResponderHandler.Answer(status: response.status)
+            answer.headers = response.headers
+            return answer
+        }
+        await stream(response)
+        return nil
+    }
+
+    private func stream(_ response: Response) async {
+        let started = loop.submit {
+            let (handler, context) = handler.value
+            return handler.beginStream(response, context: context)
+        }
+        guard (try? await started.get()) == true else { return }
+        try? await response.body.write(self)
+        loop.execute {
+            let (handler, context) = handler.value
+            handler.endStream(context: context)
+        }
+    }
+
+    func write(_ buffer: ByteBuffer) async throws {
+        try await loop.flatSubmit {
+            let (handler, context) = handler.value
+            return handler.writeStreamPiece(buffer, context: context)
+        }.get()
+    }
+
+    func finish(_ trailingHeaders: HTTPFields?) async throws {}
+}
+
+extension Response {
+    /// A response whose body is written as it is made and ends the connection: Server-Sent Events.
+    var isStream: Bool { headers[.contentType] == "text/event-stream" }
 }
 
 /// Collects a response body in memory.

@@ -139,7 +139,7 @@ struct SessionController {
     @Sendable func revokeOthers(_ request: Request, context: Context) async throws -> Response {
         let session = try await store.read(try Self.token(request.headers), touch: false)
         guard let user = session.user else { return JSONResponse.revoked(0) }
-        return JSONResponse.revoked(try await store.revokeAll(ofUser: user, except: session.id))
+        return JSONResponse.revoked(try await store.revokeAll(ofUser: user, except: session.id, reason: .others))
     }
 
     // MARK: - Input

@@ -18,6 +18,10 @@ struct JSONWriter {
         buffer.writeBytes(value)
     }
 
+    mutating func raw(_ value: ByteBuffer) {
+        buffer.writeImmutableBuffer(value)
+    }
+
     mutating func string(_ text: String) {
         buffer.writeInteger(UInt8(ascii: "\""))
         if text.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {

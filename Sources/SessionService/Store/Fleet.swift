@@ -21,8 +21,15 @@ final class ActiveLayout: Sendable {
         active.flatMap { SessionLayout(rawValue: min($0, SessionLayout.newest.rawValue)) } ?? .perSessionSlot
     }
 
-    /// Where a session is looked for: the layout written first, then the other one.
-    var searchOrder: [SessionLayout] { writing == .bucketed ? Self.newestFirst : Self.oldestFirst }
+    /// Where a session is looked for: the layout written first, then the other keys (layouts 2
+    /// and 3 share theirs).
+    var searchOrder: [SessionLayout] {
+        switch writing {
+        case .swept: Self.sweptFirst
+        case .bucketed: Self.bucketedFirst
+        case .perSessionSlot: Self.perSessionSlotFirst
+        }
+    }
 
     /// Returns once the fleet's layout is known, or after `limit` (polled: it happens once, at start).
     func waitUntilHeard(within limit: Duration) async {
@@ -32,8 +39,9 @@ final class ActiveLayout: Sendable {
         }
     }
 
-    private static let newestFirst: [SessionLayout] = [.bucketed, .perSessionSlot]
-    private static let oldestFirst: [SessionLayout] = [.perSessionSlot, .bucketed]
+    private static let sweptFirst: [SessionLayout] = [.swept, .perSessionSlot]
+    private static let bucketedFirst: [SessionLayout] = [.bucketed, .perSessionSlot]
+    private static let perSessionSlotFirst: [SessionLayout] = [.perSessionSlot, .bucketed]
 }
 
 /// This instance's part in the fleet: it announces the layouts it supports every

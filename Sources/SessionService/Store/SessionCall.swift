@@ -49,8 +49,8 @@ enum SessionCall: Sendable {
     /// Gives the session `newSecretDigest`; the holder's token keeps working for `grace`.
     case rotate(SessionID, WriteID, Holder, newSecretDigest: [UInt8], grace: Duration, reauthenticated: Bool)
     /// Ends the session: for its token's holder, or for an administrator (`nil`: no token needed).
-    /// Its tombstone remembers `writeID` for `tombstoneRetention`.
-    case delete(SessionID, WriteID, Holder?, tombstoneRetention: Duration)
+    /// Its tombstone remembers `writeID` for `tombstoneRetention`; its event says `reason`.
+    case delete(SessionID, WriteID, Holder?, tombstoneRetention: Duration, reason: RevocationReason)
     /// Adds `id` to `user`'s index, which lives `lifetime` from now at least.
     case indexAdd(user: String, SessionID, lifetime: Duration)
 
@@ -89,16 +89,17 @@ enum SessionCall: Sendable {
     var session: SessionID? {
         switch self {
         case .create(let id, _, _, _, _, _, _, _), .touch(let id, _, _), .write(let id, _, _, _, _, _, _, _, _),
-            .rotate(let id, _, _, _, _, _), .delete(let id, _, _, _):
+            .rotate(let id, _, _, _, _, _), .delete(let id, _, _, _, _):
             id
         case .indexAdd:
             nil
         }
     }
 
-    /// The call's `KEYS` in `layout`: all in one hash slot. In layout 2 a session call's last key
-    /// is its bucket's deadline index.
-    func keys(_ keys: SessionKeys, layout: SessionLayout) -> [RedisArgument] {
+    /// The call's `KEYS` in `layout`: all in one hash slot. From layout 2 a session call's keys
+    /// end with its bucket's deadline index, and when it records events (`events`: the event
+    /// log's retention; `nil` for none) with the outbox its event goes to.
+    func keys(_ keys: SessionKeys, layout: SessionLayout, events: Duration? = nil) -> [RedisArgument] {
         guard let id = session else {
             guard case .indexAdd(let user, _, _) = self else { return [] }
             return [RedisArgument(keys.userIndex(user))]
@@ -106,17 +107,22 @@ enum SessionCall: Sendable {
         var names = [RedisArgument(keys.session(id, in: layout))]
         if case .delete = self { names.append(RedisArgument(keys.tombstone(id, in: layout))) }
         if let deadlines = keys.deadlines(id, in: layout) { names.append(RedisArgument(deadlines)) }
+        if events != nil { names.append(RedisArgument(keys.outbox(bucket: SessionKeys.bucket(of: id)))) }
         return names
     }
 
-    /// The call's full `ARGV` in `layout`: a session call's starts with the session's member in its
-    /// bucket's deadline index (its raw id in layout 2, empty in layout 1), then ``arguments``.
-    func arguments(in layout: SessionLayout) -> [RedisArgument] {
+    /// The call's full `ARGV` in `layout`: a session call's ``arguments``, then the session's member
+    /// in its bucket's deadline index (its raw id from layout 2, empty in layout 1) and the event
+    /// log's retention in ms (empty when it records no event).
+    func arguments(in layout: SessionLayout, events: Duration? = nil) -> [RedisArgument] {
         guard let id = session else { return arguments }
-        return [layout == .bucketed ? RedisArgument(bytes: id.bytes) : ""] + arguments
+        var all = arguments
+        all.append(layout.isBucketed ? RedisArgument(bytes: id.bytes) : "")
+        all.append(events.map { RedisArgument($0.milliseconds) } ?? "")
+        return all
     }
 
-    /// The call's own arguments, in the order the Lua reads them (after the deadline member).
+    /// The call's own arguments, in the order the Lua reads them (before the place arguments).
     var arguments: [RedisArgument] {
         switch self {
         case .create(_, let writeID, let user, let idle, let absolute, let digest, let device, let data):
@@ -137,10 +143,10 @@ enum SessionCall: Sendable {
                 writeID.argument, RedisArgument(bytes: holder.secretDigest), RedisArgument(bytes: newDigest),
                 RedisArgument(grace.milliseconds), reauthenticated ? "1" : "0", holder.onReuse.argument,
             ]
-        case .delete(_, let writeID, let holder, let retention):
+        case .delete(_, let writeID, let holder, let retention, let reason):
             return [
                 writeID.argument, RedisArgument(retention.milliseconds), RedisArgument(bytes: holder?.secretDigest ?? []),
-                (holder?.onReuse ?? .revoke).argument,
+                (holder?.onReuse ?? .revoke).argument, RedisArgument(reason.rawValue),
             ]
         case .indexAdd(_, let id, let lifetime):
             return [RedisArgument(id.hex), "", RedisArgument(lifetime.milliseconds)]
@@ -192,6 +198,22 @@ extension SessionCall.Slide {
         case .after(let interval): RedisArgument(interval.milliseconds)
         }
     }
+}
+
+/// Why a session was revoked: the `reason` of its `session.revoked` event.
+enum RevocationReason: String, Sendable {
+    /// `DELETE /v1/session`.
+    case logout
+    /// `DELETE /v1/sessions/{id}`.
+    case admin
+    /// `DELETE /v1/users/{user}/sessions`.
+    case user
+    /// `DELETE /v1/session/others`.
+    case others
+    /// A rotated-away token presented after its grace window, under the `revoke` policy.
+    case tokenReuse = "token_reuse"
+    /// A create past the per-user cap revoked the user's oldest session.
+    case evicted
 }
 
 extension TokenReusePolicy {

@@ -4,11 +4,15 @@ import RedisClient
 /// atomic on the server.
 ///
 /// Every function touches the keys of one hash slot only (a session's key, its tombstone and, in
-/// layout 2, its bucket's deadline index; or a user's index), so both storage layouts
-/// (``SessionLayout``) work unchanged on Redis Cluster. The session functions work in either layout:
-/// the caller passes the keys, and in layout 2 the deadline index as the last key and the session's
-/// member in it as the first argument, and every function that sets or ends a deadline keeps the
-/// index exact in the same call. Times come from Redis' own clock (`TIME`), never the caller's. No
+/// layouts 2 and 3, its bucket's deadline index and, with events, its bucket's outbox; or a user's
+/// index; or the event log), so every storage layout (``SessionLayout``) works unchanged on Redis
+/// Cluster. The session functions work in any layout: the caller passes the keys, and from layout
+/// 2 the deadline index after the call's own keys and the session's member in it as the
+/// second-to-last argument, and every function that sets or ends a deadline keeps the index exact in the same
+/// call. In layout 3 with events, the function that makes a lifecycle change (create, rotate, a
+/// delete, a revoking reuse, the sweeper's expiry) appends its event in the same call (see
+/// ``SessionEvents``), and a session's key outlives its deadline by a backstop until the sweeper
+/// ends it, so every function and every read checks the deadline. Times come from Redis' own clock (`TIME`), never the caller's. No
 /// function but `create` (and `import`, which moves a session between layouts) ever creates a
 /// session key, so no write, touch or rotation can bring back an expired or deleted session.
 ///
@@ -19,8 +23,10 @@ import RedisClient
 /// optional), `z` (the data's size as of a version: see ``SessionLimits``), and one field
 /// `.<name>` per data attribute holding its raw JSON. Three meta fields
 /// rather than ten keep a read's `HGETALL` short, and none is over 64 bytes, so the hash stays a
-/// compact listpack under Redis' default `hash-max-listpack-value`. The key's expiry is always min(last slide + idle, absolute) − 1 ms, so Redis itself never returns a session
-/// at or past its deadline and a read needs no script: it is one plain `HGETALL`
+/// compact listpack under Redis' default `hash-max-listpack-value`. Without events the key's expiry
+/// is always min(last slide + idle, absolute) − 1 ms, so Redis itself never returns a session at or
+/// past its deadline; with events it is that deadline plus a backstop and sessiond checks the
+/// deadline itself. Either way a read needs no script: it is one plain `HGETALL`
 /// (see ``SessionStore/read(_:touch:maxAuthAge:)``). A function that makes or changes a session
 /// returns only whether it found one; sessiond reads the result with `HGETALL` right after the
 /// `FCALL` in one `MULTI` block (``RedisClient/fcall(_:keys:arguments:then:idempotent:durable:)``),
@@ -46,8 +52,10 @@ enum SessionFunctions {
     /// versions can share one Redis without replacing each other's functions: Redis keeps function
     /// names unique across libraries, and each instance loads and calls only its own. Version 4
     /// added the storage layouts and the fleet's functions; its instances announce themselves
-    /// (``FleetRegistry/firstAnnouncingProtocol``).
-    static let protocolVersion = 4
+    /// (``FleetRegistry/firstAnnouncingProtocol``). Version 5 added the event outbox, the sweeper,
+    /// the leases and the event log's functions; a session function's deadline member and the
+    /// event log's retention are its last two arguments.
+    static let protocolVersion = 5
     /// `sessiond_v<version>_`: the prefix of every function name of this version.
     static let functionPrefix = "sessiond_v\(protocolVersion)_"
 
@@ -63,21 +71,43 @@ enum SessionFunctions {
             return math.min(meta.l + meta.i, meta.a)
         end
 
-        -- Redis returns a key while its clock is at or before the key's expiry time, so the key
-        -- expires 1 ms before the session's deadline: at the deadline itself a plain read already
-        -- finds nothing.
-        local function expire_at(key, meta)
-            redis.call('PEXPIREAT', key, expiry(meta) - 1)
+        -- Where a session function acts besides the call's own keys, taken off the ends of ARGV
+        -- and KEYS first (popping is cheaper than shifting), so that the rest reads the same in
+        -- every layout:
+        -- the second-to-last argument, the session's member in its bucket's deadline index (a
+        -- sorted set of raw session ids scored by their deadline in whole seconds, rounded up): ''
+        -- in layout 1, which has no index; otherwise the index's key follows the call's own keys.
+        -- The last argument, the event log's retention in ms: '' when the call records no event
+        -- (layouts 1 and 2, or events off); otherwise the outbox the call appends its event to (its
+        -- bucket's, or on a single server the event log itself) is the last key.
+        local function place_of(keys, args)
+            local retention = table.remove(args)
+            local member = table.remove(args)
+            local place = {}
+            if retention ~= '' then
+                place.outbox = table.remove(keys)
+                place.retention = tonumber(retention)
+            end
+            if member ~= '' then
+                place.member = member
+                place.deadlines = table.remove(keys)
+            end
+            return place
         end
 
-        -- Layout 2 keeps a deadline index in each session's bucket (a sorted set of raw session
-        -- ids scored by their deadline in whole seconds, rounded up), the last of KEYS; the
-        -- session's member is ARGV[1], '' in layout 1, which has no index. Every session function
-        -- takes that argument off first, so the rest of ARGV reads the same in both layouts.
-        local function deadline_member(args)
-            local member = table.remove(args, 1)
-            if member == '' then return nil end
-            return member
+        -- When the key goes. Without events, 1 ms before the session's deadline (Redis returns a
+        -- key while its clock is at or before the key's expiry time, so at the deadline a plain
+        -- read already finds nothing). With events, BACKSTOP_MS after it: the sweeper ends the
+        -- session (and records session.expired, with its user and which deadline ended it) from
+        -- the deadline index first, and the TTL only collects what no sweeper reached (sessiond
+        -- checks the deadline on every read and in every function meanwhile).
+        local BACKSTOP_MS = \#(EventSettings.backstop.milliseconds)
+        local function expire_at(key, meta, place)
+            if place.outbox then
+                redis.call('PEXPIREAT', key, expiry(meta) + BACKSTOP_MS)
+            else
+                redis.call('PEXPIREAT', key, expiry(meta) - 1)
+            end
         end
 
         local function deadline_score(meta)
@@ -85,13 +115,30 @@ enum SessionFunctions {
         end
 
         -- The key's expiry (KEYS[1]) and its index entry, always together.
-        local function set_deadline(keys, member, meta)
-            expire_at(keys[1], meta)
-            if member then redis.call('ZADD', keys[#keys], deadline_score(meta), member) end
+        local function set_deadline(keys, place, meta)
+            expire_at(keys[1], meta, place)
+            if place.member then redis.call('ZADD', place.deadlines, deadline_score(meta), place.member) end
         end
 
-        local function unindex(keys, member)
-            if member then redis.call('ZREM', keys[#keys], member) end
+        local function unindex(place)
+            if place.member then redis.call('ZREM', place.deadlines, place.member) end
+        end
+
+        -- Whether a session whose key exists has passed its deadline (with events the key outlives
+        -- it until the sweeper comes: see expire_at). In layout 1 the key never outlives it.
+        local function past_deadline(meta, place, now)
+            return place.member ~= nil and expiry(meta) <= now
+        end
+
+        -- A lifecycle event, appended to the outbox in the call that makes the change (nothing
+        -- when the call records none). Every entry has the same five fields, so that a stream node
+        -- stores their names once: 't' the type ('c' created, 'r' rotated, 'v' revoked, 'e'
+        -- expired), 's' the raw session id, 'u' the user ('' none), 'r' the reason ('' none), 'a'
+        -- when it happened (ms). Events older than the retention are trimmed as it goes.
+        local function record(place, now, kind, user, reason, at)
+            if not place.outbox then return end
+            redis.call('XADD', place.outbox, 'MINID', '~', now - place.retention, '*',
+                't', kind, 's', place.member, 'u', user or '', 'r', reason or '', 'a', at or now)
         end
 
         -- HSET / HDEL in slices: Lua's unpack cannot spread thousands of arguments at once.
@@ -252,11 +299,12 @@ enum SessionFunctions {
         -- The previous token after its grace window: somebody kept a token that should be dead.
         -- Under the 'revoke' policy the session ends here, in the call that saw the reuse.
         -- Returns the reply {'reused', 1 when revoked else 0, user or ''}.
-        local function token_reused(keys, member, policy)
+        local function token_reused(keys, place, policy)
             if policy ~= 'revoke' then return {'reused', 0, ''} end
             local user = redis.call('HGET', keys[1], 'u') or ''
             redis.call('DEL', keys[1])
-            unindex(keys, member)
+            unindex(place)
+            record(place, now_ms(), 'v', user, 'token_reuse')
             return {'reused', 1, user}
         end
 
@@ -270,7 +318,7 @@ enum SessionFunctions {
         -- KEYS: session. ARGV: write id, user ('' for none), idle ms, absolute ms, secret digest,
         -- device JSON ('' for none), then name, raw JSON pairs. Returns 1 (also for a repeat).
         redis.register_function('\#(functionPrefix)create', function(keys, args)
-            local member = deadline_member(args)
+            local place = place_of(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             if #args[5] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
@@ -299,10 +347,13 @@ enum SessionFunctions {
             fields[#fields + 1] = 'z'
             fields[#fields + 1] = struct.pack(SIZE, meta.v, bytes, (#args - 6) / 2)
             in_slices('HSET', keys[1], fields, 200)
-            set_deadline(keys, member, meta)
-            -- Until the expiry sweeper (the events issue) takes over, a create also clears its
-            -- bucket's index of deadlines that have passed: those sessions' keys are gone.
-            if member then redis.call('ZREMRANGEBYSCORE', keys[#keys], '-inf', math.floor(now / 1000)) end
+            set_deadline(keys, place, meta)
+            record(place, now, 'c', args[2], '', now)
+            -- Without events no sweeper reads the deadline index, so a create clears its bucket's
+            -- index of deadlines that have passed: those sessions' keys are gone.
+            if place.member and not place.outbox then
+                redis.call('ZREMRANGEBYSCORE', place.deadlines, '-inf', math.floor(now / 1000))
+            end
             return 1
         end)
 
@@ -318,17 +369,18 @@ enum SessionFunctions {
         -- 'revoke' or 'reject' (what a reused token does). Slides the idle deadline when that much
         -- has passed. Returns 1, nil when the session is gone or the token is not its own.
         redis.register_function('\#(functionPrefix)touch', function(keys, args)
-            local member = deadline_member(args)
+            local place = place_of(keys, args)
             local meta = read_meta(keys[1])
             if not meta then return nil end
             local now = now_ms()
+            if past_deadline(meta, place, now) then return nil end
             local state = token_state(args[2], meta, now)
             if not state then return nil end
-            if state == 'reused' then return token_reused(keys, member, args[3]) end
+            if state == 'reused' then return token_reused(keys, place, args[3]) end
             if slides(args[1], meta, now) then
                 meta.l = now
                 redis.call('HSET', keys[1], 'm', packed_times(meta))
-                set_deadline(keys, member, meta)
+                set_deadline(keys, place, meta)
             end
             return 1
         end)
@@ -344,16 +396,22 @@ enum SessionFunctions {
         -- session is gone or the token is not its own. As for a read, the estimate only decides whether to ask Redis' clock (TIME and its
         -- conversion cost a fifth of a write): when it says a slide may be due, Redis' clock decides.
         redis.register_function('\#(functionPrefix)write', function(keys, args)
-            local member = deadline_member(args)
+            local place = place_of(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local key = keys[1]
             local found = redis.call('HMGET', key, 'm', 'k', 'w', 'z')
             if not found[1] then return nil end
             local meta = unpack_meta(found[1], found[2], found[3])
+            -- Past its deadline but not yet swept: gone. The estimate of Redis' clock spares the
+            -- TIME call while the deadline is more than a second away.
+            if place.member and (args[6] == '' or tonumber(args[6]) + 1000 >= expiry(meta))
+                and past_deadline(meta, place, now_ms()) then
+                return nil
+            end
             local state = token_state(args[2], meta)
             if not state then return nil end
-            if state == 'reused' then return token_reused(keys, member, args[7]) end
+            if state == 'reused' then return token_reused(keys, place, args[7]) end
             if has_write(meta.w, args[1]) then return 1 end
             if args[3] ~= '' and not version_matches(args[3], meta.v) then
                 return {'version_mismatch', meta.v}
@@ -400,28 +458,33 @@ enum SessionFunctions {
             end
             in_slices('HDEL', key, removals, 400)
             in_slices('HSET', key, updates, 200)
-            if slide then set_deadline(keys, member, meta) end
+            if slide then set_deadline(keys, place, meta) end
             return 1
         end)
 
         -- KEYS: session, its tombstone. ARGV: write id, tombstone retention ms, secret digest (''
         -- for an administrator, who needs no token), 'revoke' or 'reject' (what a reused token
-        -- does). Deletes the session. Returns {1, user or ''} when it existed (or this very delete
-        -- already removed it), nil when there was nothing of the token's to delete, or the reuse
-        -- reply when the token was the previous one after its grace window.
+        -- does), why it ends (the session.revoked event's reason). Deletes the session. Returns
+        -- {1, user or ''} when it existed (or this very delete already removed it), nil when there
+        -- was nothing of the token's to delete (a session past its deadline is the sweeper's to
+        -- end, as expired), or the reuse reply when the token was the previous one after its grace
+        -- window.
         redis.register_function('\#(functionPrefix)delete', function(keys, args)
-            local member = deadline_member(args)
+            local place = place_of(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             local found = redis.call('HMGET', keys[1], 'u', 'm', 'k')
+            local now = place.member and found[2] and now_ms()
+            if now and past_deadline(unpack_meta(found[2], found[3]), place, now) then found = {} end
             if found[2] and args[3] ~= '' then
-                local state = token_state(args[3], unpack_meta(found[2], found[3]))
+                local state = token_state(args[3], unpack_meta(found[2], found[3]), now)
                 if not state then return nil end
-                if state == 'reused' then return token_reused(keys, member, args[4]) end
+                if state == 'reused' then return token_reused(keys, place, args[4]) end
             end
             local user = found[1] or ''
-            if redis.call('DEL', keys[1]) == 1 then
-                unindex(keys, member)
+            if found[2] and redis.call('DEL', keys[1]) == 1 then
+                unindex(place)
+                record(place, now or now_ms(), 'v', user, args[5])
                 redis.call('HSET', keys[2], 'w', args[1], 'u', user)
                 redis.call('PEXPIRE', keys[2], args[2])
                 return {1, user}
@@ -438,7 +501,7 @@ enum SessionFunctions {
         -- current token may rotate: the previous one inside its window gets {'superseded'}.
         -- Returns 1, nil when the session is gone.
         redis.register_function('\#(functionPrefix)rotate', function(keys, args)
-            local member = deadline_member(args)
+            local place = place_of(keys, args)
             local invalid = check_write_id(args[1])
             if invalid then return invalid end
             if #args[3] ~= DIGEST_BYTES then return redis.error_reply('ERR sessiond: a secret digest is 16 bytes') end
@@ -448,9 +511,10 @@ enum SessionFunctions {
             -- A repeat: this write made the current secret.
             if has_write(meta.w, args[1]) and same_digest(args[3], meta.s) then return 1 end
             local now = now_ms()
+            if past_deadline(meta, place, now) then return nil end
             local state = token_state(args[2], meta, now)
             if not state then return nil end
-            if state == 'reused' then return token_reused(keys, member, args[6]) end
+            if state == 'reused' then return token_reused(keys, place, args[6]) end
             if state == 'grace' then return {'superseded'} end
             meta.p = meta.s
             meta.s = args[3]
@@ -459,7 +523,8 @@ enum SessionFunctions {
             meta.w = remember_write(meta.w, args[1])
             if args[5] == '1' then meta.t = now end
             redis.call('HSET', key, 'm', packed_times(meta), 'k', packed_digests(meta), 'w', meta.w)
-            set_deadline(keys, member, meta)
+            set_deadline(keys, place, meta)
+            record(place, now, 'r', redis.call('HGET', key, 'u'), '', now)
             return 1
         end)
 
@@ -487,14 +552,15 @@ enum SessionFunctions {
             return found[1] .. found[2] .. (found[3] or '')
         end
 
-        -- KEYS: the session's layout-2 key, its bucket's deadline index. ARGV: the session's raw id
-        -- (the index member), the fingerprint of the copy this one replaces ('' for none), then
-        -- the old key's fields and values (HGETALL). Writes the copy, with the session's expiry
+        -- KEYS: the session's bucketed key, its bucket's deadline index (and with events its
+        -- outbox, for the backstop expiry; moving records no event). ARGV: the fingerprint of the
+        -- copy this one replaces ('' for none), the old key's fields and values (HGETALL), then the
+        -- place arguments (see place_of). Writes the copy, with the session's expiry
         -- and its index entry, unless the session has ended by now or the new key already holds
         -- another copy than the one named (a copy another instance made, or a write on it since).
         -- Returns 1 when it wrote the copy, 0 when it left the new key as it was.
         redis.register_function('\#(functionPrefix)import', function(keys, args)
-            local member = deadline_member(args)
+            local place = place_of(keys, args)
             local replaces = table.remove(args, 1)
             local existing = fingerprint(keys[1])
             if existing and existing ~= replaces then return 0 end
@@ -509,7 +575,7 @@ enum SessionFunctions {
             if expiry(meta) <= now_ms() then return 0 end
             redis.call('DEL', keys[1])
             in_slices('HSET', keys[1], args, 200)
-            set_deadline(keys, member, meta)
+            set_deadline(keys, place, meta)
             return 1
         end)
 
@@ -527,6 +593,132 @@ enum SessionFunctions {
             redis.call('DEL', keys[1])
             return 'moved'
         end)
+
+        -- Expiry (layout 3 with events): the sweeper ends sessions past their deadline from the
+        -- deadline index, each with its session.expired event, before their key's backstop TTL.
+        local function hex(bytes)
+            return (string.gsub(bytes, '.', function(c) return string.format('%02x', string.byte(c)) end))
+        end
+
+        -- KEYS: deadline indexes of buckets, then the outbox their events go to (one bucket and
+        -- its own outbox on a cluster; on a single server any number, and the event log).
+        -- ARGV: the event log's retention ms, the most sessions to end, then each bucket's session
+        -- key prefix ('<prefix>{b<n>}:s:'). Ends each session whose deadline has passed (checked
+        -- again on the session itself), oldest deadline first, and records session.expired at its
+        -- deadline with the user and the deadline that ended it ('idle' or 'absolute'). A session
+        -- whose key is gone after its backstop TTL (no sweeper ran for that long) is recorded
+        -- without them. Returns {sessions ended, how long the oldest of them was overdue
+        -- (ms), 1 when more are overdue, the outbox's length when it is one bucket's own}.
+        redis.register_function('\#(functionPrefix)sweep', function(keys, args)
+            local now = now_ms()
+            local place = {outbox = keys[#keys], retention = tonumber(args[1])}
+            local left = tonumber(args[2])
+            local ended, overdue, more = 0, 0, 0
+            for bucket = 1, #keys - 1 do
+                local due = redis.call('ZRANGEBYSCORE', keys[bucket], '-inf', math.floor(now / 1000),
+                    'WITHSCORES', 'LIMIT', 0, left + 1)
+                for position = 1, #due, 2 do
+                    if left == 0 then
+                        more = 1
+                        break
+                    end
+                    local member = due[position]
+                    place.member = member
+                    overdue = math.max(overdue, now - tonumber(due[position + 1]) * 1000)
+                    local key = args[2 + bucket] .. hex(member)
+                    local found = redis.call('HMGET', key, 'm', 'k', 'w', 'u')
+                    if not found[1] then
+                        -- Gone before its backstop: a layout-2 session (its key expired exactly at
+                        -- its deadline, and it had no session.created either); nothing to record.
+                        redis.call('ZREM', keys[bucket], member)
+                        local deadline = tonumber(due[position + 1]) * 1000
+                        if now - deadline >= BACKSTOP_MS - 1000 then
+                            record(place, now, 'e', '', '', deadline)
+                            ended, left = ended + 1, left - 1
+                        end
+                    else
+                        local meta = unpack_meta(found[1], found[2], found[3])
+                        if expiry(meta) <= now then
+                            redis.call('DEL', key)
+                            redis.call('ZREM', keys[bucket], member)
+                            local reason = 'idle'
+                            if meta.a <= meta.l + meta.i then reason = 'absolute' end
+                            record(place, now, 'e', found[4], reason, expiry(meta))
+                            ended, left = ended + 1, left - 1
+                        else
+                            -- The index is kept exact with every slide; this repairs one that is not.
+                            redis.call('ZADD', keys[bucket], deadline_score(meta), member)
+                        end
+                    end
+                end
+            end
+            -- On a cluster the outbox is the bucket's own: how many events wait there to be relayed.
+            local waiting = 0
+            if #keys == 2 then waiting = redis.call('XLEN', keys[2]) end
+            return {ended, overdue, more, waiting}
+        end)
+
+        -- KEYS: a lease. ARGV: the instance asking, the lease's lifetime ms. Takes the lease when
+        -- nobody holds it, or extends it when the instance already does. Returns 1 when the
+        -- instance holds it now, 0 when another does.
+        redis.register_function('\#(functionPrefix)lease', function(keys, args)
+            local holder = redis.call('GET', keys[1])
+            if holder and holder ~= args[1] then return 0 end
+            redis.call('SET', keys[1], args[1], 'PX', args[2])
+            return 1
+        end)
+
+        -- On a cluster each bucket records its events in its own outbox (the change's hash slot);
+        -- the relay moves them, in order, into the one event log consumers read.
+        -- KEYS: the event log. ARGV: retention ms, the bucket, then per event its outbox entry id
+        -- and its five fields' values (t s u r a). Appends each, with 'o' '<bucket>-<entry id>' (the
+        -- event's id, the same however often it is relayed). Returns the number appended.
+        redis.register_function('\#(functionPrefix)log_append', function(keys, args)
+            local now = now_ms()
+            local appended = 0
+            for first = 3, #args, 6 do
+                redis.call('XADD', keys[1], 'MINID', '~', now - tonumber(args[1]), '*',
+                    't', args[first + 1], 's', args[first + 2], 'u', args[first + 3], 'r', args[first + 4],
+                    'a', args[first + 5], 'o', args[2] .. '-' .. args[first])
+                appended = appended + 1
+            end
+            return appended
+        end)
+
+        -- KEYS: the event log. ARGV: the cursor to read after ('' from the oldest event kept), the
+        -- most events to return. Returns {'expired'} when events after the cursor have been
+        -- trimmed, else {'events', next cursor, entries (XRANGE shape)}; the next cursor is the
+        -- last entry's id, or the cursor given (without one: the log's last id, '0-0' when empty)
+        -- when nothing is new.
+        redis.register_function{function_name = '\#(functionPrefix)events_read', flags = {'no-writes'},
+            callback = function(keys, args)
+            local log, after, count = keys[1], args[1], tonumber(args[2])
+            if after == '' then
+                local entries = redis.call('XRANGE', log, '-', '+', 'COUNT', count)
+                if #entries > 0 then return {'events', entries[#entries][1], entries} end
+                if redis.call('EXISTS', log) == 0 then return {'events', '0-0', entries} end
+                local info = redis.call('XINFO', 'STREAM', log)
+                for position = 1, #info, 2 do
+                    if info[position] == 'last-generated-id' then return {'events', info[position + 1], entries} end
+                end
+                return {'events', '0-0', entries}
+            end
+            local entries = redis.call('XRANGE', log, '(' .. after, '+', 'COUNT', count)
+            -- Trimmed past the cursor: the log has lost entries and its first one is after the
+            -- cursor (the log loses entries only from its head, by retention).
+            local first = redis.call('XRANGE', log, '-', '+', 'COUNT', 1)[1]
+            if first and redis.call('XRANGE', log, after, after)[1] == nil then
+                local info = redis.call('XINFO', 'STREAM', log)
+                local added, length = 0, 0
+                for position = 1, #info, 2 do
+                    if info[position] == 'entries-added' then added = info[position + 1] end
+                    if info[position] == 'length' then length = info[position + 1] end
+                end
+                if added > length and #entries > 0 and entries[1][1] == first[1] then return {'expired'} end
+            end
+            if #entries == 0 then return {'events', after, entries} end
+            return {'events', entries[#entries][1], entries}
+        end}
 
         -- The fleet: one hash per key prefix that every instance of every version shares, so its
         -- format never changes: 'active' (the layout sessions are written in), 'legacy' ('1' while

@@ -7,10 +7,14 @@
 /// the user in both. The prefix never holds `{` or `}`, so it never becomes the tag.
 struct SessionKeys: Sendable {
     let prefix: String
+    /// Where a change's event is appended: on a Redis Cluster its bucket's own outbox (the
+    /// change's hash slot), relayed into the event log; on one server the event log itself.
+    let outboxPerBucket: Bool
 
     /// - Precondition: `prefix` passed ``isValidPrefix(_:)``.
-    init(prefix: String) {
+    init(prefix: String, outboxPerBucket: Bool = false) {
         self.prefix = prefix
+        self.outboxPerBucket = outboxPerBucket
     }
 
     /// How many buckets layout 2 spreads sessions over. Fixed for the layout's life: a session's
@@ -25,29 +29,31 @@ struct SessionKeys: Sendable {
 
     /// A session's hash.
     func session(_ id: SessionID, in layout: SessionLayout) -> String {
-        switch layout {
-        case .perSessionSlot: "\(prefix)s:{\(id.hex)}"
-        case .bucketed: "\(prefix){b\(Self.bucket(of: id))}:s:\(id.hex)"
-        }
+        layout.isBucketed ? sessionPrefix(bucket: Self.bucket(of: id)) + id.hex : "\(prefix)s:{\(id.hex)}"
     }
 
     /// What a delete leaves behind for a while, so that repeating it answers as its first
     /// application did (see ``SessionFunctions``).
     func tombstone(_ id: SessionID, in layout: SessionLayout) -> String {
-        switch layout {
-        case .perSessionSlot: "\(prefix)t:{\(id.hex)}"
-        case .bucketed: "\(prefix){b\(Self.bucket(of: id))}:t:\(id.hex)"
-        }
+        layout.isBucketed ? "\(prefix){b\(Self.bucket(of: id))}:t:\(id.hex)" : "\(prefix)t:{\(id.hex)}"
     }
 
-    /// Layout 2's deadline index of the session's bucket: raw session ids scored by deadline
-    /// (seconds, rounded up). `nil` in layout 1, which has none.
+    /// The deadline index of the session's bucket: raw session ids scored by deadline (seconds,
+    /// rounded up). `nil` in layout 1, which has none.
     func deadlines(_ id: SessionID, in layout: SessionLayout) -> String? {
-        switch layout {
-        case .perSessionSlot: nil
-        case .bucketed: "\(prefix){b\(Self.bucket(of: id))}:d"
-        }
+        layout.isBucketed ? deadlines(bucket: Self.bucket(of: id)) : nil
     }
+
+    func deadlines(bucket: Int) -> String { "\(prefix){b\(bucket)}:d" }
+    /// What a bucket's session keys start with (the sweeper adds the id).
+    func sessionPrefix(bucket: Int) -> String { "\(prefix){b\(bucket)}:s:" }
+
+    /// The stream consumers read (``SessionEvents``): one, in its own slot.
+    var eventLog: String { "\(prefix){e}:log" }
+    /// Where the events of changes in `bucket` are appended (see ``outboxPerBucket``).
+    func outbox(bucket: Int) -> String { outboxPerBucket ? "\(prefix){b\(bucket)}:o" : eventLog }
+    /// The lease on one part of the buckets for the sweeper (``EventSweeper``).
+    func sweepLease(part: Int) -> String { "\(prefix)lease:sweep:\(part)" }
 
     /// A user's index (the same in both layouts: session ids, in the user's own slot).
     func userIndex(_ user: String) -> String { "\(prefix)u:{\(user)}" }

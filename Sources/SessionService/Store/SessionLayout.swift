@@ -9,13 +9,22 @@ enum SessionLayout: Int, Sendable, Comparable, CaseIterable {
     /// so that a session, its tombstone and its bucket's deadline index (and event stream) share a
     /// slot and one function call can change them together.
     case bucketed = 2
+    /// Layout 2's keys, with lifecycle events (``SessionEvents``): a session's key outlives its
+    /// deadline by a backstop (``EventSettings/backstop``) so that the expiry sweeper, not Redis,
+    /// ends it and records `session.expired` with its user and the deadline that ended it, and
+    /// every read checks the deadline itself. Older versions would serve such a session past its
+    /// deadline, so the fleet moves to it only once every live instance supports it.
+    case swept = 3
 
     /// The newest layout this build writes.
-    static let newest = SessionLayout.bucketed
+    static let newest = SessionLayout.swept
     /// The layouts this build reads and writes.
     static let supported = SessionLayout.perSessionSlot.rawValue...SessionLayout.newest.rawValue
 
     static func < (lhs: SessionLayout, rhs: SessionLayout) -> Bool { lhs.rawValue < rhs.rawValue }
+
+    /// Sessions tagged by bucket, with a deadline index (layouts 2 and 3 share their keys).
+    var isBucketed: Bool { self != .perSessionSlot }
 }
 
 /// The fleet's agreement on the storage layout, after CockroachDB's cluster version: each instance

@@ -37,6 +37,8 @@ struct SessionStore: Sendable {
         var limits: SessionLimits
         /// Where every key lives.
         var keys: SessionKeys
+        /// How long lifecycle events are kept; zero: no events (see ``SessionEvents``).
+        var eventRetention: Duration = .zero
     }
 
     let redis: RedisClient
@@ -45,13 +47,19 @@ struct SessionStore: Sendable {
     let clock: RedisClock
     /// The layout new sessions are written in, as the fleet last agreed.
     let layout: ActiveLayout
+    /// Lifecycle events, when they are on: told of every event a call recorded.
+    let events: SessionEvents?
     /// `sessiond_token_reuse_total{action}`.
     private let reuses: Counter
     private var keys: SessionKeys { settings.keys }
 
-    init(redis: RedisClient, settings: Settings, layout: ActiveLayout, logger: Logger, metricsFactory: any MetricsFactory) {
+    init(
+        redis: RedisClient, settings: Settings, layout: ActiveLayout, events: SessionEvents? = nil, logger: Logger,
+        metricsFactory: any MetricsFactory
+    ) {
         self.redis = redis
         self.layout = layout
+        self.events = events
         self.settings = settings
         self.logger = logger
         self.clock = RedisClock(redis: redis)
@@ -126,6 +134,8 @@ struct SessionStore: Sendable {
             let reply = try await send(["HGETALL", RedisArgument(keys.session(id, in: place))])
             guard let fields = reply.array, !fields.isEmpty else { continue }
             let session = try Session(id: id, fields: reply)
+            // In layout 3 a key outlives its session until the sweeper ends it (``SessionEvents``).
+            if place == .swept, try await withSessionStoreErrors({ try await clock.now() }) >= session.expiresAt { continue }
             if place < layout.writing { await migrate(id, copy: reply) }
             return session
         }
@@ -164,17 +174,18 @@ struct SessionStore: Sendable {
     /// Ends the session of `token` (idempotent; a token that is none of the session's ends
     /// nothing); its index entry is removed after it.
     func delete(_ token: SessionToken) async throws(SessionStoreError) {
-        _ = try await delete(token.id, holder: holder(of: token))
+        _ = try await delete(token.id, holder: holder(of: token), reason: .logout)
     }
 
-    /// Ends a session by id, for an administrator (idempotent). Returns whether it existed.
+    /// Ends a session by id, for an administrator (idempotent), or (`reason` `.evicted`) past the
+    /// per-user cap. Returns whether it existed.
     @discardableResult
-    func delete(_ id: SessionID) async throws(SessionStoreError) -> Bool {
-        try await delete(id, holder: nil)
+    func delete(_ id: SessionID, reason: RevocationReason = .admin) async throws(SessionStoreError) -> Bool {
+        try await delete(id, holder: nil, reason: reason)
     }
 
-    private func delete(_ id: SessionID, holder: SessionCall.Holder?, writeID: WriteID = WriteID()) async throws(SessionStoreError) -> Bool {
-        switch try await endEverywhere(.delete(id, writeID, holder, tombstoneRetention: settings.tombstoneRetention)) {
+    private func delete(_ id: SessionID, holder: SessionCall.Holder?, reason: RevocationReason) async throws(SessionStoreError) -> Bool {
+        switch try await endEverywhere(.delete(id, WriteID(), holder, tombstoneRetention: settings.tombstoneRetention, reason: reason)) {
         case .deleted(let user):
             try await removeFromIndex(id, user: user)
             return true
@@ -287,7 +298,8 @@ struct SessionStore: Sendable {
 
     /// Revokes every session of the user but `kept`; returns how many were live. Only the ids
     /// revoked are removed from the index, so a session created concurrently stays indexed.
-    func revokeAll(ofUser user: String, except kept: SessionID? = nil) async throws(SessionStoreError) -> Int {
+    /// - Parameter reason: `.user` for an administrator, `.others` for the holder of `kept`.
+    func revokeAll(ofUser user: String, except kept: SessionID? = nil, reason: RevocationReason = .user) async throws(SessionStoreError) -> Int {
         let indexKey = keys.userIndex(user)
         let ids = try await indexedIDs(indexKey).filter { $0 != kept?.hex }
         let writeID = WriteID()
@@ -296,7 +308,9 @@ struct SessionStore: Sendable {
                 for id in ids {
                     group.addTask {
                         guard let sessionID = SessionID(parsing: id) else { return 0 }
-                        let outcome = try await endEverywhere(.delete(sessionID, writeID, nil, tombstoneRetention: settings.tombstoneRetention))
+                        let outcome = try await endEverywhere(
+                            .delete(sessionID, writeID, nil, tombstoneRetention: settings.tombstoneRetention, reason: reason)
+                        )
                         return if case .deleted = outcome { 1 } else { 0 }
                     }
                 }
@@ -315,7 +329,7 @@ struct SessionStore: Sendable {
         let excess = live.count - settings.maxSessionsPerUser
         guard excess > 0 else { return }
         for session in live.filter({ $0.id != newest }).prefix(excess) {
-            try await delete(session.id)
+            try await delete(session.id, reason: .evicted)
             logger.info("revoked the oldest session: the user is at the per-user cap", metadata: ["session": "\(session.id)"])
         }
     }
@@ -350,10 +364,17 @@ struct SessionStore: Sendable {
         for _ in 0..<3 {
             guard let fingerprint = Self.fingerprint(copy) else { return }
             do {
+                // In layout 3 with events the outbox is passed only so that the copy gets the
+                // backstop expiry; moving a session records no event.
+                let target = layout.writing
+                let events = recordsEvents(in: target)
+                var importKeys = [RedisArgument(keys.session(id, in: target)), RedisArgument(keys.deadlines(id, in: target)!)]
+                if events != nil { importKeys.append(RedisArgument(keys.outbox(bucket: SessionKeys.bucket(of: id)))) }
                 let imported = try await redis.fcall(
                     SessionFunctions.functionPrefix + "import",
-                    keys: [RedisArgument(keys.session(id, in: .bucketed)), RedisArgument(keys.deadlines(id, in: .bucketed)!)],
-                    arguments: [RedisArgument(bytes: id.bytes), RedisArgument(bytes: replaces)] + (copy.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } },
+                    keys: importKeys,
+                    arguments: [RedisArgument(bytes: replaces)] + (copy.array ?? []).compactMap { $0.bytes.map { RedisArgument(bytes: $0) } }
+                        + [RedisArgument(bytes: id.bytes), events.map { RedisArgument($0.milliseconds) } ?? ""],
                     options: SessionCall.options
                 )
                 let dropped = try await redis.fcall(
@@ -365,7 +386,12 @@ struct SessionStore: Sendable {
                 case "moved":
                     return
                 case "deleted":
-                    _ = try await call(.delete(id, WriteID(), nil, tombstoneRetention: settings.tombstoneRetention), in: .bucketed)
+                    // The session ended in layout 1 (no event there); its copy goes without one too.
+                    let removal = SessionCall.delete(id, WriteID(), nil, tombstoneRetention: settings.tombstoneRetention, reason: .admin)
+                    _ = try await redis.fcall(
+                        removal.function, keys: removal.keys(keys, layout: target), arguments: removal.arguments(in: target),
+                        options: SessionCall.options
+                    )
                     return
                 default:
                     // Written in layout 1 since the copy: copy again over this copy, never over another.
@@ -428,10 +454,21 @@ struct SessionStore: Sendable {
     /// Calls one session function, with the policy every session call follows (``SessionCall/options``).
     /// (`place`: the layout of the session's keys; the user index is the same in both.)
     private func call(_ call: SessionCall, in place: SessionLayout = .newest) async throws(SessionStoreError) -> SessionCall.Outcome {
+        let events = recordsEvents(in: place)
         let reply = try await withSessionStoreErrors {
-            try await redis.fcall(call.function, keys: call.keys(keys, layout: place), arguments: call.arguments(in: place), options: SessionCall.options)
+            try await redis.fcall(
+                call.function, keys: call.keys(keys, layout: place, events: events), arguments: call.arguments(in: place, events: events),
+                options: SessionCall.options
+            )
         }
-        return try call.decode(reply)
+        let outcome = try call.decode(reply)
+        if events != nil { self.events?.recorded(by: call, outcome: outcome) }
+        return outcome
+    }
+
+    /// The event log's retention when a call in `place` records events: in layout 3 with events on.
+    private func recordsEvents(in place: SessionLayout) -> Duration? {
+        events != nil && place == .swept ? settings.eventRetention : nil
     }
 
     /// Calls a function on one session in `place` and reads the session it leaves, in one `MULTI`
@@ -442,13 +479,15 @@ struct SessionStore: Sendable {
     ) async throws(SessionStoreError) -> (outcome: SessionCall.Outcome, session: Session?, fields: RESPValue) {
         guard let id = call.session else { throw .corrupt("\(call.function) acts on no session") }
         let key = RedisArgument(keys.session(id, in: place))
+        let events = recordsEvents(in: place)
         let (result, fields) = try await withSessionStoreErrors {
             try await redis.fcall(
-                call.function, keys: call.keys(keys, layout: place), arguments: call.arguments(in: place), then: ["HGETALL", key],
-                options: SessionCall.options
+                call.function, keys: call.keys(keys, layout: place, events: events), arguments: call.arguments(in: place, events: events),
+                then: ["HGETALL", key], options: SessionCall.options
             )
         }
         let outcome = try call.decode(result)
+        if events != nil { self.events?.recorded(by: call, outcome: outcome) }
         guard outcome == .done else { return (outcome, nil, fields) }
         return (outcome, try Session(id: id, fields: fields), fields)
     }

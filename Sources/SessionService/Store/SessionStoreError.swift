@@ -23,6 +23,9 @@ enum SessionStoreError: Error, Sendable {
     case notDurable(RedisClientError)
     /// Redis could not be reached or did not answer in time; the operation may be retried.
     case unavailable(RedisClientError)
+    /// Events after the cursor given have been trimmed (older than the retention): the consumer
+    /// must resynchronise and read again without a cursor.
+    case cursorExpired
     /// Redis refused a command or answered something sessiond did not write: a bug, or foreign data
     /// under its keys. Not worth retrying.
     case corrupt(String)
