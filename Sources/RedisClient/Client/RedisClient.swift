@@ -241,6 +241,25 @@ extension RedisClient {
         return [try await topology.connection(forSlot: nil).send(command)]
     }
 
+    /// Sends work that spans many hash slots (a sweep over every bucket of an index) once per
+    /// server instead of once per slot: in Cluster mode each primary gets the command `command`
+    /// makes from the positions in `slots` of the slots it serves, by the client's slot map; in
+    /// the other modes the one server gets every position. A Function called this way declares no
+    /// keys and needs the `allow-cross-slot-keys` flag; a slot that moved since the map was made is
+    /// not local where it is sent (the Function tells). Sent once each, without retries: for upkeep
+    /// that the next round repeats. One outcome per server asked, with the positions it was given.
+    public func sendPerPrimary(
+        slots: [Int], _ command: ([Int]) -> [RedisArgument]
+    ) async throws -> [(positions: [Int], reply: Result<RESPValue, any Error>)] {
+        if let cluster { return try await cluster.sendPerPrimary(slots: slots, command) }
+        let positions = Array(slots.indices)
+        do {
+            return [(positions, .success(try await topology.connection(forSlot: nil).send(command(positions))))]
+        } catch {
+            return [(positions, .failure(error))]
+        }
+    }
+
     /// Loads (or replaces) every library the client was given, on the server (in Cluster mode, on
     /// every primary).
     public func loadFunctionLibraries() async throws {

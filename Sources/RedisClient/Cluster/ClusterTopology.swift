@@ -200,6 +200,33 @@ final class ClusterTopology: RedisTopology {
         return replies
     }
 
+    /// Groups `slots` by the primary the map has serving each (slots no primary serves are left
+    /// out), and sends each such primary once the command `command` makes from the positions in
+    /// `slots` of its own; the primaries are asked at once. Each outcome comes apart, so one
+    /// unreachable shard fails only its own part.
+    func sendPerPrimary(
+        slots: [Int], _ command: ([Int]) -> [RedisArgument]
+    ) async throws -> [(positions: [Int], reply: Result<RESPValue, any Error>)] {
+        let map = try await currentMap()
+        var groups: [RedisEndpoint: [Int]] = [:]
+        for (position, slot) in slots.enumerated() {
+            if let primary = map.primary(forSlot: slot) { groups[primary, default: []].append(position) }
+        }
+        let requests = groups.map { (endpoint: $0.key, positions: $0.value, command: command($0.value)) }
+        return await withTaskGroup(of: (positions: [Int], reply: Result<RESPValue, any Error>).self) { group in
+            for request in requests {
+                group.addTask {
+                    do {
+                        return (request.positions, .success(try await self.connection(to: request.endpoint).send(request.command)))
+                    } catch {
+                        return (request.positions, .failure(error))
+                    }
+                }
+            }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+    }
+
     /// The map, waiting (within the failover deadline) for the first one.
     private func currentMap() async throws -> ClusterSlotMap {
         let deadline = ContinuousClock.now + configuration.failoverTimeout

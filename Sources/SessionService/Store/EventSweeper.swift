@@ -10,9 +10,13 @@ import ServiceLifecycle
 /// The 1,024 buckets are split into ``parts`` parts; an instance sweeps a part only while it holds
 /// the part's lease (a key with a ``leaseLifetime`` TTL that its holder renews on every pass), so
 /// exactly one instance sweeps a part at a time and any instance takes over within a lease's
-/// lifetime when its holder dies. A pass runs every ``interval``: with deadlines kept in whole
-/// seconds, a session's `session.expired` is recorded about 1–2 s after its deadline, and within
-/// about 4 s when the instance sweeping it has just died.
+/// lifetime when its holder dies (at once when it stops: it gives its leases up).
+///
+/// A pass runs every ``interval`` and costs a few calls however many buckets there are: one for
+/// all the leases (they share a slot), one `due` probe per Redis server (on a cluster, each
+/// primary about its own buckets), and sweep calls only where a deadline has passed. With
+/// deadlines indexed in whole seconds, a session's `session.expired` is recorded about 1–1.5 s
+/// after its deadline, and within about 3.5 s when the instance sweeping it has just died.
 struct EventSweeper: Service {
     static let parts = 16
     static let interval = Duration.milliseconds(500)
@@ -21,6 +25,10 @@ struct EventSweeper: Service {
     static let batch = 500
     /// The most outbox entries one relay call moves.
     static let relayBatch = 200
+    /// On a cluster, every this many passes the outboxes of the parts held are checked for events
+    /// an instance that died left unrelayed (the instance that records an event relays it at once);
+    /// and the part-0 holder trims the log by age as often (appends trim it too; an idle log is not).
+    static let upkeepPasses = 10
 
     let events: SessionEvents
     let layout: ActiveLayout
@@ -30,6 +38,8 @@ struct EventSweeper: Service {
     private let batches: Counter
     private let leaseChanges: Counter
     private let overdueGauge: Gauge
+    /// Every bucket's hash slot (for ``RedisClient/sendPerPrimary(slots:_:)``).
+    private let slots: [Int]
 
     init(events: SessionEvents, layout: ActiveLayout, instance: String, logger: Logger, metricsFactory: any MetricsFactory) {
         self.events = events
@@ -39,6 +49,7 @@ struct EventSweeper: Service {
         batches = Counter(label: "sessiond_sweeper_batches_total", factory: metricsFactory)
         leaseChanges = Counter(label: "sessiond_sweeper_lease_changes_total", factory: metricsFactory)
         overdueGauge = Gauge(label: "sessiond_expiry_overdue_seconds", factory: metricsFactory)
+        slots = (0..<SessionKeys.bucketCount).map { HashSlot.of(events.keys.deadlines(bucket: $0).utf8) }
     }
 
     private var redis: RedisClient { events.redis }
@@ -51,80 +62,56 @@ struct EventSweeper: Service {
             var passes = 0
             while !Task.isShuttingDownGracefully, !Task.isCancelled {
                 if layout.writing == .swept {
-                    held = await pass(holding: held, checkingOutboxes: passes % Self.outboxCheckPasses == 0)
+                    held = await pass(holding: held, upkeep: passes % Self.upkeepPasses == 0)
                     passes += 1
                 }
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.interval) }
             }
+            if !held.isEmpty { _ = try? await leases(lifetime: .zero) }
             group.cancelAll()
         }
     }
 
-    /// On a cluster, every this many passes the outboxes of the parts held are checked for events
-    /// an instance that died left unrelayed (the instance that records an event relays it at once).
-    static let outboxCheckPasses = 10
-
-    /// One pass: renews or takes each part's lease, sweeps the parts held, and (holding part 0)
-    /// trims the log by age, which appends also do but an idle log would not get.
-    private func pass(holding before: Set<Int>, checkingOutboxes: Bool) async -> Set<Int> {
-        var held = Set<Int>()
-        var overdue: Int64 = 0
-        // Redis' clock, for a cluster's cheap look at which buckets have anything due (each sweep
-        // call decides by its own shard's clock).
-        let now = try? await redis.send(["TIME"], options: .idempotent).array?.first?.string.flatMap { Int64($0) }
-        // On one server the parts' 16 calls go at once (pipelined), so that a pass takes about one
-        // round trip however loaded the machine: its length adds to how late an expiry is
-        // recorded. On a cluster a part is already 64 concurrent probes; the parts go one by one.
-        let concurrentParts = keys.outboxPerBucket ? 1 : Self.parts
-        var outcomes: [(part: Int, held: Bool, overdue: Int64)] = []
-        for first in stride(from: 0, to: Self.parts, by: concurrentParts) {
-            outcomes += await sweepParts(first..<min(first + concurrentParts, Self.parts), now: now, checkingOutboxes: checkingOutboxes)
-        }
-        for outcome in outcomes where outcome.held {
-            held.insert(outcome.part)
-            overdue = max(overdue, outcome.overdue)
+    /// One pass: renews or takes the leases, asks which held buckets have a deadline that has
+    /// passed (and, on upkeep passes, which outboxes hold events), sweeps those, and (holding part
+    /// 0, on upkeep passes) trims the log by age.
+    private func pass(holding before: Set<Int>, upkeep: Bool) async -> Set<Int> {
+        let held: Set<Int>
+        do {
+            held = try await leases(lifetime: Self.leaseLifetime)
+        } catch {
+            logger.warning("the expiry sweeper could not renew its leases; trying again", metadata: ["error": "\(error)"])
+            return []
         }
         if held != before {
             leaseChanges.increment(by: held.symmetricDifference(before).count)
             logger.info("the expiry sweeper's leases changed", metadata: ["parts_held": "\(held.sorted())"])
         }
-        if !held.isEmpty { overdueGauge.record(Double(overdue) / 1000) }
-        if held.contains(0), let now {
-            do {
-                _ = try await redis.send(
-                    ["XTRIM", RedisArgument(keys.eventLog), "MINID", "~", RedisArgument(now * 1000 - events.retention.milliseconds)],
-                    options: .idempotent
-                )
-            } catch {
-                logger.warning("could not trim the event log", metadata: ["error": "\(error)"])
-            }
+        guard !held.isEmpty else { return held }
+        let buckets = held.sorted().flatMap { Self.buckets(of: $0) }
+        var overdue: Int64 = 0
+        do {
+            let (due, waiting) = try await probe(buckets, outboxes: upkeep && keys.outboxPerBucket)
+            for bucket in waiting { events.relayNeeded(bucket: bucket) }
+            overdue = try await sweep(due)
+        } catch {
+            logger.warning("the expiry sweeper could not sweep the deadline index; trying again", metadata: ["error": "\(error)"])
         }
+        overdueGauge.record(Double(overdue) / 1000)
+        if upkeep, held.contains(0) { await trimLog() }
         return held
     }
 
-    /// Renews or takes the leases of `parts` at once and sweeps those held: (part, held, overdue ms).
-    private func sweepParts(_ parts: Range<Int>, now: Int64?, checkingOutboxes: Bool) async -> [(part: Int, held: Bool, overdue: Int64)] {
-        await withTaskGroup(of: (part: Int, held: Bool, overdue: Int64).self) { group in
-            for part in parts {
-                group.addTask {
-                    do {
-                        let lease = try await redis.fcall(
-                            SessionFunctions.functionPrefix + "lease", keys: [RedisArgument(keys.sweepLease(part: part))],
-                            arguments: [RedisArgument(instance), RedisArgument(Self.leaseLifetime.milliseconds)], options: .idempotent
-                        )
-                        guard lease == .integer(1) else { return (part, false, 0) }
-                        return (part, true, try await sweep(part: part, nowSeconds: now ?? 0, checkingOutboxes: checkingOutboxes))
-                    } catch {
-                        logger.warning(
-                            "the expiry sweeper could not sweep a part of the deadline index; trying again",
-                            metadata: ["part": "\(part)", "error": "\(error)"]
-                        )
-                        return (part, false, 0)
-                    }
-                }
-            }
-            return await group.reduce(into: []) { $0.append($1) }
+    /// Takes or renews (a `lifetime` of zero: gives up) every part's lease: the parts held after.
+    private func leases(lifetime: Duration) async throws -> Set<Int> {
+        let reply = try await redis.fcall(
+            SessionFunctions.functionPrefix + "lease", keys: (0..<Self.parts).map { RedisArgument(keys.sweepLease(part: $0)) },
+            arguments: [RedisArgument(instance), RedisArgument(lifetime.milliseconds)], options: .idempotent
+        )
+        guard let flags = reply.array, flags.count == Self.parts else {
+            throw RedisClientError(code: .protocolError, message: "lease answered \(reply)")
         }
+        return Set(flags.indices.filter { flags[$0] == .integer(1) })
     }
 
     /// The buckets of `part`.
@@ -133,28 +120,42 @@ struct EventSweeper: Service {
         return part * size..<(part + 1) * size
     }
 
-    /// Sweeps one part; returns how overdue (ms) the most overdue session it ended was. On one
-    /// server a call sweeps the whole part. On a cluster each bucket is its own slot: a plain
-    /// `ZRANGEBYSCORE … LIMIT 0 1` (a fraction of a function call's cost) asks which buckets have
-    /// anything due by `nowSeconds`, and only those are swept.
-    private func sweep(part: Int, nowSeconds: Int64, checkingOutboxes: Bool) async throws -> Int64 {
-        let buckets = Self.buckets(of: part)
-        guard keys.outboxPerBucket else { return try await sweep(buckets: Array(buckets)) }
+    /// Which of `buckets` have a deadline that has passed, and (with `outboxes`) which hold events
+    /// in their outbox: one `due` call per Redis server, each judging by its own clock. A server
+    /// that did not answer has its buckets swept anyway (the sweep call finds where they live).
+    private func probe(_ buckets: [Int], outboxes: Bool) async throws -> (due: [Int], waiting: [Int]) {
+        let answers = try await redis.sendPerPrimary(slots: buckets.map { slots[$0] }) { positions in
+            var command: [RedisArgument] = ["FCALL", RedisArgument(SessionFunctions.functionPrefix + "due"), "0", RedisArgument(positions.count)]
+            command += positions.map { RedisArgument(keys.deadlines(bucket: buckets[$0])) }
+            if outboxes { command += positions.map { RedisArgument(keys.outbox(bucket: buckets[$0])) } }
+            return command
+        }
+        var due: [Int] = []
+        var waiting: [Int] = []
+        for answer in answers {
+            switch answer.reply {
+            case .success(let reply):
+                guard let lists = reply.array, lists.count == 2 else {
+                    throw RedisClientError(code: .protocolError, message: "due answered \(reply)")
+                }
+                due += (lists[0].array ?? []).compactMap { $0.integer.map { buckets[answer.positions[Int($0) - 1]] } }
+                waiting += (lists[1].array ?? []).compactMap { $0.integer.map { buckets[answer.positions[Int($0) - 1]] } }
+            case .failure(let error):
+                logger.debug("a Redis server did not answer which buckets are due", metadata: ["error": "\(error)"])
+                due += answer.positions.map { buckets[$0] }
+            }
+        }
+        return (due, waiting)
+    }
+
+    /// Sweeps `buckets`: returns how overdue (ms) the most overdue session it ended was. On one
+    /// server one call sweeps them all; on a cluster each bucket is its own slot and call, at once.
+    private func sweep(_ buckets: [Int]) async throws -> Int64 {
+        guard !buckets.isEmpty else { return 0 }
+        guard keys.outboxPerBucket else { return try await sweep(buckets: buckets) }
         return try await withThrowingTaskGroup(of: Int64.self) { group in
             for bucket in buckets {
-                group.addTask {
-                    if checkingOutboxes,
-                        (try await redis.send(["XLEN", RedisArgument(keys.outbox(bucket: bucket))], options: .idempotent).integer ?? 0) > 0
-                    {
-                        events.relayNeeded(bucket: bucket)
-                    }
-                    let due = try await redis.send(
-                        ["ZRANGEBYSCORE", RedisArgument(keys.deadlines(bucket: bucket)), "-inf", RedisArgument(nowSeconds), "LIMIT", "0", "1"],
-                        options: .idempotent
-                    )
-                    guard nowSeconds == 0 || !(due.array ?? []).isEmpty else { return 0 }
-                    return try await sweep(buckets: [bucket])
-                }
+                group.addTask { try await sweep(buckets: [bucket]) }
             }
             return try await group.reduce(0, max)
         }
@@ -183,6 +184,19 @@ struct EventSweeper: Service {
             }
             if keys.outboxPerBucket, waiting > 0 { events.relayNeeded(bucket: buckets[0]) }
             if more == 0 { return overdue }
+        }
+    }
+
+    /// Trims the event log to the retention by Redis' clock.
+    private func trimLog() async {
+        do {
+            guard let now = try await redis.send(["TIME"], options: .idempotent).array?.first?.string.flatMap({ Int64($0) }) else { return }
+            _ = try await redis.send(
+                ["XTRIM", RedisArgument(keys.eventLog), "MINID", "~", RedisArgument(now * 1000 - events.retention.milliseconds)],
+                options: .idempotent
+            )
+        } catch {
+            logger.warning("could not trim the event log", metadata: ["error": "\(error)"])
         }
     }
 

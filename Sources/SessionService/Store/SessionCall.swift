@@ -39,8 +39,8 @@ enum SessionCall: Sendable {
     /// Checks `holder`'s token and slides the idle deadline as `slide` says.
     case touch(SessionID, Holder, slide: Slide)
     /// Sets or replaces attributes if `ifMatch` holds; slides when `slide` says, asking Redis' clock
-    /// only when `clockEstimate` (sessiond's estimate of it, in ms) says a slide may be due (`nil`:
-    /// ask in any case).
+    /// only when `clockEstimate` (the latest it can be by sessiond's estimate, in ms) says a slide or
+    /// the deadline may be due (`nil`: ask in any case).
     /// A write that would leave the session over `limits` (and larger than it was) writes nothing.
     case write(
         SessionID, WriteID, Holder, ifMatch: IfMatch?, mode: WriteMode, slide: Slide, clockEstimate: Int64?,

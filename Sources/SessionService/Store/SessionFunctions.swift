@@ -387,7 +387,7 @@ enum SessionFunctions {
 
         -- KEYS: session. ARGV: write id, secret digest, If-Match condition ('' for none, '*', or
         -- versions joined by ','), 'patch' or 'replace', minimum ms since the last slide before
-        -- this write slides the idle deadline too ('' never), sessiond's estimate of Redis' clock (ms; '' to
+        -- this write slides the idle deadline too ('' never), the latest Redis' clock can be by sessiond's estimate (ms; '' to
         -- ask Redis' clock in any case), 'revoke' or 'reject' (what a reused token does), the most
         -- data bytes and attributes a session may hold, then name, raw JSON pairs. In 'patch' a raw
         -- 'null' deletes the attribute; 'replace' first removes every attribute. A write that would
@@ -658,14 +658,44 @@ enum SessionFunctions {
             return {ended, overdue, more, waiting}
         end)
 
-        -- KEYS: a lease. ARGV: the instance asking, the lease's lifetime ms. Takes the lease when
-        -- nobody holds it, or extends it when the instance already does. Returns 1 when the
-        -- instance holds it now, 0 when another does.
+        -- KEYS: none: it reads keys of many slots, those of the buckets this server serves, which
+        -- sessiond names (on a cluster it asks each primary about its own buckets; a bucket whose
+        -- slot moved away since is answered as due, so that the sweep goes where it lives now).
+        -- ARGV: how many deadline indexes follow, those indexes, then outboxes whose length to
+        -- report. Returns {positions (1-based, among the indexes) of the indexes holding a
+        -- deadline that has passed, positions (among the outboxes) of those holding events}.
+        redis.register_function{function_name = '\#(functionPrefix)due', flags = {'no-writes', 'allow-cross-slot-keys'},
+            callback = function(keys, args)
+            local now = math.floor(now_ms() / 1000)
+            local count = tonumber(args[1])
+            local due, waiting = {}, {}
+            for position = 1, count do
+                local found = redis.pcall('ZRANGEBYSCORE', args[1 + position], '-inf', now, 'LIMIT', 0, 1)
+                if found.err or #found > 0 then due[#due + 1] = position end
+            end
+            for position = 1, #args - 1 - count do
+                local length = redis.pcall('XLEN', args[1 + count + position])
+                if type(length) ~= 'number' or length > 0 then waiting[#waiting + 1] = position end
+            end
+            return {due, waiting}
+        end}
+
+        -- KEYS: the sweeper's leases (one slot). ARGV: the instance asking, the leases' lifetime ms
+        -- (0 gives up those it holds). Takes each lease nobody holds and extends each the instance
+        -- holds. Returns per lease 1 when the instance holds it now, 0 when another does.
         redis.register_function('\#(functionPrefix)lease', function(keys, args)
-            local holder = redis.call('GET', keys[1])
-            if holder and holder ~= args[1] then return 0 end
-            redis.call('SET', keys[1], args[1], 'PX', args[2])
-            return 1
+            local held = {}
+            for position, key in ipairs(keys) do
+                local holder = redis.call('GET', key)
+                held[position] = 0
+                if args[2] == '0' then
+                    if holder == args[1] then redis.call('DEL', key) end
+                elseif not holder or holder == args[1] then
+                    redis.call('SET', key, args[1], 'PX', args[2])
+                    held[position] = 1
+                end
+            end
+            return held
         end)
 
         -- On a cluster each bucket records its events in its own outbox (the change's hash slot);

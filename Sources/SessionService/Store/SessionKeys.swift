@@ -52,8 +52,9 @@ struct SessionKeys: Sendable {
     var eventLog: String { "\(prefix){e}:log" }
     /// Where the events of changes in `bucket` are appended (see ``outboxPerBucket``).
     func outbox(bucket: Int) -> String { outboxPerBucket ? "\(prefix){b\(bucket)}:o" : eventLog }
-    /// The lease on one part of the buckets for the sweeper (``EventSweeper``).
-    func sweepLease(part: Int) -> String { "\(prefix)lease:sweep:\(part)" }
+    /// The lease on one part of the buckets for the sweeper (``EventSweeper``); all in the event
+    /// log's slot, so that one call renews them all.
+    func sweepLease(part: Int) -> String { "\(prefix){e}:lease:\(part)" }
 
     /// A user's index (the same in both layouts: session ids, in the user's own slot).
     func userIndex(_ user: String) -> String { "\(prefix)u:{\(user)}" }

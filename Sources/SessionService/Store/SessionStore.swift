@@ -118,11 +118,10 @@ struct SessionStore: Sendable {
         case .none: throw .notFound
         }
         guard touch || maxAuthAge != nil else { return session }
-        let now = try await withSessionStoreErrors { try await clock.now() }
-        if let maxAuthAge, now - session.authenticatedAt > maxAuthAge {
+        if let maxAuthAge, try await withSessionStoreErrors({ try await clock.hasPassed(session.authenticatedAt + maxAuthAge + 1) }) {
             throw .reauthenticationRequired(authenticatedAt: session.authenticatedAt)
         }
-        guard touch, now - session.lastSeenAt >= interval.milliseconds else { return session }
+        guard touch, try await withSessionStoreErrors({ try await clock.now() }) - session.lastSeenAt >= interval.milliseconds else { return session }
         return try await self.touch(token, slide: .after(interval))
     }
 
@@ -135,7 +134,7 @@ struct SessionStore: Sendable {
             guard let fields = reply.array, !fields.isEmpty else { continue }
             let session = try Session(id: id, fields: reply)
             // In layout 3 a key outlives its session until the sweeper ends it (``SessionEvents``).
-            if place == .swept, try await withSessionStoreErrors({ try await clock.now() }) >= session.expiresAt { continue }
+            if place == .swept, try await withSessionStoreErrors({ try await clock.hasPassed(session.expiresAt) }) { continue }
             if place < layout.writing { await migrate(id, copy: reply) }
             return session
         }
@@ -161,8 +160,10 @@ struct SessionStore: Sendable {
     private func write(_ token: SessionToken, mode: SessionCall.WriteMode, attributes: [Session.Attribute], ifMatch: IfMatch?) async throws(SessionStoreError) -> Session {
         try settings.limits.checkNames(attributes)
         let interval = settings.touchInterval
-        // With an interval of 0 every write slides: no estimate, Redis' clock in any case.
-        let estimate = interval == .zero ? nil : try await withSessionStoreErrors { try await clock.now() }
+        // With an interval of 0 every write slides: no estimate, Redis' clock in any case. Otherwise
+        // the latest Redis' clock can be, so that the function asks its clock whenever a slide or the
+        // deadline may be due by it.
+        let estimate = interval == .zero ? nil : try await withSessionStoreErrors { try await clock.range().latest }
         return try await tokenCall(
             .write(token.id, WriteID(), holder(of: token), ifMatch: ifMatch, mode: mode, slide: .after(interval), clockEstimate: estimate,
                 limits: settings.limits, attributes: attributes
