@@ -51,7 +51,7 @@ import Testing
         }
         // Only what runs the fleet: its announcements and the sweeper's leases; no session, no event.
         let keys = try await inspector.send("KEYS", "*").array?.compactMap(\.string) ?? []
-        #expect(keys.filter { $0 != "sd:fleet" && !$0.hasPrefix("sd:{e}:lease:") } == [], "\(keys)")
+        #expect(keys.filter { $0 != "sd:fleet" && $0 != "sd:readyz" && !$0.hasPrefix("sd:{e}:lease:") } == [], "\(keys)")
         #expect(try await service.request("POST", "/v1/sessions", json: "{\"device\":{\"label\":\"\(String(repeating: "é", count: 128))\"}}").status == 201, "characters, not bytes")
         await inspector.shutdown()
         await service.stop()

@@ -71,7 +71,24 @@ final class TestService: Sendable {
             task.cancel()
             throw TestServerError("sessiond did not start listening within 10 s")
         }
-        return TestService(port: port, task: task, backend: backend)
+        let service = TestService(port: port, task: task, backend: backend)
+        await service.awaitFleetLayout()
+        return service
+    }
+
+    /// Until the instance has heard the fleet's storage layout (it starts serving after
+    /// `redisTimeout` even when it has not, writing layout 1 meanwhile; a loaded machine can take
+    /// that long to answer its first announcement), so that tests see a fresh Redis in the newest
+    /// layout. Stops waiting when /readyz gives any other answer (Redis down, say): that is the
+    /// test's to judge.
+    private func awaitFleetLayout() async {
+        let deadline = ContinuousClock.now + .seconds(20)
+        while ContinuousClock.now < deadline {
+            guard let ready = try? await request("GET", "/readyz"), ready.status == 503,
+                ready.text.contains("has not yet learned the fleet's storage layout")
+            else { return }
+            try? await Task.sleep(for: .milliseconds(50))  // polling, with the deadline above
+        }
     }
 
     func stop() async {
