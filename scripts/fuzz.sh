@@ -43,30 +43,39 @@ redis_pid=$started_pid
 wait_for_redis "$redis_port"
 export FUZZ_REDIS_URL=redis://127.0.0.1:$redis_port
 
-for name in json headers http; do
-    corpus=$out/corpus-$name findings=$out/findings-$name
+# One fuzzer: FUZZ_SECONDS of fuzzing, then its stats (and for the HTTP path, the leak re-run).
+fuzz_one() {
+    local name=$1
+    local corpus=$out/corpus-$name findings=$out/findings-$name
     mkdir -p "$corpus" "$findings"
     # The HTTP path answers each input through tasks that finish after libFuzzer's callback, so
     # its per-input leak check would run on nearly every input (30 inputs a second instead of 300):
     # it is fuzzed without, and every input it kept is then run again once with leak checks.
-    leaks=1
+    local leaks=1
     [[ $name == http ]] && leaks=0
-    echo "fuzzing $name for ${seconds} s"
     if ! "$out/$name" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -detect_leaks=$leaks -print_final_stats=1 \
         -artifact_prefix="$findings/" "$corpus" "Fuzz/corpus/$name" >"$out/$name.log" 2>&1; then
         tail -40 "$out/$name.log" >&2
         echo "the $name fuzzer found an input that fails; it is in $findings/" >&2
-        exit 1
+        return 1
     fi
-    grep -E '^stat::number_of_executed_units|^Done' "$out/$name.log" | tr '\n' ' '
-    echo
+    echo "$name: $(grep -E '^stat::number_of_executed_units|^Done' "$out/$name.log" | tr '\n' ' ')"
     if ((leaks == 0)); then
         if ! "$out/$name" -runs=0 -timeout=5 -detect_leaks=1 -artifact_prefix="$findings/" "$corpus" "Fuzz/corpus/$name" \
             >"$out/$name-leaks.log" 2>&1; then
             tail -40 "$out/$name-leaks.log" >&2
             echo "an input the $name fuzzer kept leaks; it is in $findings/" >&2
-            exit 1
+            return 1
         fi
         echo "  the $(find "$corpus" -type f | wc -l) inputs it kept, run again with leak checks: none leaks"
     fi
-done
+}
+
+# The two parsers' fuzzers are single-threaded: they run side by side, one per core; the HTTP
+# path (sessiond's event loops and a Redis) runs alone after them.
+echo "fuzzing json and headers side by side, then http, for ${seconds} s each"
+fuzz_one json &
+json_pid=$!
+fuzz_one headers || { wait "$json_pid"; exit 1; }
+wait "$json_pid"
+fuzz_one http
