@@ -18,7 +18,7 @@ and the index member as the first argument; 5 events: the outbox as the last key
 member and the event log's retention as the last two arguments; run with events on, as sessiond's
 default).
 """
-import re, socket, statistics, struct, subprocess, sys, tempfile, time
+import hashlib, re, socket, statistics, struct, subprocess, sys, tempfile, time
 
 SOURCE = "Sources/SessionService/Store/SessionFunctions.swift"
 
@@ -69,12 +69,12 @@ def count_replies(data):
 class Server:
     """One revision's library and a session it writes. With `beside`, in that Server's redis-server
     (its own session, in another bucket), so that both revisions' calls run in one process."""
-    def __init__(self, lua, version, beside=None, session="00112233445566778899aabbccddeeff"):
+    def __init__(self, lua, version, beside=None, seed="old"):
         self.process = None
         if beside:
             self.port = beside.port
             self.socket = socket.create_connection(("127.0.0.1", self.port))
-            self._setup(lua, version, session)
+            self._setup(lua, version, seed)
             return
         probe = socket.socket()
         probe.bind(("127.0.0.1", 0))
@@ -91,29 +91,34 @@ class Server:
             except OSError:
                 if time.time() > deadline: raise
                 time.sleep(0.05)
-        self._setup(lua, version, session)
+        self._setup(lua, version, seed)
 
-    def _setup(self, lua, version, session):
+    # Writes and reads go round 1,000 sessions: one hash's place in memory alone moved a write's
+    # cost by up to 2 µs between otherwise identical sessions.
+    SESSIONS = 1000
+
+    def _setup(self, lua, version, seed):
         self.version = version
-        self.place = []  # protocol 5: the place arguments come last
-        if int(version) >= 5:
-            self.key = "sd:{b%d}:s:%s" % (int(session[:4], 16) % 1024, session)
-            self.keys = ["3", self.key, "sd:{b%d}:d" % (int(session[:4], 16) % 1024), "sd:{e}:log"]
-            self.place = [bytes.fromhex(session), "86400000"]
-        elif int(version) >= 4:
-            self.key = "sd:{b%d}:s:%s" % (int(session[:4], 16) % 1024, session)
-            self.keys = ["2", self.key, "sd:{b%d}:d" % (int(session[:4], 16) % 1024), bytes.fromhex(session)]
-        else:
-            self.key = "sd:s:{%s}" % session
-            self.keys = ["1", self.key]
         self.digest = b"\xaa" * 16
         self.writes = 0
         loaded = self.call("FUNCTION", "LOAD", lua)
         assert not loaded.startswith(b"-") or b"already exists" in loaded, loaded
-        prefix = f"sessiond_v{version}_"
-        reply = self.call("FCALL", prefix + "create", *self.keys, b"\xff" * 8, "", "1800000", "86400000", self.digest, "",
-                          "a", '"x"', "b", '"y"', "c", '"z"', *self.place)
-        assert reply.startswith(b":1"), reply
+        self.sessions = []  # (its key, the write's KEYS with their count, the place arguments)
+        for index in range(self.SESSIONS):
+            session = hashlib.md5(f"{seed}-{index}".encode()).hexdigest()
+            bucket = int(session[:4], 16) % 1024
+            key = "sd:s:{%s}" % session
+            keys, place = ["1", key], []  # protocol 5: the place arguments come last
+            if int(version) >= 5:
+                key = "sd:{b%d}:s:%s" % (bucket, session)
+                keys, place = ["3", key, "sd:{b%d}:d" % bucket, "sd:{e}:log"], [bytes.fromhex(session), "86400000"]
+            elif int(version) >= 4:
+                key = "sd:{b%d}:s:%s" % (bucket, session)
+                keys = ["2", key, "sd:{b%d}:d" % bucket, bytes.fromhex(session)]
+            reply = self.call("FCALL", f"sessiond_v{version}_create", *keys, b"\xff" * 8, "", "1800000", "86400000", self.digest, "",
+                              "a", '"x"', "b", '"y"', "c", '"z"', *place)
+            assert reply.startswith(b":1"), reply
+            self.sessions.append((key, keys, place))
 
     def call(self, *args):
         self.socket.sendall(command(*args))
@@ -131,11 +136,12 @@ class Server:
         batch = []
         for _ in range(count):
             self.writes += 1
-            args = ["FCALL", f"sessiond_v{self.version}_write", *self.keys, struct.pack(">Q", self.writes), self.digest, "",
+            _, keys, place = self.sessions[self.writes % len(self.sessions)]
+            args = ["FCALL", f"sessiond_v{self.version}_write", *keys, struct.pack(">Q", self.writes), self.digest, "",
                     "patch", "60000", "0", "revoke"]
             if self.version != "2":
                 args += ["262144", "256"]
-            batch.append(command(*(args + ["cart", value] + self.place)))
+            batch.append(command(*(args + ["cart", value] + place)))
             if len(batch) == 100:
                 self.flush(batch)
                 batch = []
@@ -146,7 +152,7 @@ class Server:
         """CPU µs per read (HGETALL of the session, as a GET sends it) over `count` reads, pipelined 100 at a time."""
         before = self.cpu()
         for start in range(0, count, 100):
-            self.flush([command("HGETALL", self.key)] * min(100, count - start))
+            self.flush([command("HGETALL", self.sessions[(start + index) % len(self.sessions)][0]) for index in range(min(100, count - start))])
         return (self.cpu() - before) / count * 1e6
 
     def flush(self, batch):
@@ -170,7 +176,7 @@ def main():
     # versions, or the very same code): two processes differ by more than what is measured (an
     # A/A run of two processes gave up to ±2 µs per write, one process ±0.3).
     shared = old_version != new_version or old_lua == new_lua
-    new = Server(new_lua, new_version, beside=old if shared else None, session="ffeeddccbbaa99887766554433221100")
+    new = Server(new_lua, new_version, beside=old if shared else None, seed="new")
     print(f"both revisions' calls in {'one redis-server' if shared else 'two redis-servers (the same protocol version, other code)'}")
     try:
         old.write(5000), new.write(5000), old.read(5000), new.read(5000)  # warm-up
