@@ -67,7 +67,9 @@ struct EventSweeper: Service {
                 }
                 try? await cancelWhenGracefulShutdown { try await Task.sleep(for: Self.interval) }
             }
-            if !held.isEmpty { _ = try? await leases(lifetime: .zero) }
+            // A graceful stop hands the parts over at once; a cancelled (or killed) instance's
+            // leases lapse after their lifetime.
+            if !held.isEmpty, !Task.isCancelled { _ = try? await leases(lifetime: .zero) }
             group.cancelAll()
         }
     }
@@ -121,8 +123,9 @@ struct EventSweeper: Service {
     }
 
     /// Which of `buckets` have a deadline that has passed, and (with `outboxes`) which hold events
-    /// in their outbox: one `due` call per Redis server, each judging by its own clock. A server
-    /// that did not answer has its buckets swept anyway (the sweep call finds where they live).
+    /// in their outbox: one `due` call per Redis server, each judging by its own clock. A bucket
+    /// whose slot moved since the client's map was made is answered as due (the sweep call finds
+    /// where it lives); a server that did not answer (one failing over) is asked again next pass.
     private func probe(_ buckets: [Int], outboxes: Bool) async throws -> (due: [Int], waiting: [Int]) {
         let answers = try await redis.sendPerPrimary(slots: buckets.map { slots[$0] }) { positions in
             var command: [RedisArgument] = ["FCALL", RedisArgument(SessionFunctions.functionPrefix + "due"), "0", RedisArgument(positions.count)]
@@ -142,7 +145,6 @@ struct EventSweeper: Service {
                 waiting += (lists[1].array ?? []).compactMap { $0.integer.map { buckets[answer.positions[Int($0) - 1]] } }
             case .failure(let error):
                 logger.debug("a Redis server did not answer which buckets are due", metadata: ["error": "\(error)"])
-                due += answer.positions.map { buckets[$0] }
             }
         }
         return (due, waiting)
