@@ -252,6 +252,35 @@ import Testing
         await service.stop()
     }
 
+    /// An instance serves only what the log holds. After a failover in the async mode the new
+    /// primary may lack the newest events the old one had, lost with their changes
+    /// (``ReplicationSuites/EventFailureTests``); here the log loses its two newest entries by
+    /// `XDEL`. The instance, whose memory held them, stops serving them and serves what follows.
+    @Test func eventsTheLogHasLostAreNoLongerServedFromMemory() async throws {
+        let redis = try await RedisServer.start()
+        let service = try await TestService.start(redis: redis)
+        let inspector = Backend.single(redis).inspector()
+        // A cursor at an entry that stays (the log read from its start would count as trimmed:
+        // entries were deleted from it).
+        _ = try await service.create()
+        let start = try await Self.cursorNow(service)
+        var created: [String] = []
+        for _ in 0..<3 { created.append(try #require(try await service.create().session["id"] as? String)) }
+        #expect(await eventually { try await Self.events(service, after: start).events.map(\.session) == created }, "the instance holds all three")
+        let newest = try await inspector.send(["XREVRANGE", "sd:{e}:log", "+", "-", "COUNT", "2"])
+        let lost: [RedisArgument] = (newest.array ?? []).compactMap { $0.array?.first?.string }.map { RedisArgument($0) }
+        #expect(try await inspector.send(["XDEL", "sd:{e}:log"] + lost).integer == 2)
+        var served: [String] = []
+        #expect(await eventually {
+            served = try await Self.events(service, after: start).events.map(\.session)
+            return served == [created[0]]
+        }, "served only the event the log still holds, not \(served)")
+        let later = try #require(try await service.create().session["id"] as? String)
+        #expect(await eventually { try await Self.events(service, after: start).events.map(\.session) == [created[0], later] }, "and what follows")
+        await inspector.shutdown()
+        await service.stop()
+    }
+
     @Test func aClientThatStopsReadingItsStreamDoesNotMakeSessiondBufferItsEvents() async throws {
         let redis = try await RedisServer.start()
         let service = try await TestService.start(redis: redis)

@@ -224,26 +224,46 @@ final class SessionEvents: Sendable {
     // MARK: - Tailing
 
     /// Follows the log into memory until the task is cancelled or the application shuts down.
+    ///
+    /// Each read starts at the newest entry memory holds, inclusive: memory must hold only what the
+    /// log holds, and after a failover in the async mode the new primary may lack the last entries
+    /// the old one had (their changes were lost with them). When that entry is gone, memory is
+    /// dropped and the tail starts again at the log's end; consumers read Redis meanwhile.
     func runTail() async {
+        // The newest entry memory holds, or where the log ended when the tail started.
         var after: EventCursor?
+        // Whether `after` is an entry of the log (an empty log's end is none).
+        var isEntry = false
         while !Task.isCancelled, !Task.isShuttingDownGracefully {
             var full = false
             do {
                 if let cursor = after {
+                    let from = isEntry ? cursor.description : "(" + cursor.description
                     let reply = try await redis.send(
-                        ["XRANGE", RedisArgument(keys.eventLog), RedisArgument("(" + cursor.description), "+", "COUNT", RedisArgument(Self.tailBatch)],
+                        ["XRANGE", RedisArgument(keys.eventLog), RedisArgument(from), "+", "COUNT", RedisArgument(Self.tailBatch + (isEntry ? 1 : 0))],
                         options: .idempotent
                     )
-                    let events = try Self.events(reply.array ?? [])
+                    var events = try Self.events(reply.array ?? [])
+                    if isEntry {
+                        guard events.first?.cursor == cursor else {
+                            logger.warning("the event log no longer holds the newest event this instance read (a failover to a replica it had not reached, or trimmed by retention); following it again from its end")
+                            forget()
+                            after = nil
+                            continue
+                        }
+                        events.removeFirst()
+                    }
                     full = events.count == Self.tailBatch
                     if let last = events.last {
                         after = last.cursor
+                        isEntry = true
                         append(events)
                     }
                 } else {
                     let end = try await logEnd()
-                    tail.withLock { $0.start = end }
-                    after = end
+                    tail.withLock { $0.start = end.cursor }
+                    after = end.cursor
+                    isEntry = end.isEntry
                 }
             } catch {
                 if Task.isCancelled || Task.isShuttingDownGracefully { break }
@@ -255,17 +275,17 @@ final class SessionEvents: Sendable {
         }
     }
 
-    /// The id of the log's newest entry (`0-0` when it has none and never had).
-    private func logEnd() async throws -> EventCursor {
+    /// The id of the log's newest entry, or when it has none its last id (`0-0` when it never had one).
+    private func logEnd() async throws -> (cursor: EventCursor, isEntry: Bool) {
         let newest = try await redis.send(["XREVRANGE", RedisArgument(keys.eventLog), "+", "-", "COUNT", "1"], options: .idempotent)
-        if let entry = newest.array?.first, let id = entry.array?.first?.string, let cursor = EventCursor(id) { return cursor }
+        if let entry = newest.array?.first, let id = entry.array?.first?.string, let cursor = EventCursor(id) { return (cursor, true) }
         let reply = try await redis.fcall(
             SessionFunctions.functionPrefix + "events_read", keys: [RedisArgument(keys.eventLog)], arguments: ["", "1"], options: .idempotent
         )
         guard let parts = reply.array, parts.count == 3, let cursor = parts[1].string.flatMap(EventCursor.init) else {
             throw RedisClientError(code: .protocolError, message: "events_read answered \(reply)")
         }
-        return cursor
+        return (cursor, false)
     }
 
     /// The oldest moment (ms, this host's clock) whose events the retention still promises: memory
@@ -273,6 +293,15 @@ final class SessionEvents: Sendable {
     /// judged by Redis.
     private var keptSince: UInt64 {
         UInt64(max(0, Date().timeIntervalSince1970 * 1000 - Double(retention.milliseconds)))
+    }
+
+    /// Drops what memory holds: until the tail starts again, every consumer reads Redis.
+    private func forget() {
+        tail.withLock { tail in
+            tail.start = nil
+            tail.events.removeAll()
+            tail.generation &+= 1
+        }
     }
 
     private func append(_ events: [LoggedEvent]) {
