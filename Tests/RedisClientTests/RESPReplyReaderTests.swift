@@ -73,6 +73,19 @@ import Testing
         #expect(try reader.next() == .bulkString(payload))
     }
 
+    /// A protocol error inside an array leaves no half-built reply behind, and the reader broken.
+    @Test func aProtocolErrorInsideAnArrayEndsTheReply() throws {
+        for stream in ["*2\r\n:1\r\n?bad\r\n", "*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n"] {
+            let reader = RESPReplyReader()
+            try reader.feed(Array(stream.utf8))
+            #expect(throws: RedisClientError.self, "\(stream.debugDescription)") { try reader.next() }
+            #expect(throws: RedisClientError.self) {
+                try reader.feed(Array(":2\r\n".utf8))
+                _ = try reader.next()
+            }
+        }
+    }
+
     @Test func reportsAProtocolErrorAndStaysBroken() throws {
         let reader = RESPReplyReader()
         try reader.feed(Array("?what\r\n".utf8))
