@@ -1,5 +1,5 @@
 # sessiond — every target installs the Debian packages it needs first (only when missing).
-.PHONY: deps build test fuzz run bench bench-redis-client contract-test cluster cluster-down demo host-crash-demo clean
+.PHONY: deps build test fuzz run bench bench-redis-client allocations contract-test cluster cluster-down demo host-crash-demo clean
 
 deps:
 	bash scripts/install-deps.sh
@@ -37,6 +37,13 @@ bench:
 	bash scripts/install-deps.sh wrk webdis python3-venv golang-go golang-github-gorilla-sessions-dev \
 		golang-github-boj-redistore-dev golang-github-gomodule-redigo-dev
 	bash scripts/bench-http.sh
+
+# Heap allocations per request (/healthz, /v1/auth, session GET, PATCH, create) of a release build,
+# counted by an LD_PRELOAD malloc counter; fails on a regression of more than 5 % over the figures
+# in Benchmarks/allocations/recorded.json (see BENCHMARKS.md, "Allocations per request").
+allocations: deps
+	swift build -c release --product sessiond
+	python3 Benchmarks/allocations/allocations.py .build/release/sessiond --check Benchmarks/allocations/recorded.json
 
 # The Redis client alone next to redis-benchmark.
 bench-redis-client: deps

@@ -227,7 +227,9 @@ extension RedisClient {
     }
 
     private static func fcallCommand(_ function: String, keys: [RedisArgument], arguments: [RedisArgument]) -> [RedisArgument] {
-        var command: [RedisArgument] = ["FCALL", RedisArgument(function), RedisArgument(keys.count)]
+        var command: [RedisArgument] = []
+        command.reserveCapacity(3 + keys.count + arguments.count)  // one allocation, not one per growth
+        command.append(contentsOf: ["FCALL", RedisArgument(function), RedisArgument(keys.count)] as [RedisArgument])
         command.append(contentsOf: keys)
         command.append(contentsOf: arguments)
         return command

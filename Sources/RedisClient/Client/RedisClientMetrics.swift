@@ -128,7 +128,7 @@ final class RedisClientMetrics: Sendable {
         init(_ arguments: [RedisArgument]) {
             command = arguments.first ?? RedisArgument("")
             // FCALL or FCALL_RO, in any case (0xDF clears the lowercase bit of ASCII letters).
-            let isFunctionCall = command.bytes.count >= 5 && zip(command.bytes, Self.fcall).allSatisfy { $0 & 0xDF == $1 }
+            let isFunctionCall = command.withUnsafeBytes { name in name.count >= 5 && zip(name, Self.fcall).allSatisfy { $0 & 0xDF == $1 } }
             function = isFunctionCall && arguments.count > 1 ? arguments[1] : nil
         }
 

@@ -18,10 +18,10 @@ public enum HashSlot {
         let name = String(decoding: command.bytes, as: UTF8.self).uppercased()
         if name == "FCALL" || name == "FCALL_RO" || name == "EVAL" || name == "EVALSHA" {
             guard arguments.count > 3, let count = Int(String(decoding: arguments[2].bytes, as: UTF8.self)), count > 0 else { return nil }
-            return of(arguments[3].bytes)
+            return arguments[3].withUnsafeBytes { of($0) }
         }
         if keylessCommands.contains(name) || arguments.count < 2 { return nil }
-        return of(arguments[1].bytes)
+        return arguments[1].withUnsafeBytes { of($0) }
     }
 
     private static let keylessCommands: Set<String> = [

@@ -53,7 +53,10 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        pending.append(Pending(promise: request.promise, deadline: context.eventLoop.now + commandTimeout, outstanding: request.replies))
+        var entry = Pending(promise: request.promise, deadline: context.eventLoop.now + commandTimeout, outstanding: request.replies)
+        // A pipeline's replies are gathered in one array made once, at its full size.
+        if request.replies > 1 { entry.replies.reserveCapacity(request.replies) }
+        pending.append(entry)
         context.write(wrapOutboundOut(request.encoded), promise: promise)
         armDeadlineTimer(context: context)
         if !flushScheduled {
@@ -81,13 +84,17 @@ final class RedisChannelHandler: ChannelDuplexHandler {
                     continue
                 }
                 if pending[pending.startIndex].outstanding > 1 {
-                    pending[pending.startIndex].outstanding -= 1
-                    pending[pending.startIndex].replies.append(reply)
+                    // In place (the subscript's get and set would copy the array on every append).
+                    pending.modify(pending.startIndex) { entry in
+                        entry.outstanding -= 1
+                        entry.replies.append(reply)
+                    }
                     continue
                 }
-                let entry = pending.removeFirst()
+                var entry = pending.removeFirst()
                 if !entry.replies.isEmpty {
-                    entry.promise.succeed(.array(entry.replies + [reply]))
+                    entry.replies.append(reply)
+                    entry.promise.succeed(.array(entry.replies))
                 } else if case .error(let message) = reply {
                     entry.promise.fail(RedisClientError.serverError(message))
                 } else {

@@ -33,7 +33,7 @@ enum RESPCommandEncoder {
     ) -> Result {
         // One contiguous copy of all arguments keeps every pointer valid for the whole call
         // (pointers into separate Swift arrays would each be valid only inside their own closure).
-        let total = arguments.reduce(0) { $0 + $1.bytes.count }
+        let total = arguments.reduce(0) { $0 + $1.count }
         return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(total, 1)) { storage in
             withUnsafeTemporaryAllocation(of: UnsafePointer<CChar>?.self, capacity: arguments.count) { pointers in
                 withUnsafeTemporaryAllocation(of: Int.self, capacity: arguments.count) { lengths in
@@ -41,14 +41,15 @@ enum RESPCommandEncoder {
                     var offset = 0
                     for (index, argument) in arguments.enumerated() {
                         let start = base + offset
-                        argument.bytes.withUnsafeBufferPointer { source in
+                        let count = argument.withUnsafeBytes { source in
                             if let address = source.baseAddress {
-                                start.update(from: address, count: source.count)
+                                UnsafeMutableRawPointer(start).copyMemory(from: address, byteCount: source.count)
                             }
+                            return source.count
                         }
                         pointers[index] = UnsafeRawPointer(start).assumingMemoryBound(to: CChar.self)
-                        lengths[index] = argument.bytes.count
-                        offset += argument.bytes.count
+                        lengths[index] = count
+                        offset += count
                     }
                     return body(pointers.baseAddress!, lengths.baseAddress!)
                 }

@@ -315,7 +315,7 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
     }
 
     /// Writes the answer of the request being answered, then goes on with what was held.
-    private func send(_ answer: Answer, context: ChannelHandlerContext) {
+    private func send(_ answer: consuming Answer, context: ChannelHandlerContext) {
         guard case .responding(let request) = state else { return }
         inFlight = nil
         // Draining (shutting down): the client's next request goes to another instance.
@@ -331,8 +331,11 @@ final class HTTPResponderHandler: ChannelDuplexHandler, RemovableChannelHandler 
 
     /// Writes and flushes one answer with its framing headers; with `closeAfterwards`, closes the
     /// connection once it is written.
-    private func write(_ answer: Answer, withBody: Bool, closeAfterwards: Bool, context: ChannelHandlerContext) {
+    private func write(_ answer: consuming Answer, withBody: Bool, closeAfterwards: Bool, context: ChannelHandlerContext) {
+        // Moved out of the answer, so that adding the framing fields does not copy them first (the
+        // routes' answers leave room for these: ``JSONResponse/headers(_:)``).
         var headers = answer.headers
+        answer.headers = [:]
         headers[.contentLength] = String(answer.body.readableBytes)
         headers[.date] = currentDate()
         headers[.server] = serverName

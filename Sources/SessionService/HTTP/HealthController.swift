@@ -32,7 +32,9 @@ struct HealthController {
     }
 
     /// `GET /healthz`: the process is up and serving HTTP (Redis is not asked).
-    static var alive: Response { JSONResponse.make(.ok, ByteBuffer(string: #"{"status":"ok"}"#)) }
+    static var alive: Response { JSONResponse.make(.ok, aliveBody) }
+    /// Made once: every answer shares its bytes (a buffer is copied only when written to).
+    private static let aliveBody = ByteBuffer(string: #"{"status":"ok"}"#)
 
     /// 200 when Redis takes a write now (in Cluster mode: every slot is served by a primary that
     /// answers as one) and the fleet's storage layout is known, which it reports; 503 `storage_unavailable` saying why otherwise, and 503 `draining` once a

@@ -44,11 +44,15 @@ enum JSONResponse {
         Response(status: status, headers: self.headers(headers), body: .init(byteBuffer: body))
     }
 
-    /// `headers` with the JSON content type.
+    /// `headers` with the JSON content type, with room for the fields every answer gets on its way
+    /// out (``ResponseHeadersMiddleware``'s two, then `Content-Length`, `Date`, `Server` and perhaps
+    /// `Connection`), so that adding them never grows the array: one allocation for the answer's fields.
     static func headers(_ headers: HTTPFields) -> HTTPFields {
-        var headers = headers
-        headers[.contentType] = "application/json"
-        return headers
+        var fields = HTTPFields()
+        fields.reserveCapacity(headers.count + 7)
+        fields.append(contentsOf: headers)
+        fields[.contentType] = "application/json"
+        return fields
     }
 
     static func session(_ session: Session, status: HTTPResponse.Status = .ok) -> Response {

@@ -72,6 +72,7 @@ extension Session {
         var user: String?
         var device: [UInt8]?
         var data: [Attribute] = []
+        data.reserveCapacity(values.count / 2)  // at most one attribute per field: one allocation, not one per growth
         var meta: [UInt8]?
         var digests: [UInt8]?
         var index = 0

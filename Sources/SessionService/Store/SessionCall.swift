@@ -104,7 +104,9 @@ enum SessionCall: Sendable {
             guard case .indexAdd(let user, _, _) = self else { return [] }
             return [RedisArgument(keys.userIndex(user))]
         }
-        var names = [RedisArgument(keys.session(id, in: layout))]
+        var names: [RedisArgument] = []
+        names.reserveCapacity(4)  // the most a call names: one allocation, not one per growth
+        names.append(RedisArgument(keys.session(id, in: layout)))
         if case .delete = self { names.append(RedisArgument(keys.tombstone(id, in: layout))) }
         if let deadlines = keys.deadlines(id, in: layout) { names.append(RedisArgument(deadlines)) }
         if events != nil { names.append(RedisArgument(keys.outbox(bucket: SessionKeys.bucket(of: id)))) }
@@ -117,6 +119,7 @@ enum SessionCall: Sendable {
     func arguments(in layout: SessionLayout, events: Duration? = nil) -> [RedisArgument] {
         guard let id = session else { return arguments }
         var all = arguments
+        all.reserveCapacity(all.count + 2)
         all.append(layout.isBucketed ? RedisArgument(bytes: id.bytes) : "")
         all.append(events.map { RedisArgument($0.milliseconds) } ?? "")
         return all
