@@ -1,12 +1,14 @@
 import CHiredis
+import NIOCore
 
 /// Incremental RESP2 reply parser over hiredis' `redisReader`.
 ///
 /// Feed it bytes as they arrive, in pieces of any size, then call ``next()`` until it returns
 /// `nil`: each call yields one complete reply as a ``RESPValue``. hiredis parses; the values are
-/// built by reply-object functions of our own (``ReplyBuilder``) straight into Swift values, so a
-/// reply costs the allocations of its Swift values only, not also a hiredis object per element
-/// (an `HGETALL` of 8 fields was 34 mallocs of hiredis' before any Swift value was made).
+/// built by reply-object functions of our own (``ReplyBuilder``) straight into Swift values, with
+/// all of a reply's bulk strings in one buffer: an `HGETALL` of a session's 8 fields costs its
+/// array and that buffer, where hiredis' own functions made 34 objects and we then copied each
+/// string again.
 /// A protocol error is sticky in hiredis: after one, the reader stays broken and the owner must
 /// drop the connection.
 ///
@@ -23,6 +25,7 @@ final class RESPReplyReader {
         self.reader = reader
         // Unretained: the builder lives as long as this reader, which frees hiredis' first.
         reader.pointee.privdata = Unmanaged.passUnretained(builder).toOpaque()
+        builder.reader = reader
     }
 
     deinit {
@@ -68,14 +71,32 @@ final class RESPReplyReader {
 
 /// hiredis' reply-object functions, building ``RESPValue``s as hiredis parses.
 ///
-/// hiredis calls them in the reply's order: an array's own call (with its length) comes before its
-/// elements', so the arrays being filled form a stack. What the functions return is only a token
-/// for hiredis (which needs a non-`NULL` object per element, and never reads it): the values live
-/// here until ``takeReply()``.
+/// hiredis calls them in the reply's order, an array's own call (with its length) before its
+/// elements'. They note each value in a flat list and copy each string's bytes into one buffer for
+/// the whole reply; when the reply is complete, the tree is made from the list, every bulk string
+/// a slice of that buffer (taken only then: a slice taken earlier would make each later write
+/// copy the buffer). What the functions return is only a token for hiredis (which needs a
+/// non-`NULL` object per element, and never reads it).
 private final class ReplyBuilder {
-    /// The arrays being filled, innermost last (its capacity is kept from reply to reply).
-    private var open: [(elements: [RESPValue], count: Int)] = []
+    private enum Node {
+        /// A bulk string, in ``storage``.
+        case string(offset: Int, length: Int)
+        /// A status or error reply (short text: a `String` of its own, often held inline).
+        case text(String, isError: Bool)
+        case integer(Int64)
+        case null
+        case array(count: Int)
+    }
+
+    /// The reply's values so far, in order (capacity kept from reply to reply).
+    private var nodes: [Node] = []
+    /// How many values each array being filled still awaits, innermost last (capacity kept).
+    private var awaited: [Int] = []
+    /// The reply's string bytes; made at the reply's first string.
+    private var storage: ByteBuffer?
     private var reply: RESPValue?
+    /// The reader, for how many bytes it holds (the size of a reply's buffer).
+    var reader: UnsafeMutablePointer<redisReader>?
 
     func takeReply() -> RESPValue? {
         defer { reply = nil }
@@ -84,25 +105,62 @@ private final class ReplyBuilder {
 
     /// Drops a reply left half-built by a protocol error.
     func reset() {
-        open.removeAll(keepingCapacity: true)
+        nodes.removeAll(keepingCapacity: true)
+        awaited.removeAll(keepingCapacity: true)
+        storage = nil
         reply = nil
     }
 
-    private func add(_ value: RESPValue) {
-        var value = value
-        while let last = open.indices.last {
-            open[last].elements.append(value)
-            guard open[last].elements.count == open[last].count else { return }
-            value = .array(open.removeLast().elements)
+    private func add(_ node: Node) {
+        nodes.append(node)
+        if case .array(let count) = node, count > 0 {
+            awaited.append(count)
+            return
         }
-        reply = value
+        // A value is complete: so is each array it completes, up to the reply.
+        while let last = awaited.indices.last {
+            awaited[last] -= 1
+            guard awaited[last] == 0 else { return }
+            awaited.removeLast()
+        }
+        var position = 0
+        reply = make(&position)
+        nodes.removeAll(keepingCapacity: true)
+        storage = nil
     }
 
-    private func openArray(count: Int) {
-        guard count > 0 else { return add(.array([])) }
-        var elements: [RESPValue] = []
-        elements.reserveCapacity(count)
-        open.append((elements, count))
+    /// The value whose node is at `position` (with its elements), moving `position` past it.
+    private func make(_ position: inout Int) -> RESPValue {
+        let node = nodes[position]
+        position += 1
+        switch node {
+        case .string(let offset, let length):
+            return .bulkString(storage!.getSlice(at: offset, length: length)!)
+        case .text(let text, let isError):
+            return isError ? .error(text) : .simpleString(text)
+        case .integer(let value): return .integer(value)
+        case .null: return .null
+        case .array(let count):
+            var elements: [RESPValue] = []
+            elements.reserveCapacity(count)
+            for _ in 0..<count { elements.append(make(&position)) }
+            return .array(elements)
+        }
+    }
+
+    private func addString(type: Int32, _ bytes: UnsafeRawBufferPointer) {
+        guard type == REDIS_REPLY_STRING else {
+            return add(.text(String(decoding: bytes, as: UTF8.self), isError: type == REDIS_REPLY_ERROR))
+        }
+        if storage == nil {
+            // Room for what hiredis holds (this reply, or more when replies were pipelined),
+            // within bounds: a larger reply grows the buffer.
+            let held = reader.map { $0.pointee.len - $0.pointee.pos } ?? 0
+            storage = ByteBufferAllocator().buffer(capacity: min(max(held, bytes.count, 64), 4096))
+        }
+        let offset = storage!.writerIndex
+        storage!.writeBytes(bytes)
+        add(.string(offset: offset, length: bytes.count))
     }
 
     /// The token returned for every object: any non-`NULL` pointer (hiredis takes `NULL` for out of memory).
@@ -119,17 +177,12 @@ private final class ReplyBuilder {
             to: redisReplyObjectFunctions(
                 createString: { task, text, length in
                     let builder = builder(task)
-                    let bytes = length > 0 ? UnsafeRawBufferPointer(start: text, count: length) : UnsafeRawBufferPointer(start: nil, count: 0)
-                    switch task!.pointee.type {
-                    case REDIS_REPLY_STATUS: builder.add(.simpleString(String(decoding: bytes, as: UTF8.self)))
-                    case REDIS_REPLY_ERROR: builder.add(.error(String(decoding: bytes, as: UTF8.self)))
-                    default: builder.add(.bulkString(Array(bytes)))
-                    }
+                    builder.addString(type: task!.pointee.type, UnsafeRawBufferPointer(start: length > 0 ? text : nil, count: length))
                     return builder.token
                 },
                 createArray: { task, count in
                     let builder = builder(task)
-                    builder.openArray(count: Int(count))
+                    builder.add(.array(count: Int(count)))
                     return builder.token
                 },
                 createInteger: { task, value in

@@ -16,16 +16,30 @@ public struct RedisArgument: Sendable {
 
     /// An argument holding exactly these bytes.
     public init(bytes: some Collection<UInt8>) {
+        // Through a pointer when the bytes are contiguous (arrays, strings): generic code that
+        // walks them one by one may box its iterator, an allocation per argument.
+        if let argument = bytes.withContiguousStorageIfAvailable({ RedisArgument(copying: UnsafeRawBufferPointer($0)) }) {
+            self = argument
+        } else {
+            self.init(copying: Array(bytes))
+        }
+    }
+
+    private init(copying bytes: UnsafeRawBufferPointer) {
         if bytes.count <= Self.inlineCapacity {
             var inline: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
                 (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-            withUnsafeMutableBytes(of: &inline) { target in
-                for (index, byte) in bytes.enumerated() { target[index] = byte }
+            if let base = bytes.baseAddress {
+                withUnsafeMutableBytes(of: &inline) { $0.baseAddress!.copyMemory(from: base, byteCount: bytes.count) }
             }
             storage = .inline(count: UInt8(bytes.count), bytes: inline)
         } else {
             storage = .array(Array(bytes))
         }
+    }
+
+    private init(copying bytes: [UInt8]) {
+        self = bytes.withUnsafeBytes { RedisArgument(copying: $0) }
     }
 
     /// An argument holding the UTF-8 encoding of `text`.

@@ -1,3 +1,4 @@
+import NIOCore
 import RedisClient
 
 /// One session as stored in Redis, with times in milliseconds since the Unix epoch (Redis' clock).
@@ -54,9 +55,11 @@ enum SessionMeta {
 
     /// The integer at `index` (0 version, 1 created, 2 authenticated, 3 last slide, 4 idle,
     /// 5 absolute deadline).
-    static func integer(_ index: Int, in meta: [UInt8]) -> Int64 {
+    static func integer(_ index: Int, in meta: some RandomAccessCollection<UInt8>) -> Int64 {
         var value: UInt64 = 0
-        for offset in (0..<integerByteCount).reversed() { value = value << 8 | UInt64(meta[index * integerByteCount + offset]) }
+        for offset in (0..<integerByteCount).reversed() {
+            value = value << 8 | UInt64(meta[meta.index(meta.startIndex, offsetBy: index * integerByteCount + offset)])
+        }
         // Sign-extend the 48 bits.
         return Int64(bitPattern: value << 16) >> 16
     }
@@ -73,22 +76,23 @@ extension Session {
         var device: [UInt8]?
         var data: [Attribute] = []
         data.reserveCapacity(values.count / 2)  // at most one attribute per field: one allocation, not one per growth
-        var meta: [UInt8]?
-        var digests: [UInt8]?
+        // Read in place from the reply's buffer; only what the session keeps is copied.
+        var meta: ByteBufferView?
+        var digests: ByteBufferView?
         var index = 0
         while index < values.count {
-            guard let name = values[index].bytes, let value = values[index + 1].bytes, let first = name.first else {
+            guard let name = values[index].bulkBytes, let value = values[index + 1].bulkBytes, let first = name.first else {
                 throw .corrupt("session \(id) has a malformed field")
             }
             index += 2
             if first == UInt8(ascii: ".") {
-                data.append(Attribute(name: String(decoding: name.dropFirst(), as: UTF8.self), raw: value))
+                data.append(Attribute(name: String(decoding: name.dropFirst(), as: UTF8.self), raw: Array(value)))
             } else if name.count == 1 {
                 switch first {
                 case UInt8(ascii: "m"): meta = value
                 case UInt8(ascii: "k"): digests = value
                 case UInt8(ascii: "u"): user = String(decoding: value, as: UTF8.self)
-                case UInt8(ascii: "d"): device = value
+                case UInt8(ascii: "d"): device = Array(value)
                 default: continue
                 }
             }
@@ -99,13 +103,14 @@ extension Session {
         else {
             throw .corrupt("session \(id) lacks its meta fields")
         }
+        // Read through a pointer: the view's own subscript costs an allocation per byte here.
+        let times = meta.withContiguousStorageIfAvailable { meta in (0..<6).map { SessionMeta.integer($0, in: meta) } } ?? []
+        guard times.count == 6 else { throw .corrupt("session \(id) has unreadable meta fields") }
         self.init(
-            id: id, user: user, device: device, data: data, version: SessionMeta.integer(0, in: meta),
-            createdAt: SessionMeta.integer(1, in: meta), authenticatedAt: SessionMeta.integer(2, in: meta),
-            lastSeenAt: SessionMeta.integer(3, in: meta), idleTimeout: SessionMeta.integer(4, in: meta),
-            absoluteExpiresAt: SessionMeta.integer(5, in: meta),
-            secretDigest: Array(digests[..<digestBytes]),
-            previousSecretDigest: digests.count > digestBytes ? Array(digests[digestBytes..<(2 * digestBytes)]) : nil
+            id: id, user: user, device: device, data: data, version: times[0], createdAt: times[1], authenticatedAt: times[2],
+            lastSeenAt: times[3], idleTimeout: times[4], absoluteExpiresAt: times[5],
+            secretDigest: Array(digests.prefix(digestBytes)),
+            previousSecretDigest: digests.count > digestBytes ? Array(digests.dropFirst(digestBytes).prefix(digestBytes)) : nil
         )
     }
 }

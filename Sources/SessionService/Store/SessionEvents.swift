@@ -436,8 +436,8 @@ struct LoggedEvent: Sendable {
         var at: Int64?
         var origin: String?
         for index in stride(from: 0, to: fields.count, by: 2) {
-            guard let name = fields[index].bytes, name.count == 1, let value = fields[index + 1].bytes else { return nil }
-            switch name[0] {
+            guard let name = fields[index].bulkBytes, name.count == 1, let value = fields[index + 1].bytes else { return nil }
+            switch name.first {
             case UInt8(ascii: "t"): type = EventType(code: value)
             case UInt8(ascii: "s"): session = value
             case UInt8(ascii: "u"): user = value
