@@ -34,7 +34,9 @@ struct SessionToken: Sendable {
     /// A new token for an existing session (a rotation): the same id, a fresh secret.
     static func generate(for id: SessionID) throws(SessionTokenError) -> SessionToken {
         let secret = try randomBytes(secretByteCount)
-        return SessionToken(text: prefix + Base64URL.encode(id.bytes + secret), id: id, secretDigest: digest(of: secret))
+        return SessionToken(
+            text: prefix + Base64URL.encode(id.bytes + secret), id: id, secretDigest: secret.withUnsafeBytes { digest(of: $0) }
+        )
     }
 
     /// Parses a token received from a caller; `nil` unless it is exactly the prefix and 64 base64url
@@ -45,8 +47,8 @@ struct SessionToken: Sendable {
             bytes.count == SessionID.byteCount + Self.secretByteCount
         else { return nil }
         self.text = String(text)
-        self.id = SessionID(bytes: Array(bytes.prefix(SessionID.byteCount)))
-        self.secretDigest = Self.digest(of: Array(bytes.dropFirst(SessionID.byteCount)))
+        self.id = SessionID(bytes: bytes.prefix(SessionID.byteCount))
+        self.secretDigest = bytes.withUnsafeBytes { Self.digest(of: UnsafeRawBufferPointer(rebasing: $0[SessionID.byteCount...])) }
     }
 
     private init(text: String, id: SessionID, secretDigest: [UInt8]) {
@@ -61,12 +63,13 @@ struct SessionToken: Sendable {
         return bytes
     }
 
-    private static func digest(of secret: [UInt8]) -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: Int(SHA256_DIGEST_LENGTH))
-        secret.withUnsafeBufferPointer { input in
-            _ = SHA256(input.baseAddress, input.count, &digest)
+    /// The first ``digestByteCount`` bytes of the secret's SHA-256 (the whole digest is made on
+    /// the stack: one allocation, for what is kept).
+    private static func digest(of secret: UnsafeRawBufferPointer) -> [UInt8] {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: Int(SHA256_DIGEST_LENGTH)) { digest in
+            _ = SHA256(secret.baseAddress?.assumingMemoryBound(to: UInt8.self), secret.count, digest.baseAddress)
+            return Array(digest.prefix(digestByteCount))
         }
-        return Array(digest.prefix(digestByteCount))
     }
 }
 
@@ -82,7 +85,7 @@ struct SessionID: Sendable, Hashable, CustomStringConvertible {
     static let byteCount = 16
     let hex: String
 
-    init(bytes: [UInt8]) {
+    init(bytes: some Collection<UInt8>) {
         self.hex = Hex.encode(bytes)
     }
 
@@ -106,14 +109,17 @@ struct SessionID: Sendable, Hashable, CustomStringConvertible {
 enum Hex {
     private static let digits = Array("0123456789abcdef".utf8)
 
-    static func encode(_ bytes: [UInt8]) -> String {
-        var output = [UInt8]()
-        output.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            output.append(digits[Int(byte >> 4)])
-            output.append(digits[Int(byte & 0x0f)])
+    /// Written straight into the string's own storage: one allocation (none up to 7 bytes).
+    static func encode(_ bytes: some Collection<UInt8>) -> String {
+        String(unsafeUninitializedCapacity: bytes.count * 2) { output in
+            var index = 0
+            for byte in bytes {
+                output[index] = digits[Int(byte >> 4)]
+                output[index + 1] = digits[Int(byte & 0x0f)]
+                index += 2
+            }
+            return index
         }
-        return String(decoding: output, as: UTF8.self)
     }
 
     /// The value of one lowercase hex digit (the caller has checked it is one).
@@ -153,7 +159,7 @@ enum Base64URL {
 
     /// `nil` for any character outside the alphabet, padding, or an impossible length.
     static func decode(_ text: some StringProtocol) -> [UInt8]? {
-        let input = Array(text.utf8)
+        let input = text.utf8
         guard input.count % 4 != 1 else { return nil }
         var output = [UInt8]()
         output.reserveCapacity(input.count * 3 / 4)
