@@ -229,7 +229,9 @@ extension RedisClient {
     private static func fcallCommand(_ function: String, keys: [RedisArgument], arguments: [RedisArgument]) -> [RedisArgument] {
         var command: [RedisArgument] = []
         command.reserveCapacity(3 + keys.count + arguments.count)  // one allocation, not one per growth
-        command.append(contentsOf: ["FCALL", RedisArgument(function), RedisArgument(keys.count)] as [RedisArgument])
+        command.append("FCALL")
+        command.append(RedisArgument(function))
+        command.append(RedisArgument(keys.count))
         command.append(contentsOf: keys)
         command.append(contentsOf: arguments)
         return command

@@ -15,9 +15,12 @@ public enum HashSlot {
     /// command has no key (then `nil`: any primary will do).
     static func of(command arguments: [RedisArgument]) -> Int? {
         guard let command = arguments.first else { return nil }
-        let name = String(decoding: command.bytes, as: UTF8.self).uppercased()
+        // Read in place: `bytes` copies an argument held inline, and this runs for every command.
+        let name = command.withUnsafeBytes { String(decoding: $0, as: UTF8.self) }.uppercased()
         if name == "FCALL" || name == "FCALL_RO" || name == "EVAL" || name == "EVALSHA" {
-            guard arguments.count > 3, let count = Int(String(decoding: arguments[2].bytes, as: UTF8.self)), count > 0 else { return nil }
+            guard arguments.count > 3, let count = arguments[2].withUnsafeBytes({ Int(String(decoding: $0, as: UTF8.self)) }), count > 0 else {
+                return nil
+            }
             return arguments[3].withUnsafeBytes { of($0) }
         }
         if keylessCommands.contains(name) || arguments.count < 2 { return nil }
